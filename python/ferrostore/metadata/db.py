@@ -1,0 +1,525 @@
+"""The metadata database: one SQLAlchemy Core engine over SQLite or PostgreSQL.
+
+:class:`MetadataDB` opens (and creates) the database, brings its schema to the newest Alembic
+revision, and hands out transactions. A plain path is a SQLite file; a ``postgresql://`` URL
+is a PostgreSQL server reached through psycopg 3.
+
+SQLite is set up for several processes writing at once: WAL journal, ``synchronous=NORMAL``,
+foreign keys on, a 30 s busy timeout, and ``BEGIN IMMEDIATE`` for every write transaction so
+writers queue for the lock up front instead of failing halfway with "database is locked".
+
+Example:
+    >>> with MetadataDB("sqlite://") as db:
+    ...     with db.transaction() as conn:
+    ...         db.next_value(conn, "run_id")
+    1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from ferrostore.errors import AlreadyExists, Conflict, InvalidArgument, StorageError
+from ferrostore.metadata.tables import counters
+
+__all__ = ["METADATA_URL_ENV", "MetadataDB", "default_metadata_url"]
+
+T = TypeVar("T")
+
+METADATA_URL_ENV = "FERROSTORE_METADATA_URL"
+"""Environment variable naming the metadata database (a path or a URL)."""
+
+_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_SQLITE_BUSY_TIMEOUT_S = 30.0
+_SQLITE_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+# int.from_bytes(b"ferrostr", "big"): one fixed key shared by every ferrostore process.
+_PG_MIGRATION_LOCK_ID = 0x6665_7272_6F73_7472
+_PG_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+_PG_UNIQUE_VIOLATION = "23505"
+_SQLITE_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+# Execution option read by the SQLite "begin" hook: "IMMEDIATE" (default) or "DEFERRED".
+_SQLITE_BEGIN_OPTION = "ferrostore_sqlite_begin"
+
+
+def default_metadata_url(root: str | os.PathLike[str]) -> str:
+    """Return the path of the default SQLite metadata database of a project.
+
+    Args:
+        root: The project's root folder.
+
+    Returns:
+        ``<root>/.ferrostore/metadata.db`` as a string, usable as ``MetadataDB(...)``.
+
+    Example:
+        >>> default_metadata_url("/srv/project")
+        '/srv/project/.ferrostore/metadata.db'
+    """
+    return str(Path(root) / ".ferrostore" / "metadata.db")
+
+
+class MetadataDB:
+    """The shared metadata database of ferrostore, schema kept at the newest migration.
+
+    Opening runs the Alembic migrations up to head, safely when several processes open a new
+    database at once (a file lock on SQLite, an advisory lock on PostgreSQL); an up-to-date
+    database costs one query to open. Unlike MLflow's SQLite store, concurrent writers from
+    several processes are supported: transactions serialize instead of failing.
+
+    Args:
+        url_or_path: A filesystem path (a SQLite file, created with its parent folder), a
+            ``sqlite:///path`` URL, ``sqlite://`` for an in-memory database (tests), or a
+            ``postgresql://`` / ``postgresql+psycopg://`` URL.
+
+    Raises:
+        InvalidArgument: The value is not a path or a URL of a supported scheme.
+        StorageError: The database cannot be opened or migrated: a path that is a folder or
+            not a database, permissions, an unreachable server.
+
+    Example:
+        >>> db = MetadataDB("sqlite://")
+        >>> db.dialect
+        'sqlite'
+        >>> db.close()
+    """
+
+    def __init__(self, url_or_path: str | os.PathLike[str]) -> None:
+        self._given = _describe(url_or_path)
+        sa_url, sqlite_file = _parse(url_or_path)
+        self._sqlite_file = sqlite_file
+        self._url = sa_url.render_as_string(hide_password=True)
+        self._engine = _create_engine(sa_url, self._given)
+        self._dialect = self._engine.dialect.name
+        try:
+            self._upgrade_to_head()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @classmethod
+    def from_env(cls, default_root: str | os.PathLike[str]) -> Self:
+        """Open the database named by ``FERROSTORE_METADATA_URL``, or the project default.
+
+        Args:
+            default_root: Project root used when the variable is unset or empty: the database
+                is then ``default_metadata_url(default_root)``.
+
+        Returns:
+            The opened database.
+
+        Raises:
+            InvalidArgument: The variable holds an unsupported URL.
+            StorageError: The database cannot be opened.
+        """
+        value = os.environ.get(METADATA_URL_ENV, "").strip()
+        return cls(value or default_metadata_url(default_root))
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked (``***``); safe to log."""
+        return self._url
+
+    @property
+    def dialect(self) -> str:
+        """The backend: ``"sqlite"`` or ``"postgresql"``."""
+        return self._dialect
+
+    @property
+    def engine(self) -> Engine:
+        """The underlying SQLAlchemy engine (Core), for queries the helpers do not cover."""
+        return self._engine
+
+    def close(self) -> None:
+        """Close every pooled connection. The object must not be used afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MetadataDB({self._url!r})"
+
+    @contextlib.contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[Connection]:
+        """Open one transaction: commit when the block ends, roll back if it raises.
+
+        The block runs once; to retry on serialization failures or a busy SQLite file, use
+        :meth:`run_in_transaction`. Database errors are translated to ``ferrostore.errors``;
+        any other exception propagates unchanged after the rollback.
+
+        Args:
+            readonly: On SQLite, start a deferred transaction that does not take the write
+                lock (readers then never wait for writers). Ignored on PostgreSQL.
+
+        Yields:
+            A connection inside the transaction.
+
+        Raises:
+            AlreadyExists: A row with the same key exists already.
+            Conflict: A constraint or a concurrent transaction prevented the change.
+            StorageError: The database failed (I/O, connection lost, locked too long).
+
+        Example:
+            >>> with MetadataDB("sqlite://") as db, db.transaction() as conn:
+            ...     db.next_value(conn, "x")
+            1
+        """
+        with self._translate_errors(), self._begin(readonly=readonly) as conn:
+            yield conn
+
+    def run_in_transaction(
+        self,
+        fn: Callable[[Connection], T],
+        *,
+        retries: int = 8,
+        readonly: bool = False,
+    ) -> T:
+        """Call ``fn(conn)`` in one transaction, re-running it when the backend asks to.
+
+        Retries, with jittered exponential backoff, on PostgreSQL serialization failures and
+        deadlocks (SQLSTATE 40001, 40P01) and on SQLite busy/locked errors; each attempt is a
+        fresh transaction, so ``fn`` must not keep state between calls.
+
+        Args:
+            fn: The unit of work; its return value is returned after the commit.
+            retries: How many times to re-run after a retryable failure (0 = run once).
+            readonly: As in :meth:`transaction`.
+
+        Returns:
+            What ``fn`` returned.
+
+        Raises:
+            InvalidArgument: ``retries`` is negative or ``fn`` is not callable.
+            Conflict: Still failing with a retryable error after ``retries`` retries, or a
+                constraint prevented the change.
+            AlreadyExists: A row with the same key exists already.
+            StorageError: The database failed.
+
+        Example:
+            >>> with MetadataDB("sqlite://") as db:
+            ...     db.run_in_transaction(lambda conn: db.next_value(conn, "x"))
+            1
+        """
+        if not callable(fn):
+            raise InvalidArgument(f"fn must be callable, got {fn!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise InvalidArgument(f"retries must be an integer >= 0, got {retries!r}")
+        attempt = 0
+        while True:
+            try:
+                with self._begin(readonly=readonly) as conn:
+                    return fn(conn)
+            except exc.DBAPIError as err:
+                if not _is_retryable(err) or attempt >= retries:
+                    raise self._translate(err, attempts=attempt + 1) from err
+            attempt += 1
+            time.sleep(min(1.0, 0.01 * 2**attempt) * random.uniform(0.5, 1.5))
+
+    def next_value(self, conn: Connection, name: str) -> int:
+        """Advance the counter ``name`` by one and return its new value, starting at 1.
+
+        Runs inside the caller's transaction: the value is taken when it commits and is never
+        handed out twice, even with many processes racing; a rolled-back transaction leaves
+        the counter unchanged (so its value is handed out again by the next caller).
+
+        Args:
+            conn: A connection from :meth:`transaction` or :meth:`run_in_transaction`.
+            name: The counter's name, a non-empty string.
+
+        Returns:
+            The new value.
+
+        Raises:
+            InvalidArgument: ``name`` is not a non-empty string.
+
+        Example:
+            >>> with MetadataDB("sqlite://") as db, db.transaction() as conn:
+            ...     [db.next_value(conn, "v") for _ in range(3)]
+            [1, 2, 3]
+        """
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"counter name must be a non-empty string, got {name!r}")
+        insert = pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert
+        stmt = insert(counters).values(name=name, value=1)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[counters.c.name], set_={"value": counters.c.value + 1}
+        )
+        if conn.dialect.name == "postgresql" or _SQLITE_HAS_RETURNING:
+            return int(conn.execute(stmt.returning(counters.c.value)).scalar_one())
+        # Old SQLite: the write lock taken by the upsert is held until commit, so reading
+        # back the row inside the same transaction is still atomic.
+        conn.execute(stmt)
+        query = sa.select(counters.c.value).where(counters.c.name == name)
+        return int(conn.execute(query).scalar_one())
+
+    def current_revision(self) -> str | None:
+        """Return the Alembic revision the database is at (``None`` if never migrated).
+
+        Raises:
+            StorageError: The database cannot be read.
+        """
+        with self._translate_errors(), self._begin(readonly=True) as conn:
+            return _current_revision(conn)
+
+    @contextlib.contextmanager
+    def _begin(self, *, readonly: bool) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            if self._dialect == "sqlite":
+                conn.execution_options(
+                    **{_SQLITE_BEGIN_OPTION: "DEFERRED" if readonly else "IMMEDIATE"}
+                )
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except exc.DBAPIError as err:
+            raise self._translate(err) from err
+        except exc.SQLAlchemyError as err:
+            raise StorageError(f"metadata database {self._given}: {err}") from err
+
+    def _translate(self, err: exc.DBAPIError, *, attempts: int = 1) -> Exception:
+        detail = str(err.orig).strip() or type(err.orig).__name__
+        where = f"metadata database {self._given}"
+        if isinstance(err, exc.IntegrityError):
+            if _is_unique_violation(err):
+                return AlreadyExists(f"{where}: a row with this key exists already: {detail}")
+            return Conflict(f"{where}: the change violates a constraint: {detail}")
+        if _is_retryable(err):
+            tries = f" after {attempts} attempts" if attempts > 1 else ""
+            return Conflict(f"{where}: concurrent transactions conflicted{tries}: {detail}")
+        return StorageError(f"{where}: {detail}")
+
+    def _upgrade_to_head(self) -> None:
+        head = _head_revision()
+        with self._translate_errors():
+            with self._begin(readonly=True) as conn:
+                if _current_revision(conn) == head:
+                    return
+            with self._migration_connection() as conn, conn.begin():
+                current = _current_revision(conn)
+                if current == head:
+                    return
+                if current is not None and current not in _known_revisions():
+                    raise StorageError(
+                        f"metadata database {self._given} is at schema revision {current!r}, "
+                        f"newer than this ferrostore knows (head {head!r}); upgrade ferrostore"
+                    )
+                from alembic import command
+
+                config = _alembic_config()
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+
+    @contextlib.contextmanager
+    def _migration_connection(self) -> Iterator[Connection]:
+        """Yield a connection, outside a transaction, that holds the migration lock."""
+        if self._dialect == "postgresql":
+            with self._engine.connect() as conn:
+                conn.execute(sa.select(sa.func.pg_advisory_lock(_PG_MIGRATION_LOCK_ID)))
+                conn.commit()
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction():
+                        conn.rollback()
+                    conn.execute(sa.select(sa.func.pg_advisory_unlock(_PG_MIGRATION_LOCK_ID)))
+                    conn.commit()
+            return
+        lock_fd = None
+        if self._sqlite_file is not None:  # in-memory SQLite: one process, nothing to lock
+            lock_path = self._sqlite_file.with_name(self._sqlite_file.name + ".migrate.lock")
+            try:
+                lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise StorageError(
+                    f"metadata database {self._given}: cannot open lock file "
+                    f"{str(lock_path)!r}: {err}"
+                ) from err
+        try:
+            if lock_fd is not None:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            with self._engine.connect() as conn:
+                conn.execution_options(**{_SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+                yield conn
+        finally:
+            if lock_fd is not None:
+                os.close(lock_fd)  # closing the descriptor releases the lock
+
+
+def _describe(url_or_path: object) -> str:
+    """Return the value as given, password masked, for error messages."""
+    text = os.fspath(url_or_path) if isinstance(url_or_path, os.PathLike) else url_or_path
+    if isinstance(text, str) and "://" in text:
+        with contextlib.suppress(exc.ArgumentError, ValueError):
+            return repr(make_url(text).render_as_string(hide_password=True))
+    return repr(text)
+
+
+def _parse(url_or_path: str | os.PathLike[str]) -> tuple[URL, Path | None]:
+    """Turn the user's value into a SQLAlchemy URL and, for a SQLite file, its path."""
+    if isinstance(url_or_path, os.PathLike):
+        raw: object = os.fspath(url_or_path)
+    else:
+        raw = url_or_path
+    if not isinstance(raw, str):
+        raise InvalidArgument(
+            f"metadata database must be a path or a URL string, got {url_or_path!r}"
+        )
+    if not raw.strip():
+        raise InvalidArgument("metadata database must be a path or a URL, got an empty string")
+    if "://" not in raw:
+        path = _sqlite_path(raw, raw)
+        return URL.create("sqlite+pysqlite", database=str(path)), path
+    try:
+        url = make_url(raw)
+    except (exc.ArgumentError, ValueError) as err:
+        raise InvalidArgument(f"metadata database URL {_describe(raw)} is malformed") from err
+    backend, _, driver = url.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        if url.database in (None, "", ":memory:"):
+            return url.set(drivername="sqlite+pysqlite", database=":memory:"), None
+        path = _sqlite_path(url.database, raw)
+        return url.set(drivername="sqlite+pysqlite", database=str(path)), path
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
+        return url.set(drivername="postgresql+psycopg"), None
+    raise InvalidArgument(
+        f"metadata database URL {_describe(raw)} has an unsupported scheme "
+        f"{url.drivername!r}; expected a path, sqlite:///path, postgresql://... "
+        "or postgresql+psycopg://..."
+    )
+
+
+def _sqlite_path(database: str, given: str) -> Path:
+    path = Path(database).expanduser().absolute()
+    if path.is_dir():
+        raise StorageError(f"metadata database {given!r} is a folder; expected a SQLite file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(
+            f"metadata database {given!r}: cannot create folder {str(path.parent)!r}: {err}"
+        ) from err
+    return path
+
+
+def _create_engine(url: URL, given: str) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        kwargs: dict[str, Any] = {
+            "connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        }
+        if url.database == ":memory:":
+            kwargs["poolclass"] = StaticPool
+        engine = sa.create_engine(url, **kwargs)
+        _install_sqlite_hooks(engine)
+        return engine
+    connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
+    try:
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    except ImportError as err:
+        raise InvalidArgument(
+            f"metadata database {given} needs psycopg 3: pip install 'ferrostore[postgres]'"
+        ) from err
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    """Apply the connection pragmas and take over BEGIN from pysqlite (SQLAlchemy's recipe)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        # pysqlite would otherwise BEGIN (deferred) behind our back; we emit BEGIN ourselves.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _is_retryable(err: exc.DBAPIError) -> bool:
+    orig = err.orig
+    if getattr(orig, "sqlstate", None) in _PG_RETRYABLE_SQLSTATES:
+        return True
+    if isinstance(orig, sqlite3.OperationalError):
+        if getattr(orig, "sqlite_errorcode", None) in _SQLITE_BUSY_CODES:
+            return True
+        message = str(orig).lower()
+        return "database is locked" in message or "database is busy" in message
+    return False
+
+
+def _is_unique_violation(err: exc.IntegrityError) -> bool:
+    orig = err.orig
+    if getattr(orig, "sqlstate", None) == _PG_UNIQUE_VIOLATION:
+        return True
+    message = str(orig)
+    return "UNIQUE constraint failed" in message or "PRIMARY KEY" in message
+
+
+def _current_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+@functools.cache
+def _script_directory() -> Any:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    return frozenset(script.revision for script in _script_directory().walk_revisions())
+
+
+@functools.cache
+def _head_revision() -> str:
+    head = _script_directory().get_current_head()
+    if head is None:  # pragma: no cover - the package always ships 0001_initial
+        raise StorageError(f"no migrations found in {_MIGRATIONS_DIR}")
+    return head

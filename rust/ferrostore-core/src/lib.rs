@@ -1,0 +1,10 @@
+//! ferrostore-core: the pure Rust core of ferrostore.
+//!
+//! No Python types live here. Each area owns its algorithms and its error enum:
+//! [`online`] is the LMDB online store. The PyO3 crate `ferrostore-py` only converts
+//! arguments, releases the GIL and maps [`Error`] variants onto Python exceptions.
+
+pub mod error;
+pub mod online;
+
+pub use error::{Error, Result};

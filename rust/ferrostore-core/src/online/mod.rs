@@ -1,0 +1,1007 @@
+//! The online store: the latest feature values per entity, on LMDB.
+//!
+//! One LMDB environment per store folder holds three databases: `views` (view name to its
+//! JSON schema), `data` (entity key to stored row, see [`codec`]) and `meta` (counters).
+//! Writes are batches in one write transaction where a row replaces the stored one only if
+//! it is not older by (event timestamp, created timestamp). Reads are batches of entities
+//! across several views in one read transaction, returned as Arrow columns with a status
+//! per value. Many processes may read while one writes, as LMDB allows.
+
+pub mod codec;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt8Array};
+use arrow_cast::{cast_with_options, CastOptions};
+use arrow_schema::{DataType, Field, Schema};
+use heed::types::{Bytes, Str};
+use heed::{Database, Env, EnvOpenOptions, RoTxn};
+use rayon::prelude::*;
+
+use codec::{ColumnBuilder, KeyColumn, KeyValue, StoredRow, Value, ValueColumn, MAX_KEY_BYTES};
+pub use schema::{timestamp_type, Column, ValueType, ViewSchema, ViewSpec};
+
+use crate::{Error, Result};
+
+/// Default LMDB map size: address space reserved, not disk used.
+pub const DEFAULT_MAP_SIZE: usize = 16 << 30;
+
+/// Status of one value in a read, with Feast's `FieldStatus` numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    Present = 1,
+    NullValue = 2,
+    NotFound = 3,
+    OutsideMaxAge = 4,
+}
+
+/// What to do when a view is registered again with a different layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSchemaChange {
+    /// Refuse with `SchemaMismatch`, changing nothing.
+    Error,
+    /// Register a new version; the old version's rows are deleted in the same transaction.
+    NewVersion,
+}
+
+/// Column names of a write batch beyond the view's own columns.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub timestamp_column: String,
+    pub created_column: Option<String>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            timestamp_column: "event_timestamp".into(),
+            created_column: None,
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteSummary {
+    /// Rows received.
+    pub rows: usize,
+    /// Distinct entities that were stored.
+    pub written: usize,
+    /// Rows not stored because a newer row of the same entity exists (in the store or batch).
+    pub skipped: usize,
+}
+
+/// One view of a batch read and the features wanted from it (`None`: all of them).
+#[derive(Debug, Clone)]
+pub struct ViewRequest {
+    pub view: String,
+    pub features: Option<Vec<String>>,
+}
+
+/// The result of a batch read, one row per entity.
+///
+/// `values` and `statuses` have one column per requested feature, named `view:feature`;
+/// `event_timestamps` has one column per view, named after it (null when not found).
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub values: RecordBatch,
+    pub statuses: RecordBatch,
+    pub event_timestamps: RecordBatch,
+}
+
+/// The result of a one-entity read of one view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowRead {
+    pub names: Vec<String>,
+    pub values: Vec<Value>,
+    pub statuses: Vec<Status>,
+    pub event_ts: Option<i64>,
+}
+
+struct Shared {
+    env: Env,
+    path: PathBuf,
+    pid: u32,
+    views: Database<Str, Bytes>,
+    data: Database<Bytes, Bytes>,
+    meta: Database<Str, Bytes>,
+    // Parsed schemas keyed by view name, with the bytes they were parsed from: a read
+    // compares the stored bytes (cheap) and reparses only when another process changed them.
+    schemas: RwLock<HashMap<String, (Vec<u8>, Arc<ViewSchema>)>>,
+}
+
+// LMDB must not open one environment twice in a process: stores share it by path.
+static OPEN_STORES: LazyLock<Mutex<HashMap<PathBuf, Weak<Shared>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A handle on an online store folder. Cheap to clone; thread-safe.
+#[derive(Clone)]
+pub struct OnlineStore {
+    shared: Arc<Shared>,
+}
+
+const NEXT_VIEW_ID: &str = "next_view_id";
+
+fn lock_poisoned() -> Error {
+    Error::Storage("online store registry lock poisoned by a panic".into())
+}
+
+impl OnlineStore {
+    /// Opens (creating if needed) the store in folder `path`.
+    ///
+    /// # Errors
+    /// `Storage` when the path is a file, not writable, or not an LMDB environment;
+    /// `InvalidArgument` for a map size that is not a positive multiple of 4096.
+    pub fn open(path: impl AsRef<Path>, map_size: Option<usize>) -> Result<Self> {
+        let path = path.as_ref();
+        let map_size = map_size.unwrap_or(DEFAULT_MAP_SIZE);
+        if map_size == 0 || map_size % 4096 != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "map_size {map_size} is invalid: expected a positive multiple of 4096 bytes"
+            )));
+        }
+        if path.is_file() {
+            return Err(Error::Storage(format!(
+                "online store path '{}' is a file: expected a directory",
+                path.display()
+            )));
+        }
+        std::fs::create_dir_all(path).map_err(|e| {
+            Error::Storage(format!(
+                "cannot create online store folder '{}': {e}",
+                path.display()
+            ))
+        })?;
+        let canonical = path.canonicalize().map_err(|e| {
+            Error::Storage(format!(
+                "cannot resolve online store path '{}': {e}",
+                path.display()
+            ))
+        })?;
+        let mut open = OPEN_STORES.lock().map_err(|_| lock_poisoned())?;
+        if let Some(shared) = open.get(&canonical).and_then(Weak::upgrade) {
+            if shared.pid == std::process::id() {
+                return Ok(OnlineStore { shared });
+            }
+        }
+        let shared = Arc::new(Self::open_env(&canonical, map_size)?);
+        open.retain(|_, weak| weak.strong_count() > 0);
+        open.insert(canonical, Arc::downgrade(&shared));
+        Ok(OnlineStore { shared })
+    }
+
+    fn open_env(path: &Path, map_size: usize) -> Result<Shared> {
+        let mut options = EnvOpenOptions::new();
+        options.map_size(map_size).max_dbs(8).max_readers(1022);
+        // SAFETY: the environment is opened once per process (OPEN_STORES) and its files
+        // are only modified through LMDB, whose lock file coordinates other processes.
+        let env = unsafe { options.open(path) }.map_err(|e| Error::lmdb(e, "opening", path))?;
+        // Readers left by killed processes would pin old pages forever.
+        env.clear_stale_readers()
+            .map_err(|e| Error::lmdb(e, "clearing stale readers", path))?;
+        let mut wtxn = env
+            .write_txn()
+            .map_err(|e| Error::lmdb(e, "opening", path))?;
+        let views = env
+            .create_database(&mut wtxn, Some("views"))
+            .map_err(|e| Error::lmdb(e, "creating databases", path))?;
+        let data = env
+            .create_database(&mut wtxn, Some("data"))
+            .map_err(|e| Error::lmdb(e, "creating databases", path))?;
+        let meta = env
+            .create_database(&mut wtxn, Some("meta"))
+            .map_err(|e| Error::lmdb(e, "creating databases", path))?;
+        wtxn.commit()
+            .map_err(|e| Error::lmdb(e, "creating databases", path))?;
+        Ok(Shared {
+            env,
+            path: path.to_path_buf(),
+            pid: std::process::id(),
+            views,
+            data,
+            meta,
+            schemas: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The folder of the store.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn check_process(&self) -> Result<()> {
+        if self.shared.pid == std::process::id() {
+            Ok(())
+        } else {
+            Err(Error::Storage(format!(
+                "online store at '{}' was opened in process {} and used after fork() in \
+                 process {}: open the store in the process that uses it",
+                self.shared.path.display(),
+                self.shared.pid,
+                std::process::id()
+            )))
+        }
+    }
+
+    fn lmdb(&self, doing: &str) -> impl Fn(heed::Error) -> Error + '_ {
+        let path = self.shared.path.clone();
+        let doing = doing.to_owned();
+        move |e| Error::lmdb(e, &doing, &path)
+    }
+
+    // Another process may have grown the map: adopt its size and retry once.
+    fn with_resize<T>(
+        &self,
+        mut f: impl FnMut() -> Result<T, heed::Error>,
+    ) -> Result<T, heed::Error> {
+        match f() {
+            Err(heed::Error::Mdb(heed::MdbError::MapResized)) => {
+                // SAFETY: a size of 0 adopts the size set by the other process; no
+                // transaction of this process is open here.
+                unsafe { self.shared.env.resize(0)? };
+                f()
+            }
+            other => other,
+        }
+    }
+
+    fn read_txn(&self) -> Result<RoTxn<'_, heed::WithTls>> {
+        self.check_process()?;
+        self.with_resize(|| self.shared.env.read_txn())
+            .map_err(self.lmdb("starting a read"))
+    }
+
+    /// The schema of `name` as of `txn`, from the cache when its bytes are unchanged.
+    fn schema_in(&self, txn: &RoTxn<'_>, name: &str) -> Result<Arc<ViewSchema>> {
+        let bytes = self
+            .shared
+            .views
+            .get(txn, name)
+            .map_err(self.lmdb("reading view schemas"))?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "feature view '{name}' is not registered in the online store"
+                ))
+            })?;
+        if let Some((cached, schema)) = self
+            .shared
+            .schemas
+            .read()
+            .map_err(|_| lock_poisoned())?
+            .get(name)
+        {
+            if cached.as_slice() == bytes {
+                return Ok(Arc::clone(schema));
+            }
+        }
+        let schema: Arc<ViewSchema> = Arc::new(serde_json::from_slice(bytes).map_err(|e| {
+            Error::Storage(format!(
+                "corrupt schema of view '{name}' in the online store: {e}"
+            ))
+        })?);
+        self.shared
+            .schemas
+            .write()
+            .map_err(|_| lock_poisoned())?
+            .insert(name.to_owned(), (bytes.to_vec(), Arc::clone(&schema)));
+        Ok(schema)
+    }
+
+    /// The registered schema of view `name`.
+    ///
+    /// # Errors
+    /// `NotFound` when no such view is registered.
+    pub fn view(&self, name: &str) -> Result<ViewSchema> {
+        let txn = self.read_txn()?;
+        Ok((*self.schema_in(&txn, name)?).clone())
+    }
+
+    /// Every registered view, sorted by name.
+    pub fn views(&self) -> Result<Vec<ViewSchema>> {
+        let txn = self.read_txn()?;
+        let mut out = Vec::new();
+        for item in self
+            .shared
+            .views
+            .iter(&txn)
+            .map_err(self.lmdb("listing views"))?
+        {
+            let (name, bytes) = item.map_err(self.lmdb("listing views"))?;
+            out.push(
+                serde_json::from_slice(bytes)
+                    .map_err(|e| Error::Storage(format!("corrupt schema of view '{name}': {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Registers a view, or returns the current schema when the layout is unchanged
+    /// (a new ttl is stored). A different layout is refused or versioned per `on_change`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an invalid spec, `SchemaMismatch` for a layout change refused.
+    pub fn register_view(&self, spec: &ViewSpec, on_change: OnSchemaChange) -> Result<ViewSchema> {
+        spec.validate()?;
+        self.check_process()?;
+        let err = self.lmdb("registering a view");
+        let mut wtxn = self
+            .with_resize(|| self.shared.env.write_txn())
+            .map_err(&err)?;
+        let existing: Option<ViewSchema> =
+            match self.shared.views.get(&wtxn, &spec.name).map_err(&err)? {
+                Some(bytes) => Some(serde_json::from_slice(bytes).map_err(|e| {
+                    Error::Storage(format!("corrupt schema of view '{}': {e}", spec.name))
+                })?),
+                None => None,
+            };
+        let schema = match existing {
+            Some(old) if old.same_layout(spec) => {
+                if old.ttl_micros == spec.ttl_micros {
+                    return Ok(old);
+                }
+                ViewSchema {
+                    ttl_micros: spec.ttl_micros,
+                    ..old
+                }
+            }
+            Some(old) if on_change == OnSchemaChange::Error => {
+                return Err(Error::SchemaMismatch(format!(
+                    "feature view '{}' is registered (version {}) with join keys {} and features {}; \
+                     the new definition has join keys {} and features {}: register it as a new \
+                     version to replace the stored rows",
+                    spec.name,
+                    old.version,
+                    describe(&old.join_keys),
+                    describe(&old.features),
+                    describe(&spec.join_keys),
+                    describe(&spec.features)
+                )));
+            }
+            previous => {
+                if let Some(old) = &previous {
+                    self.delete_rows(&mut wtxn, old.view_id)?;
+                }
+                let view_id = self.next_view_id(&mut wtxn)?;
+                ViewSchema {
+                    name: spec.name.clone(),
+                    version: previous.map_or(1, |old| old.version + 1),
+                    view_id,
+                    join_keys: spec.join_keys.clone(),
+                    features: spec.features.clone(),
+                    ttl_micros: spec.ttl_micros,
+                }
+            }
+        };
+        let bytes = serde_json::to_vec(&schema)
+            .map_err(|e| Error::Storage(format!("cannot encode schema: {e}")))?;
+        self.shared
+            .views
+            .put(&mut wtxn, &spec.name, &bytes)
+            .map_err(&err)?;
+        wtxn.commit().map_err(&err)?;
+        Ok(schema)
+    }
+
+    fn next_view_id(&self, wtxn: &mut heed::RwTxn<'_>) -> Result<u32> {
+        let err = self.lmdb("allocating a view id");
+        let current = match self.shared.meta.get(wtxn, NEXT_VIEW_ID).map_err(&err)? {
+            Some(b) => u32::from_le_bytes(
+                b.try_into()
+                    .map_err(|_| Error::Storage("corrupt view id counter".into()))?,
+            ),
+            None => 1,
+        };
+        let next = current
+            .checked_add(1)
+            .ok_or_else(|| Error::Storage("view ids exhausted".into()))?;
+        self.shared
+            .meta
+            .put(wtxn, NEXT_VIEW_ID, &next.to_le_bytes())
+            .map_err(&err)?;
+        Ok(current)
+    }
+
+    fn delete_rows(&self, wtxn: &mut heed::RwTxn<'_>, view_id: u32) -> Result<usize> {
+        let start = view_id.to_be_bytes();
+        let end = (u64::from(view_id) + 1).to_be_bytes();
+        // Keys are "view id (4 bytes) + entity key"; the exclusive end is the next id.
+        let end_key: Vec<u8> = if view_id == u32::MAX {
+            vec![0xff; 5]
+        } else {
+            end[4..].to_vec()
+        };
+        let range = (
+            std::ops::Bound::Included(&start[..]),
+            std::ops::Bound::Excluded(end_key.as_slice()),
+        );
+        self.shared
+            .data
+            .delete_range(wtxn, &range)
+            .map_err(self.lmdb("deleting rows"))
+    }
+
+    /// Deletes every stored row of view `name`, keeping its registration.
+    pub fn clear_view(&self, name: &str) -> Result<usize> {
+        let mut wtxn = self.write_txn("clearing a view")?;
+        let schema = self.schema_of_write(&wtxn, name)?;
+        let n = self.delete_rows(&mut wtxn, schema.view_id)?;
+        wtxn.commit().map_err(self.lmdb("clearing a view"))?;
+        Ok(n)
+    }
+
+    /// Deletes view `name`: its registration and every stored row.
+    pub fn delete_view(&self, name: &str) -> Result<()> {
+        let mut wtxn = self.write_txn("deleting a view")?;
+        let schema = self.schema_of_write(&wtxn, name)?;
+        self.delete_rows(&mut wtxn, schema.view_id)?;
+        self.shared
+            .views
+            .delete(&mut wtxn, name)
+            .map_err(self.lmdb("deleting a view"))?;
+        wtxn.commit().map_err(self.lmdb("deleting a view"))?;
+        Ok(())
+    }
+
+    /// Deletes every view and row of the store, in one transaction.
+    pub fn drop_all(&self) -> Result<()> {
+        let mut wtxn = self.write_txn("dropping the store")?;
+        let err = self.lmdb("dropping the store");
+        self.shared.data.clear(&mut wtxn).map_err(&err)?;
+        self.shared.views.clear(&mut wtxn).map_err(&err)?;
+        wtxn.commit().map_err(&err)?;
+        Ok(())
+    }
+
+    /// The number of entities stored for view `name`.
+    pub fn count(&self, name: &str) -> Result<u64> {
+        let txn = self.read_txn()?;
+        let schema = self.schema_in(&txn, name)?;
+        let prefix = schema.view_id.to_be_bytes();
+        let mut n = 0;
+        for item in self
+            .shared
+            .data
+            .prefix_iter(&txn, &prefix)
+            .map_err(self.lmdb("counting"))?
+        {
+            item.map_err(self.lmdb("counting"))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn write_txn(&self, doing: &str) -> Result<heed::RwTxn<'_>> {
+        self.check_process()?;
+        self.with_resize(|| self.shared.env.write_txn())
+            .map_err(self.lmdb(doing))
+    }
+
+    fn schema_of_write(&self, wtxn: &heed::RwTxn<'_>, name: &str) -> Result<Arc<ViewSchema>> {
+        self.schema_in(wtxn, name)
+    }
+
+    /// Writes `batches` to view `view` in one transaction, newer-wins per entity.
+    ///
+    /// Each batch holds the view's join keys, every feature, the event timestamp column
+    /// and optionally the created timestamp column; other columns are ignored. Values are
+    /// cast losslessly to the view's types (integers to wider integers or floats, any
+    /// timestamp unit to microseconds UTC, naive times taken as UTC).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown view; `SchemaMismatch` for a missing column, a type that
+    /// cannot be cast, a null key or timestamp; `StorageFull` when the map is full. On error
+    /// nothing is written.
+    pub fn write(
+        &self,
+        view: &str,
+        batches: &[RecordBatch],
+        options: &WriteOptions,
+    ) -> Result<WriteSummary> {
+        let schema = {
+            let txn = self.read_txn()?;
+            self.schema_in(&txn, view)?
+        };
+        let prepared = prepare_write(&schema, batches, options)?;
+        let err = self.lmdb("writing a batch");
+        let mut wtxn = self.write_txn("writing a batch")?;
+        // The view may have been re-registered between preparation and the write lock.
+        if self.schema_of_write(&wtxn, view)?.view_id != schema.view_id {
+            return Err(Error::Conflict(format!(
+                "feature view '{view}' changed version during the write; retry"
+            )));
+        }
+        let mut summary = WriteSummary {
+            rows: prepared.rows,
+            skipped: prepared.rows - prepared.entries.len(),
+            written: 0,
+        };
+        for entry in &prepared.entries {
+            let key = &prepared.keys[entry.key.clone()];
+            if let Some(old) = self.shared.data.get(&wtxn, key).map_err(&err)? {
+                if StoredRow::timestamps(old)? > (entry.event_ts, entry.created_ts) {
+                    summary.skipped += 1;
+                    continue;
+                }
+            }
+            self.shared
+                .data
+                .put(&mut wtxn, key, &prepared.values[entry.value.clone()])
+                .map_err(&err)?;
+            summary.written += 1;
+        }
+        wtxn.commit().map_err(&err)?;
+        Ok(summary)
+    }
+
+    /// Reads `entities` (one row per entity, holding each view's join key columns) from
+    /// several views in one read transaction.
+    ///
+    /// Values older than a view's ttl at `now_micros` come back null with status
+    /// `OutsideMaxAge`.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown view or feature; `SchemaMismatch` for a missing or
+    /// mistyped key column or a null key.
+    pub fn read(
+        &self,
+        requests: &[ViewRequest],
+        entities: &RecordBatch,
+        now_micros: i64,
+    ) -> Result<ReadResult> {
+        let txn = self.read_txn()?;
+        let rows = entities.num_rows();
+        let mut value_fields = Vec::new();
+        let mut value_columns = Vec::new();
+        let mut status_fields = Vec::new();
+        let mut status_columns: Vec<ArrayRef> = Vec::new();
+        let mut ts_fields = Vec::new();
+        let mut ts_columns: Vec<ArrayRef> = Vec::new();
+        let mut key = Vec::with_capacity(64);
+        for request in requests {
+            let schema = self.schema_in(&txn, &request.view)?;
+            let wanted = wanted_features(&schema, request.features.as_deref())?;
+            let key_arrays = key_columns(&schema, entities, "entity rows")?;
+            let key_cols = key_arrays
+                .iter()
+                .zip(&schema.join_keys)
+                .map(|(a, k)| KeyColumn::new(k.value_type, a))
+                .collect::<Result<Vec<_>>>()?;
+            let types: Vec<ValueType> = schema.features.iter().map(|c| c.value_type).collect();
+            // slot[i] = output position of feature i, if wanted.
+            let mut slot = vec![None; types.len()];
+            for (pos, &i) in wanted.iter().enumerate() {
+                slot[i] = Some(pos);
+            }
+            let mut builders: Vec<ColumnBuilder> = wanted
+                .iter()
+                .map(|&i| ColumnBuilder::new(types[i], rows))
+                .collect();
+            let mut statuses: Vec<Vec<u8>> = vec![Vec::with_capacity(rows); wanted.len()];
+            let mut event_ts: Vec<Option<i64>> = Vec::with_capacity(rows);
+            for row in 0..rows {
+                codec::key_prefix(schema.view_id, &mut key);
+                for col in &key_cols {
+                    col.encode(row, &mut key);
+                }
+                let stored = self
+                    .shared
+                    .data
+                    .get(&txn, &key)
+                    .map_err(self.lmdb("reading"))?;
+                let Some(bytes) = stored else {
+                    append_missing(&mut builders, &mut statuses, Status::NotFound);
+                    event_ts.push(None);
+                    continue;
+                };
+                let stored = StoredRow::parse(bytes, types.len())?;
+                event_ts.push(Some(stored.event_ts));
+                if expired(&schema, stored.event_ts, now_micros) {
+                    append_missing(&mut builders, &mut statuses, Status::OutsideMaxAge);
+                    continue;
+                }
+                stored.for_each(&types, |i, value| {
+                    if let Some(pos) = slot[i] {
+                        match value {
+                            Some(v) => {
+                                builders[pos].append_encoded(v)?;
+                                statuses[pos].push(Status::Present as u8);
+                            }
+                            None => {
+                                builders[pos].append_null();
+                                statuses[pos].push(Status::NullValue as u8);
+                            }
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            for ((&i, builder), status) in wanted.iter().zip(builders).zip(statuses) {
+                let name = format!("{}:{}", schema.name, schema.features[i].name);
+                let array = builder.finish();
+                value_fields.push(Field::new(&name, array.data_type().clone(), true));
+                value_columns.push(array);
+                status_fields.push(Field::new(&name, DataType::UInt8, false));
+                status_columns.push(Arc::new(UInt8Array::from(status)));
+            }
+            ts_fields.push(Field::new(&schema.name, timestamp_type(), true));
+            ts_columns.push(Arc::new(
+                TimestampMicrosecondArray::from(event_ts).with_timezone(schema::UTC),
+            ));
+        }
+        let batch = |fields: Vec<Field>, columns: Vec<ArrayRef>| -> Result<RecordBatch> {
+            let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
+            Ok(RecordBatch::try_new_with_options(
+                Arc::new(Schema::new(fields)),
+                columns,
+                &options,
+            )?)
+        };
+        Ok(ReadResult {
+            values: batch(value_fields, value_columns)?,
+            statuses: batch(status_fields, status_columns)?,
+            event_timestamps: batch(ts_fields, ts_columns)?,
+        })
+    }
+
+    /// Reads one entity of one view without Arrow: the low-latency path.
+    ///
+    /// # Errors
+    /// As [`OnlineStore::read`]; `SchemaMismatch` when `key` does not match the join keys.
+    pub fn read_one(
+        &self,
+        view: &str,
+        key: &[KeyValue],
+        features: Option<&[String]>,
+        now_micros: i64,
+    ) -> Result<RowRead> {
+        let txn = self.read_txn()?;
+        let schema = self.schema_in(&txn, view)?;
+        if key.len() != schema.join_keys.len() {
+            return Err(Error::SchemaMismatch(format!(
+                "view '{view}' has join keys {}: got {} key values",
+                describe(&schema.join_keys),
+                key.len()
+            )));
+        }
+        let mut encoded = Vec::with_capacity(32);
+        codec::key_prefix(schema.view_id, &mut encoded);
+        for (col, value) in schema.join_keys.iter().zip(key) {
+            codec::encode_key_value(&col.name, col.value_type, value, &mut encoded)?;
+        }
+        let wanted = wanted_features(&schema, features)?;
+        let names = wanted
+            .iter()
+            .map(|&i| schema.features[i].name.clone())
+            .collect();
+        let missing = |status| RowRead {
+            names: Vec::new(),
+            values: vec![Value::Null; wanted.len()],
+            statuses: vec![status; wanted.len()],
+            event_ts: None,
+        };
+        let Some(bytes) = self
+            .shared
+            .data
+            .get(&txn, &encoded)
+            .map_err(self.lmdb("reading"))?
+        else {
+            return Ok(RowRead {
+                names,
+                ..missing(Status::NotFound)
+            });
+        };
+        let types: Vec<ValueType> = schema.features.iter().map(|c| c.value_type).collect();
+        let stored = StoredRow::parse(bytes, types.len())?;
+        if expired(&schema, stored.event_ts, now_micros) {
+            return Ok(RowRead {
+                names,
+                event_ts: Some(stored.event_ts),
+                ..missing(Status::OutsideMaxAge)
+            });
+        }
+        let mut all: Vec<Option<&[u8]>> = vec![None; types.len()];
+        stored.for_each(&types, |i, v| {
+            all[i] = v;
+            Ok(())
+        })?;
+        let mut values = Vec::with_capacity(wanted.len());
+        let mut statuses = Vec::with_capacity(wanted.len());
+        for &i in &wanted {
+            match all[i] {
+                Some(v) => {
+                    values.push(codec::decode_value(types[i], v)?);
+                    statuses.push(Status::Present);
+                }
+                None => {
+                    values.push(Value::Null);
+                    statuses.push(Status::NullValue);
+                }
+            }
+        }
+        Ok(RowRead {
+            names,
+            values,
+            statuses,
+            event_ts: Some(stored.event_ts),
+        })
+    }
+}
+
+fn describe(columns: &[Column]) -> String {
+    let parts: Vec<_> = columns
+        .iter()
+        .map(|c| format!("{}: {}", c.name, c.value_type))
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn expired(schema: &ViewSchema, event_ts: i64, now_micros: i64) -> bool {
+    match schema.ttl_micros {
+        Some(ttl) if ttl > 0 => event_ts < now_micros.saturating_sub(ttl),
+        _ => false,
+    }
+}
+
+fn append_missing(builders: &mut [ColumnBuilder], statuses: &mut [Vec<u8>], status: Status) {
+    for (b, s) in builders.iter_mut().zip(statuses) {
+        b.append_null();
+        s.push(status as u8);
+    }
+}
+
+fn wanted_features(schema: &ViewSchema, features: Option<&[String]>) -> Result<Vec<usize>> {
+    match features {
+        None => Ok((0..schema.features.len()).collect()),
+        Some(names) => names.iter().map(|n| schema.feature_index(n)).collect(),
+    }
+}
+
+/// Whether values of Arrow type `from` may be stored as `to` without losing information
+/// silently (checked casts of integers are allowed; floats to integers are not).
+fn castable(from: &DataType, to: ValueType) -> bool {
+    use DataType as D;
+    let int = |t: &D| {
+        matches!(
+            t,
+            D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 | D::UInt64
+        )
+    };
+    let float = |t: &D| matches!(t, D::Float16 | D::Float32 | D::Float64);
+    let string = |t: &D| matches!(t, D::Utf8 | D::LargeUtf8 | D::Utf8View);
+    let list_of = |t: &D, ok: &dyn Fn(&D) -> bool| match t {
+        D::List(f)
+        | D::LargeList(f)
+        | D::FixedSizeList(f, _)
+        | D::ListView(f)
+        | D::LargeListView(f) => ok(f.data_type()) || f.data_type() == &D::Null,
+        _ => false,
+    };
+    if from == &D::Null {
+        return true;
+    }
+    match to {
+        ValueType::Int32 | ValueType::Int64 => int(from),
+        ValueType::Float32 | ValueType::Float64 => int(from) || float(from),
+        ValueType::Bool => from == &D::Boolean,
+        ValueType::String => string(from) || matches!(from, D::Dictionary(_, v) if string(v)),
+        ValueType::Bytes => matches!(
+            from,
+            D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_)
+        ),
+        ValueType::Timestamp => matches!(from, D::Timestamp(_, _) | D::Date32 | D::Date64),
+        ValueType::ListFloat32 | ValueType::ListFloat64 => list_of(from, &|t| int(t) || float(t)),
+        ValueType::ListInt64 => list_of(from, &int),
+        ValueType::ListString => list_of(from, &string),
+    }
+}
+
+/// Finds column `name` in `batch` and casts it to `to`, naming `role` in errors.
+fn typed_column(batch: &RecordBatch, name: &str, to: ValueType, role: &str) -> Result<ArrayRef> {
+    let array = batch.column_by_name(name).ok_or_else(|| {
+        let names: Vec<_> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        Error::SchemaMismatch(format!(
+            "column '{name}' ({role}) is missing: the data has columns [{}]",
+            names.join(", ")
+        ))
+    })?;
+    if array.data_type() == &to.arrow_type() {
+        return Ok(Arc::clone(array));
+    }
+    if !castable(array.data_type(), to) {
+        return Err(Error::SchemaMismatch(format!(
+            "column '{name}' ({role}) has type {}: expected {to}",
+            array.data_type()
+        )));
+    }
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    cast_with_options(array, &to.arrow_type(), &options).map_err(|e| {
+        Error::SchemaMismatch(format!(
+            "column '{name}' ({role}) cannot be stored as {to}: {e}"
+        ))
+    })
+}
+
+fn key_columns(schema: &ViewSchema, batch: &RecordBatch, what: &str) -> Result<Vec<ArrayRef>> {
+    schema
+        .join_keys
+        .iter()
+        .map(|k| {
+            let array = typed_column(
+                batch,
+                &k.name,
+                k.value_type,
+                &format!("join key of view '{}'", schema.name),
+            )?;
+            if array.null_count() > 0 {
+                return Err(Error::SchemaMismatch(format!(
+                    "join key column '{}' has {} null values in the {what}: keys must not be null",
+                    k.name,
+                    array.null_count()
+                )));
+            }
+            Ok(array)
+        })
+        .collect()
+}
+
+struct PreparedEntry {
+    key: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
+    event_ts: i64,
+    created_ts: i64,
+}
+
+struct PreparedWrite {
+    rows: usize,
+    keys: Vec<u8>,
+    values: Vec<u8>,
+    entries: Vec<PreparedEntry>,
+}
+
+fn timestamp_values(
+    batch: &RecordBatch,
+    name: &str,
+    role: &str,
+    required: bool,
+) -> Result<Option<TimestampMicrosecondArray>> {
+    if batch.column_by_name(name).is_none() && !required {
+        return Ok(None);
+    }
+    let array = typed_column(batch, name, ValueType::Timestamp, role)?;
+    if required && array.null_count() > 0 {
+        return Err(Error::SchemaMismatch(format!(
+            "column '{name}' ({role}) has {} null values: every row needs one",
+            array.null_count()
+        )));
+    }
+    Ok(Some(
+        array.as_primitive::<TimestampMicrosecondType>().clone(),
+    ))
+}
+
+/// Validates and encodes a write: keys, newer-wins within the batch, row values.
+fn prepare_write(
+    schema: &ViewSchema,
+    batches: &[RecordBatch],
+    options: &WriteOptions,
+) -> Result<PreparedWrite> {
+    struct Candidate {
+        key: std::ops::Range<usize>,
+        event_ts: i64,
+        created_ts: i64,
+        batch: usize,
+        row: usize,
+    }
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut keys = Vec::with_capacity(rows * 16);
+    let mut candidates = Vec::with_capacity(rows);
+    let mut features = Vec::with_capacity(batches.len());
+    for (b, batch) in batches.iter().enumerate() {
+        let key_arrays = key_columns(schema, batch, "data")?;
+        let key_cols = key_arrays
+            .iter()
+            .zip(&schema.join_keys)
+            .map(|(a, k)| KeyColumn::new(k.value_type, a))
+            .collect::<Result<Vec<_>>>()?;
+        let event = timestamp_values(batch, &options.timestamp_column, "event timestamp", true)?
+            .ok_or_else(|| Error::SchemaMismatch("event timestamp column missing".into()))?;
+        let created = match &options.created_column {
+            Some(name) => timestamp_values(batch, name, "created timestamp", false)?,
+            None => None,
+        };
+        let role = format!("feature of view '{}'", schema.name);
+        features.push(
+            schema
+                .features
+                .iter()
+                .map(|c| typed_column(batch, &c.name, c.value_type, &role))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        for row in 0..batch.num_rows() {
+            let start = keys.len();
+            keys.extend_from_slice(&schema.view_id.to_be_bytes());
+            for col in &key_cols {
+                col.encode(row, &mut keys);
+            }
+            if keys.len() - start > MAX_KEY_BYTES {
+                return Err(Error::InvalidArgument(format!(
+                    "the entity key of row {row} is {} bytes long: expected at most {MAX_KEY_BYTES}",
+                    keys.len() - start
+                )));
+            }
+            let created_ts =
+                created
+                    .as_ref()
+                    .map_or(0, |c| if c.is_null(row) { 0 } else { c.value(row) });
+            candidates.push(Candidate {
+                key: start..keys.len(),
+                event_ts: event.value(row),
+                created_ts,
+                batch: b,
+                row,
+            });
+        }
+    }
+    // Newest first per key; among equal timestamps the later row wins.
+    candidates.par_sort_unstable_by(|a, b| {
+        keys[a.key.clone()]
+            .cmp(&keys[b.key.clone()])
+            .then(b.event_ts.cmp(&a.event_ts))
+            .then(b.created_ts.cmp(&a.created_ts))
+            .then((b.batch, b.row).cmp(&(a.batch, a.row)))
+    });
+    candidates.dedup_by(|later, first| keys[later.key.clone()] == keys[first.key.clone()]);
+    let columns: Vec<Vec<ValueColumn<'_>>> = features
+        .iter()
+        .map(|arrays| {
+            arrays
+                .iter()
+                .zip(&schema.features)
+                .map(|(a, c)| ValueColumn::new(c.value_type, a))
+                .collect()
+        })
+        .collect();
+    let mut values = Vec::with_capacity(candidates.len() * 32);
+    let mut row_buf = Vec::with_capacity(256);
+    let mut entries = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        codec::encode_row(
+            &columns[c.batch],
+            c.row,
+            c.event_ts,
+            c.created_ts,
+            &mut row_buf,
+        )?;
+        let start = values.len();
+        values.extend_from_slice(&row_buf);
+        entries.push(PreparedEntry {
+            key: c.key,
+            value: start..values.len(),
+            event_ts: c.event_ts,
+            created_ts: c.created_ts,
+        });
+    }
+    Ok(PreparedWrite {
+        rows,
+        keys,
+        values,
+        entries,
+    })
+}
+
+#[cfg(test)]
+mod tests;

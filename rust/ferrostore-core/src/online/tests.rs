@@ -1,0 +1,518 @@
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int64Type};
+use arrow_array::{
+    ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, TimestampSecondArray,
+};
+use arrow_schema::{DataType, Field, Schema};
+
+use super::*;
+
+fn spec(ttl_micros: Option<i64>) -> ViewSpec {
+    ViewSpec {
+        name: "customer".into(),
+        join_keys: vec![Column::new("customer_id", ValueType::Int64)],
+        features: vec![
+            Column::new("total", ValueType::Int64),
+            Column::new("avg", ValueType::Float32),
+            Column::new("name", ValueType::String),
+        ],
+        ttl_micros,
+    }
+}
+
+fn batch(ids: &[i64], ts_secs: &[i64], totals: &[Option<i64>]) -> RecordBatch {
+    let n = ids.len();
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("customer_id", Arc::new(Int64Array::from(ids.to_vec()))),
+        (
+            "event_timestamp",
+            Arc::new(TimestampSecondArray::from(ts_secs.to_vec())),
+        ),
+        ("total", Arc::new(Int64Array::from(totals.to_vec()))),
+        ("avg", Arc::new(Float64Array::from(vec![1.5; n]))),
+        ("name", Arc::new(StringArray::from(vec!["x"; n]))),
+    ];
+    RecordBatch::try_from_iter(columns).unwrap()
+}
+
+fn keys(ids: &[i64]) -> RecordBatch {
+    RecordBatch::try_from_iter([(
+        "customer_id",
+        Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
+    )])
+    .unwrap()
+}
+
+fn open() -> (tempfile::TempDir, OnlineStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = OnlineStore::open(dir.path().join("online"), Some(64 << 20)).unwrap();
+    (dir, store)
+}
+
+fn request() -> Vec<ViewRequest> {
+    vec![ViewRequest {
+        view: "customer".into(),
+        features: None,
+    }]
+}
+
+#[test]
+fn write_then_read_round_trips_with_statuses() {
+    let (_dir, store) = open();
+    store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    let summary = store
+        .write(
+            "customer",
+            &[batch(&[1, 2], &[10, 10], &[Some(5), None])],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        summary,
+        WriteSummary {
+            rows: 2,
+            written: 2,
+            skipped: 0
+        }
+    );
+    let out = store.read(&request(), &keys(&[2, 1, 3]), 0).unwrap();
+    let totals = out
+        .values
+        .column_by_name("customer:total")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert_eq!(totals.iter().collect::<Vec<_>>(), vec![None, Some(5), None]);
+    let avg = out
+        .values
+        .column_by_name("customer:avg")
+        .unwrap()
+        .as_primitive::<Float32Type>();
+    assert_eq!(avg.value(1), 1.5);
+    let status = out
+        .statuses
+        .column_by_name("customer:total")
+        .unwrap()
+        .as_primitive::<arrow_array::types::UInt8Type>();
+    assert_eq!(status.values().to_vec(), vec![2, 1, 3]);
+    let ts = out
+        .event_timestamps
+        .column(0)
+        .as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(
+        ts.iter().collect::<Vec<_>>(),
+        vec![Some(10_000_000), Some(10_000_000), None]
+    );
+}
+
+#[test]
+fn newer_wins_in_store_and_within_batch() {
+    let (_dir, store) = open();
+    store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    let opts = WriteOptions::default();
+    store
+        .write(
+            "customer",
+            &[batch(&[1, 1, 1], &[5, 20, 7], &[Some(1), Some(2), Some(3)])],
+            &opts,
+        )
+        .unwrap();
+    // Older than what is stored: skipped.
+    let s = store
+        .write("customer", &[batch(&[1], &[19], &[Some(9)])], &opts)
+        .unwrap();
+    assert_eq!((s.written, s.skipped), (0, 1));
+    let row = store
+        .read_one("customer", &[KeyValue::Int(1)], None, 0)
+        .unwrap();
+    assert_eq!(row.values[0], Value::Int64(2));
+    // Equal timestamps: the later write wins.
+    store
+        .write("customer", &[batch(&[1], &[20], &[Some(4)])], &opts)
+        .unwrap();
+    let row = store
+        .read_one("customer", &[KeyValue::Int(1)], Some(&["total".into()]), 0)
+        .unwrap();
+    assert_eq!(row.values, vec![Value::Int64(4)]);
+    assert_eq!(store.count("customer").unwrap(), 1);
+}
+
+#[test]
+fn ttl_expires_values_at_read_time() {
+    let (_dir, store) = open();
+    store
+        .register_view(&spec(Some(10_000_000)), OnSchemaChange::Error)
+        .unwrap();
+    store
+        .write(
+            "customer",
+            &[batch(&[1], &[100], &[Some(1)])],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    let fresh = store
+        .read_one("customer", &[KeyValue::Int(1)], None, 110_000_000)
+        .unwrap();
+    assert_eq!(fresh.statuses[0], Status::Present);
+    let old = store
+        .read_one("customer", &[KeyValue::Int(1)], None, 110_000_001)
+        .unwrap();
+    assert_eq!(old.statuses, vec![Status::OutsideMaxAge; 3]);
+    assert_eq!(old.values[0], Value::Null);
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let (_dir, store) = open();
+    store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    let opts = WriteOptions::default();
+    assert!(matches!(
+        store.write("nope", &[batch(&[1], &[1], &[Some(1)])], &opts),
+        Err(Error::NotFound(_))
+    ));
+    // Missing key column.
+    let b = batch(&[1], &[1], &[Some(1)])
+        .project(&[1, 2, 3, 4])
+        .unwrap();
+    assert!(
+        matches!(store.write("customer", &[b], &opts), Err(Error::SchemaMismatch(m)) if m.contains("customer_id"))
+    );
+    // A good batch and a bad one in the same call: nothing is written.
+    let mut bad = batch(&[2], &[1], &[Some(1)]);
+    let cols: Vec<ArrayRef> = vec![
+        bad.column(0).clone(),
+        bad.column(1).clone(),
+        Arc::new(StringArray::from(vec!["not a number"])),
+        bad.column(3).clone(),
+        bad.column(4).clone(),
+    ];
+    let fields: Vec<Field> = bad
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if i == 2 {
+                Field::new("total", DataType::Utf8, true)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    bad = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    let err = store
+        .write("customer", &[batch(&[1], &[1], &[Some(1)]), bad], &opts)
+        .unwrap_err();
+    assert!(matches!(err, Error::SchemaMismatch(m) if m.contains("'total'")));
+    assert_eq!(store.count("customer").unwrap(), 0);
+    // Null keys.
+    let null_keys = RecordBatch::try_from_iter([(
+        "customer_id",
+        Arc::new(Int64Array::from(vec![None, Some(1)])) as ArrayRef,
+    )])
+    .unwrap();
+    assert!(
+        matches!(store.read(&request(), &null_keys, 0), Err(Error::SchemaMismatch(m)) if m.contains("null"))
+    );
+    assert!(matches!(
+        store.read(&[ViewRequest { view: "customer".into(), features: Some(vec!["zz".into()]) }], &keys(&[1]), 0),
+        Err(Error::NotFound(m)) if m.contains("'zz'")
+    ));
+}
+
+#[test]
+fn int_and_string_keys_never_collide_and_int32_keys_cast() {
+    let (_dir, store) = open();
+    let mut s = spec(None);
+    s.name = "by_string".into();
+    s.join_keys = vec![Column::new("customer_id", ValueType::String)];
+    store.register_view(&s, OnSchemaChange::Error).unwrap();
+    store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    store
+        .write(
+            "customer",
+            &[batch(&[1001], &[1], &[Some(1)])],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    let row = store
+        .read_one("by_string", &[KeyValue::String("1001".into())], None, 0)
+        .unwrap();
+    assert_eq!(row.statuses[0], Status::NotFound);
+    let k32 = RecordBatch::try_from_iter([(
+        "customer_id",
+        Arc::new(Int32Array::from(vec![1001])) as ArrayRef,
+    )])
+    .unwrap();
+    let out = store.read(&request(), &k32, 0).unwrap();
+    assert_eq!(out.values.column(0).as_primitive::<Int64Type>().value(0), 1);
+}
+
+#[test]
+fn schema_change_is_explicit() {
+    let (_dir, store) = open();
+    let v1 = store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    store
+        .write(
+            "customer",
+            &[batch(&[1], &[1], &[Some(1)])],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    // Same layout, new ttl: same version.
+    let same = store
+        .register_view(&spec(Some(5)), OnSchemaChange::Error)
+        .unwrap();
+    assert_eq!((same.version, same.view_id), (v1.version, v1.view_id));
+    let mut changed = spec(None);
+    changed.features.push(Column::new("flag", ValueType::Bool));
+    assert!(matches!(
+        store.register_view(&changed, OnSchemaChange::Error),
+        Err(Error::SchemaMismatch(_))
+    ));
+    assert_eq!(store.count("customer").unwrap(), 1);
+    let v2 = store
+        .register_view(&changed, OnSchemaChange::NewVersion)
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_ne!(v2.view_id, v1.view_id);
+    assert_eq!(store.count("customer").unwrap(), 0);
+    let b = batch(&[1], &[1], &[Some(1)]);
+    let mut cols = b.columns().to_vec();
+    cols.push(Arc::new(BooleanArray::from(vec![true])));
+    let mut fields: Vec<Field> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("flag", DataType::Boolean, true));
+    let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    store
+        .write("customer", &[b], &WriteOptions::default())
+        .unwrap();
+    let row = store
+        .read_one("customer", &[KeyValue::Int(1)], Some(&["flag".into()]), 0)
+        .unwrap();
+    assert_eq!(row.values, vec![Value::Bool(true)]);
+}
+
+#[test]
+fn every_value_type_round_trips() {
+    let (_dir, store) = open();
+    let types = ValueType::ALL;
+    let s = ViewSpec {
+        name: "all".into(),
+        join_keys: vec![
+            Column::new("a", ValueType::String),
+            Column::new("b", ValueType::Int32),
+        ],
+        features: types
+            .iter()
+            .map(|t| Column::new(format!("f_{t}"), *t))
+            .collect(),
+        ttl_micros: None,
+    };
+    store.register_view(&s, OnSchemaChange::Error).unwrap();
+    let mut columns: Vec<(String, ArrayRef)> = vec![
+        ("a".into(), Arc::new(StringArray::from(vec!["k", "k"]))),
+        ("b".into(), Arc::new(Int32Array::from(vec![1, 2]))),
+        (
+            "event_timestamp".into(),
+            Arc::new(TimestampSecondArray::from(vec![1, 1])),
+        ),
+    ];
+    for t in types {
+        let json = match t {
+            ValueType::Int32 | ValueType::Int64 => "[7, null]",
+            ValueType::Float32 | ValueType::Float64 => "[0.5, null]",
+            ValueType::Bool => "[true, null]",
+            ValueType::String => "[\"héllo\", null]",
+            ValueType::Bytes => "[\"aGk=\", null]",
+            ValueType::Timestamp => "[1700000000000000, null]",
+            ValueType::ListFloat32 | ValueType::ListFloat64 => "[[1.5, 2.5], null]",
+            ValueType::ListInt64 => "[[1, 2, 3], []]",
+            ValueType::ListString => "[[\"a\", \"bc\"], null]",
+        };
+        let _ = json;
+        let array: ArrayRef = match t {
+            ValueType::Int32 => Arc::new(Int32Array::from(vec![Some(7), None])),
+            ValueType::Int64 => Arc::new(Int64Array::from(vec![Some(7), None])),
+            ValueType::Float32 => Arc::new(Float32Array::from(vec![Some(0.5), None])),
+            ValueType::Float64 => Arc::new(Float64Array::from(vec![Some(0.5), None])),
+            ValueType::Bool => Arc::new(BooleanArray::from(vec![Some(true), None])),
+            ValueType::String => Arc::new(StringArray::from(vec![Some("héllo"), None])),
+            ValueType::Bytes => {
+                Arc::new(arrow_array::BinaryArray::from(vec![Some(&b"hi"[..]), None]))
+            }
+            ValueType::Timestamp => {
+                Arc::new(TimestampSecondArray::from(vec![Some(1_700_000_000), None]))
+            }
+            ValueType::ListFloat32 => Arc::new(arrow_array::ListArray::from_iter_primitive::<
+                Float32Type,
+                _,
+                _,
+            >(vec![
+                Some(vec![Some(1.5), Some(2.5)]),
+                None,
+            ])),
+            ValueType::ListFloat64 => Arc::new(arrow_array::ListArray::from_iter_primitive::<
+                arrow_array::types::Float64Type,
+                _,
+                _,
+            >(vec![
+                Some(vec![Some(1.5), Some(2.5)]),
+                None,
+            ])),
+            ValueType::ListInt64 => {
+                Arc::new(
+                    arrow_array::ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+                        Some(vec![Some(1), Some(2), Some(3)]),
+                        Some(vec![]),
+                    ]),
+                )
+            }
+            ValueType::ListString => {
+                let mut b = arrow_array::builder::ListBuilder::new(
+                    arrow_array::builder::StringBuilder::new(),
+                );
+                b.values().append_value("a");
+                b.values().append_value("bc");
+                b.append(true);
+                b.append_null();
+                Arc::new(b.finish())
+            }
+        };
+        columns.push((format!("f_{t}"), array));
+    }
+    let b = RecordBatch::try_from_iter(columns).unwrap();
+    store.write("all", &[b], &WriteOptions::default()).unwrap();
+    let key = |b| [KeyValue::String("k".into()), KeyValue::Int(b)];
+    let first = store.read_one("all", &key(1), None, 0).unwrap();
+    assert_eq!(
+        first.values,
+        vec![
+            Value::Int32(7),
+            Value::Int64(7),
+            Value::Float32(0.5),
+            Value::Float64(0.5),
+            Value::Bool(true),
+            Value::String("héllo".into()),
+            Value::Bytes(b"hi".to_vec()),
+            Value::Timestamp(1_700_000_000_000_000),
+            Value::ListFloat32(vec![1.5, 2.5]),
+            Value::ListFloat64(vec![1.5, 2.5]),
+            Value::ListInt64(vec![1, 2, 3]),
+            Value::ListString(vec!["a".into(), "bc".into()]),
+        ]
+    );
+    let second = store.read_one("all", &key(2), None, 0).unwrap();
+    assert_eq!(second.values[10], Value::ListInt64(vec![]));
+    assert_eq!(second.statuses[0], Status::NullValue);
+    // The Arrow path decodes the same values.
+    let entities = RecordBatch::try_from_iter([
+        ("a", Arc::new(StringArray::from(vec!["k", "k"])) as ArrayRef),
+        ("b", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+    ])
+    .unwrap();
+    let out = store
+        .read(
+            &[ViewRequest {
+                view: "all".into(),
+                features: None,
+            }],
+            &entities,
+            0,
+        )
+        .unwrap();
+    assert_eq!(out.values.num_columns(), 12);
+    assert_eq!(
+        out.values
+            .column(11)
+            .as_list::<i32>()
+            .value(0)
+            .as_string::<i32>()
+            .value(1),
+        "bc"
+    );
+}
+
+#[test]
+fn full_map_aborts_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = OnlineStore::open(dir.path(), Some(1 << 20)).unwrap();
+    store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    let ids: Vec<i64> = (0..100_000).collect();
+    let ts = vec![1; ids.len()];
+    let totals: Vec<Option<i64>> = ids.iter().map(|&i| Some(i)).collect();
+    let err = store
+        .write(
+            "customer",
+            &[batch(&ids, &ts, &totals)],
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::StorageFull(m) if m.contains("map size")));
+    assert_eq!(store.count("customer").unwrap(), 0);
+    store
+        .write(
+            "customer",
+            &[batch(&[1], &[1], &[Some(1)])],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(store.count("customer").unwrap(), 1);
+}
+
+#[test]
+fn path_that_is_a_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(
+        matches!(OnlineStore::open(&file, None), Err(Error::Storage(m)) if m.contains("is a file"))
+    );
+    assert!(matches!(
+        OnlineStore::open(dir.path(), Some(1000)),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn same_path_shares_one_environment_and_delete_works() {
+    let (dir, store) = open();
+    let again = OnlineStore::open(dir.path().join("online"), None).unwrap();
+    store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    again
+        .write(
+            "customer",
+            &[batch(&[1, 2], &[1, 1], &[Some(1), Some(2)])],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(store.clear_view("customer").unwrap(), 2);
+    assert_eq!(store.count("customer").unwrap(), 0);
+    store.delete_view("customer").unwrap();
+    assert!(matches!(store.view("customer"), Err(Error::NotFound(_))));
+    store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    store.drop_all().unwrap();
+    assert!(store.views().unwrap().is_empty());
+}

@@ -1,0 +1,292 @@
+"""The shared metadata database: schema migrations, transactions, counters, errors."""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from ferrostore import errors
+from ferrostore.metadata import MetadataDB, default_metadata_url, tables
+
+HEAD = "0001_initial"
+N_PROCS = 8
+N_VALUES = 50
+TIMEOUT_S = 60
+
+
+def _info(db: MetadataDB) -> dict[str, str]:
+    with db.transaction(readonly=True) as conn:
+        rows = conn.execute(sa.select(tables.ferrostore_info)).all()
+    return dict(rows)
+
+
+def _count(db: MetadataDB, table: str) -> int:
+    with db.transaction(readonly=True) as conn:
+        return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+# Workers run in "spawn" children: module-level, arguments and results picklable.
+def _open_worker(url: str, start: multiprocessing.synchronize.Event, results) -> None:  # type: ignore[no-untyped-def]
+    try:
+        start.wait(TIMEOUT_S)
+        with MetadataDB(url) as db:
+            results.put(("ok", _info(db)["instance_id"]))
+    except BaseException as err:
+        results.put(("error", f"{type(err).__name__}: {err}"))
+
+
+def _counter_worker(url: str, start: multiprocessing.synchronize.Event, results) -> None:  # type: ignore[no-untyped-def]
+    try:
+        with MetadataDB(url) as db:
+            start.wait(TIMEOUT_S)
+            values = []
+            for _ in range(N_VALUES):
+                with db.transaction() as conn:
+                    values.append(db.next_value(conn, "race"))
+        results.put(("ok", values))
+    except BaseException as err:
+        results.put(("error", f"{type(err).__name__}: {err}"))
+
+
+def _run_processes(target, url: str) -> list[object]:  # type: ignore[no-untyped-def]
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(url, start, results)) for _ in range(N_PROCS)]
+    for proc in procs:
+        proc.start()
+    try:
+        start.set()
+        outcomes = [results.get(timeout=TIMEOUT_S) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(TIMEOUT_S)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        results.close()
+        results.join_thread()
+    failures = [detail for status, detail in outcomes if status != "ok"]
+    assert not failures, failures
+    assert all(proc.exitcode == 0 for proc in procs)
+    return [detail for _, detail in outcomes]
+
+
+def test_open_creates_schema_at_head(metadata_url: str) -> None:
+    with MetadataDB(metadata_url) as db:
+        assert db.current_revision() == HEAD
+        names = set(sa.inspect(db.engine).get_table_names())
+        assert {"alembic_version", "ferrostore_info", "counters"} <= names
+        info = _info(db)
+        assert uuid.UUID(info["instance_id"])
+        assert info["created_at"]
+        expected = "postgresql" if metadata_url.startswith("postgresql") else "sqlite"
+        assert db.dialect == expected
+        with db.engine.connect() as conn:
+            assert conn.dialect.name == db.dialect
+
+
+def test_reopen_is_noop(metadata_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with MetadataDB(metadata_url) as db:
+        first = _info(db)
+    from alembic import command
+
+    def _no_upgrade(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an up-to-date database must not be migrated again")
+
+    monkeypatch.setattr(command, "upgrade", _no_upgrade)
+    with MetadataDB(metadata_url) as db:
+        assert _info(db) == first
+        assert db.current_revision() == HEAD
+
+
+def test_concurrent_open_of_new_database(metadata_url: str) -> None:
+    instance_ids = _run_processes(_open_worker, metadata_url)
+    assert len(set(instance_ids)) == 1
+    with MetadataDB(metadata_url) as db:
+        assert _count(db, "ferrostore_info") == 2
+        assert _count(db, "alembic_version") == 1
+        assert _info(db)["instance_id"] == instance_ids[0]
+
+
+def test_next_value_races_lose_nothing(metadata_url: str) -> None:
+    MetadataDB(metadata_url).close()
+    per_process = _run_processes(_counter_worker, metadata_url)
+    values = sorted(v for chunk in per_process for v in chunk)  # type: ignore[attr-defined]
+    assert values == list(range(1, N_PROCS * N_VALUES + 1))
+    for chunk in per_process:
+        assert chunk == sorted(chunk)  # type: ignore[type-var]
+    with MetadataDB(metadata_url) as db, db.transaction() as conn:
+        assert db.next_value(conn, "race") == N_PROCS * N_VALUES + 1
+        assert db.next_value(conn, "other") == 1
+
+
+def test_failed_transaction_changes_nothing(metadata_url: str) -> None:
+    with MetadataDB(metadata_url) as db:
+        with db.transaction() as conn:
+            assert db.next_value(conn, "c") == 1
+        with pytest.raises(RuntimeError, match="boom"), db.transaction() as conn:
+            assert db.next_value(conn, "c") == 2
+            conn.execute(sa.insert(tables.ferrostore_info).values(key="k", value="v"))
+            raise RuntimeError("boom")
+
+        def _work(conn: sa.Connection) -> None:
+            db.next_value(conn, "c")
+            raise KeyError("inner")
+
+        with pytest.raises(KeyError, match="inner"):
+            db.run_in_transaction(_work)
+        assert "k" not in _info(db)
+        with db.transaction() as conn:
+            assert db.next_value(conn, "c") == 2
+
+
+def test_duplicate_key_is_already_exists_and_rolls_back(metadata_url: str) -> None:
+    with MetadataDB(metadata_url) as db:
+        with pytest.raises(errors.AlreadyExists, match="exists already"), db.transaction() as conn:
+            db.next_value(conn, "dup")
+            conn.execute(sa.insert(tables.ferrostore_info).values(key="instance_id", value="x"))
+        with db.transaction() as conn:
+            assert db.next_value(conn, "dup") == 1
+
+
+def test_database_from_a_newer_ferrostore_is_refused(metadata_url: str) -> None:
+    with MetadataDB(metadata_url) as db, db.transaction() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0999_future'"))
+    with pytest.raises(errors.StorageError, match="0999_future") as info:
+        MetadataDB(metadata_url)
+    assert "upgrade ferrostore" in str(info.value)
+
+
+def test_postgres_url_uses_psycopg_and_masks_password(postgres_database_url: str) -> None:
+    assert postgres_database_url.startswith("postgresql://")
+    with MetadataDB(postgres_database_url) as db:
+        assert db.engine.url.drivername == "postgresql+psycopg"
+        assert db.dialect == "postgresql"
+        assert db.url.startswith("postgresql+psycopg://")
+    url = sa.engine.make_url(postgres_database_url).set(drivername="postgresql+psycopg")
+    with MetadataDB(url.render_as_string(hide_password=False)) as db:
+        assert db.current_revision() == HEAD
+
+
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "metadata.db"
+    with MetadataDB(path) as db, db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 30_000
+    assert path.is_file()
+    assert Path(f"{path}.migrate.lock").exists()
+    with MetadataDB(f"sqlite:///{path}") as db:
+        assert db.url == f"sqlite+pysqlite:///{path}"
+        assert db.current_revision() == HEAD
+
+
+def test_sqlite_writers_take_the_lock_up_front(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.db"
+    with MetadataDB(path) as db, db.transaction() as conn:
+        db.next_value(conn, "x")
+        other = sqlite3.connect(path, timeout=0)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            assert other.execute("SELECT count(*) FROM counters").fetchone() == (0,)
+        finally:
+            other.close()
+
+
+def test_in_memory_database() -> None:
+    with MetadataDB("sqlite://") as db:
+        assert db.dialect == "sqlite"
+        assert db.current_revision() == HEAD
+        assert db.run_in_transaction(lambda conn: db.next_value(conn, "m")) == 1
+        assert db.run_in_transaction(lambda conn: db.next_value(conn, "m")) == 2
+
+
+class _FakeDriverError(Exception):
+    sqlstate = "40001"
+
+
+def test_run_in_transaction_retries_serialization_failures() -> None:
+    calls: list[int] = []
+
+    def _flaky(conn: sa.Connection) -> int:
+        calls.append(1)
+        if len(calls) < 3:
+            raise exc.OperationalError("UPDATE ...", {}, _FakeDriverError("could not serialize"))
+        return 7
+
+    with MetadataDB("sqlite://") as db:
+        assert db.run_in_transaction(_flaky, retries=5) == 7
+        assert len(calls) == 3
+        calls.clear()
+        with pytest.raises(errors.Conflict, match="after 2 attempts"):
+            db.run_in_transaction(_flaky, retries=1)
+        with pytest.raises(errors.InvalidArgument, match="retries"):
+            db.run_in_transaction(_flaky, retries=-1)
+        with pytest.raises(errors.InvalidArgument, match="counter name"), db.transaction() as c:
+            db.next_value(c, "")
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "named"),
+    [
+        ("mysql://user:secret@host/db", errors.InvalidArgument, "mysql://user:***@host/db"),
+        ("postgresql+psycopg2://u@h/db", errors.InvalidArgument, "postgresql+psycopg2"),
+        ("", errors.InvalidArgument, "empty"),
+        (42, errors.InvalidArgument, "42"),
+    ],
+)
+def test_bad_urls(value: object, error: type[Exception], named: str) -> None:
+    with pytest.raises(error) as info:
+        MetadataDB(value)  # type: ignore[arg-type]
+    assert named in str(info.value)
+    assert "secret" not in str(info.value)
+
+
+def test_folder_is_not_a_database(tmp_path: Path) -> None:
+    with pytest.raises(errors.StorageError, match="is a folder") as info:
+        MetadataDB(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_corrupt_file_is_storage_error(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.db"
+    path.write_bytes(b"this is not a sqlite database" * 200)
+    with pytest.raises(errors.StorageError) as info:
+        MetadataDB(path)
+    assert str(path) in str(info.value)
+
+
+def test_unreachable_server_is_storage_error() -> None:
+    pytest.importorskip("psycopg")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://user:secret@127.0.0.1:{port}/nothing"
+    with pytest.raises(errors.StorageError) as info:
+        MetadataDB(url)
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message
+    assert "secret" not in message
+    assert "***" in message
+
+
+def test_default_url_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert default_metadata_url(tmp_path) == str(tmp_path / ".ferrostore" / "metadata.db")
+    monkeypatch.delenv("FERROSTORE_METADATA_URL", raising=False)
+    with MetadataDB.from_env(tmp_path) as db:
+        assert db.url.endswith("/.ferrostore/metadata.db")
+    assert (tmp_path / ".ferrostore" / "metadata.db").is_file()
+    other = tmp_path / "elsewhere.db"
+    monkeypatch.setenv("FERROSTORE_METADATA_URL", f"sqlite:///{other}")
+    with MetadataDB.from_env(tmp_path) as db:
+        assert db.url == f"sqlite+pysqlite:///{other}"
+    assert other.is_file()
