@@ -1,5 +1,17 @@
+//! `ferrostore._core`: the PyO3 face of `ferrostore-core`.
+//!
+//! This crate holds no logic: it converts arguments into owned Rust values, runs the core
+//! with the GIL released and panics caught ([`run`]), maps core errors onto
+//! `ferrostore.errors` ([`error`]) and converts results into Arrow or small Python values.
+
+mod error;
+mod online;
+
 use pyo3::prelude::*;
-#[pymodule]
-fn _core(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+
+#[pymodule(gil_used = false)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<online::OnlineStore>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

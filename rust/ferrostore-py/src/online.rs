@@ -1,0 +1,242 @@
+//! `ferrostore._core.OnlineStore`: conversions around `ferrostore_core::online`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arrow_array::RecordBatch;
+use ferrostore_core::online::codec::{KeyValue, Value};
+use ferrostore_core::online::{
+    Column, OnSchemaChange, OnlineStore as CoreStore, ValueType, ViewRequest, ViewSchema, ViewSpec,
+    WriteOptions,
+};
+use ferrostore_core::Error;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDateTime, PyDict, PyList, PyTzInfo};
+use pyo3_arrow::input::AnyRecordBatch;
+use pyo3_arrow::PyRecordBatch;
+
+use crate::error::{run, run_holding_gil, to_py_err};
+
+fn current_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn columns(pairs: Vec<(String, String)>) -> ferrostore_core::Result<Vec<Column>> {
+    pairs
+        .into_iter()
+        .map(|(name, ty)| Ok(Column::new(name, ty.parse::<ValueType>()?)))
+        .collect()
+}
+
+fn schema_dict<'py>(py: Python<'py>, schema: &ViewSchema) -> PyResult<Bound<'py, PyDict>> {
+    let pairs = |cols: &[Column]| -> Vec<(String, &'static str)> {
+        cols.iter()
+            .map(|c| (c.name.clone(), c.value_type.name()))
+            .collect()
+    };
+    let dict = PyDict::new(py);
+    dict.set_item("name", &schema.name)?;
+    dict.set_item("version", schema.version)?;
+    dict.set_item("view_id", schema.view_id)?;
+    dict.set_item("join_keys", pairs(&schema.join_keys))?;
+    dict.set_item("features", pairs(&schema.features))?;
+    dict.set_item("ttl_micros", schema.ttl_micros)?;
+    Ok(dict)
+}
+
+fn batches(data: AnyRecordBatch) -> PyResult<Vec<RecordBatch>> {
+    data.into_reader()?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PyErr::from(pyo3_arrow::error::PyArrowError::from(e)))
+}
+
+fn value_to_py<'py>(py: Python<'py>, value: Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Int32(v) => v.into_pyobject(py)?.into_any(),
+        Value::Int64(v) => v.into_pyobject(py)?.into_any(),
+        Value::Float32(v) => f64::from(v).into_pyobject(py)?.into_any(),
+        Value::Float64(v) => v.into_pyobject(py)?.into_any(),
+        Value::Bool(v) => v.into_pyobject(py)?.to_owned().into_any(),
+        Value::String(v) => v.into_pyobject(py)?.into_any(),
+        Value::Bytes(v) => PyBytes::new(py, &v).into_any(),
+        Value::Timestamp(micros) => {
+            // The epoch plus a timedelta keeps microseconds exact, unlike a float timestamp.
+            let utc = PyTzInfo::utc(py)?;
+            let epoch = PyDateTime::new(py, 1970, 1, 1, 0, 0, 0, 0, Some(&utc))?;
+            let delta = py.import("datetime")?.getattr("timedelta")?;
+            epoch.call_method1("__add__", (delta.call1((0, 0, micros))?,))?
+        }
+        Value::ListFloat32(v) => PyList::new(py, v.into_iter().map(f64::from))?.into_any(),
+        Value::ListFloat64(v) => PyList::new(py, v)?.into_any(),
+        Value::ListInt64(v) => PyList::new(py, v)?.into_any(),
+        Value::ListString(v) => PyList::new(py, v)?.into_any(),
+    })
+}
+
+fn key_value(obj: &Bound<'_, PyAny>) -> PyResult<KeyValue> {
+    if let Ok(v) = obj.extract::<i64>() {
+        if !obj.is_instance_of::<pyo3::types::PyBool>() {
+            return Ok(KeyValue::Int(v));
+        }
+    }
+    if let Ok(s) = obj.extract::<String>() {
+        return Ok(KeyValue::String(s));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(KeyValue::Bytes(b.as_bytes().to_vec()));
+    }
+    Err(to_py_err(
+        obj.py(),
+        &Error::SchemaMismatch(format!(
+            "entity key value {} of type {} is not supported: expected int, str or bytes",
+            obj.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+            obj.get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        )),
+    ))
+}
+
+/// A handle on an LMDB online store folder. See `ferrostore/_core.pyi`.
+#[pyclass(frozen, module = "ferrostore._core")]
+pub struct OnlineStore {
+    store: CoreStore,
+}
+
+#[pymethods]
+impl OnlineStore {
+    #[new]
+    #[pyo3(signature = (path, *, map_size=None))]
+    fn new(py: Python<'_>, path: std::path::PathBuf, map_size: Option<usize>) -> PyResult<Self> {
+        let store = run(py, || CoreStore::open(&path, map_size))?;
+        Ok(OnlineStore { store })
+    }
+
+    #[getter]
+    fn path(&self) -> std::path::PathBuf {
+        self.store.path().to_path_buf()
+    }
+
+    #[pyo3(signature = (name, join_keys, features, *, ttl_micros=None, on_schema_change="error"))]
+    fn register_view<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        join_keys: Vec<(String, String)>,
+        features: Vec<(String, String)>,
+        ttl_micros: Option<i64>,
+        on_schema_change: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let schema = run(py, || {
+            let on_change = match on_schema_change {
+                "error" => OnSchemaChange::Error,
+                "new_version" => OnSchemaChange::NewVersion,
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "on_schema_change={other:?}: expected 'error' or 'new_version'"
+                    )))
+                }
+            };
+            let spec = ViewSpec {
+                name,
+                join_keys: columns(join_keys)?,
+                features: columns(features)?,
+                ttl_micros,
+            };
+            self.store.register_view(&spec, on_change)
+        })?;
+        schema_dict(py, &schema)
+    }
+
+    fn view<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyDict>> {
+        let schema = run(py, || self.store.view(&name))?;
+        schema_dict(py, &schema)
+    }
+
+    fn views<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let views = run(py, || self.store.views())?;
+        views.iter().map(|s| schema_dict(py, s)).collect()
+    }
+
+    #[pyo3(signature = (view, data, *, timestamp_column="event_timestamp".to_owned(), created_column=None))]
+    fn write(
+        &self,
+        py: Python<'_>,
+        view: String,
+        data: AnyRecordBatch,
+        timestamp_column: String,
+        created_column: Option<String>,
+    ) -> PyResult<(usize, usize, usize)> {
+        let batches = batches(data)?;
+        let options = WriteOptions {
+            timestamp_column,
+            created_column,
+        };
+        let s = run(py, || self.store.write(&view, &batches, &options))?;
+        Ok((s.rows, s.written, s.skipped))
+    }
+
+    #[pyo3(signature = (requests, entities, *, now_micros=None))]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        requests: Vec<(String, Option<Vec<String>>)>,
+        entities: PyRecordBatch,
+        now_micros: Option<i64>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let requests: Vec<ViewRequest> = requests
+            .into_iter()
+            .map(|(view, features)| ViewRequest { view, features })
+            .collect();
+        let entities = entities.into_inner();
+        let now = now_micros.unwrap_or_else(current_micros);
+        let out = run(py, || self.store.read(&requests, &entities, now))?;
+        Ok((
+            PyRecordBatch::new(out.values).into_pyarrow(py)?,
+            PyRecordBatch::new(out.statuses).into_pyarrow(py)?,
+            PyRecordBatch::new(out.event_timestamps).into_pyarrow(py)?,
+        ))
+    }
+
+    #[pyo3(signature = (view, key, features=None, *, now_micros=None))]
+    fn read_one<'py>(
+        &self,
+        py: Python<'py>,
+        view: &str,
+        key: Vec<Bound<'py, PyAny>>,
+        features: Option<Vec<String>>,
+        now_micros: Option<i64>,
+    ) -> PyResult<(Vec<Bound<'py, PyAny>>, Vec<u8>, Option<i64>)> {
+        let key = key.iter().map(key_value).collect::<PyResult<Vec<_>>>()?;
+        let now = now_micros.unwrap_or_else(current_micros);
+        // One lookup takes less than releasing and retaking the GIL.
+        let row = run_holding_gil(py, || {
+            self.store.read_one(view, &key, features.as_deref(), now)
+        })?;
+        let values = row
+            .values
+            .into_iter()
+            .map(|v| value_to_py(py, v))
+            .collect::<PyResult<_>>()?;
+        let statuses = row.statuses.into_iter().map(|s| s as u8).collect();
+        Ok((values, statuses, row.event_ts))
+    }
+
+    fn count(&self, py: Python<'_>, view: String) -> PyResult<u64> {
+        run(py, || self.store.count(&view))
+    }
+
+    fn clear_view(&self, py: Python<'_>, view: String) -> PyResult<usize> {
+        run(py, || self.store.clear_view(&view))
+    }
+
+    fn delete_view(&self, py: Python<'_>, view: String) -> PyResult<()> {
+        run(py, || self.store.delete_view(&view))
+    }
+
+    fn drop_all(&self, py: Python<'_>) -> PyResult<()> {
+        run(py, || self.store.drop_all())
+    }
+}
