@@ -1,0 +1,65 @@
+"""Type stubs of the compiled module ``ferrostore._core`` (see ``rust/ferrostore-py``)."""
+
+import os
+from typing import Any
+
+import pyarrow as pa
+
+__version__: str
+
+class OnlineStore:
+    """An LMDB online store folder; use :class:`ferrostore.features.OnlineStore`."""
+
+    def __init__(self, path: str | os.PathLike[str], *, map_size: int | None = None) -> None:
+        """Open (creating if needed) the store in ``path``."""
+    @property
+    def path(self) -> str:
+        """The store's folder."""
+    def register_view(
+        self,
+        name: str,
+        join_keys: list[tuple[str, str]],
+        features: list[tuple[str, str]],
+        *,
+        ttl_micros: int | None = None,
+        on_schema_change: str = "error",
+    ) -> dict[str, Any]:
+        """Register a view; returns its schema as a dict."""
+    def view(self, name: str) -> dict[str, Any]:
+        """The schema of a view as a dict."""
+    def views(self) -> list[dict[str, Any]]:
+        """Every view's schema."""
+    def write(
+        self,
+        view: str,
+        data: Any,
+        *,
+        timestamp_column: str = "event_timestamp",
+        created_column: str | None = None,
+    ) -> tuple[int, int, int]:
+        """Write Arrow data; returns (rows, written, skipped)."""
+    def read(
+        self,
+        requests: list[tuple[str, list[str] | None]],
+        entities: pa.RecordBatch,
+        *,
+        now_micros: int | None = None,
+    ) -> tuple[pa.RecordBatch, pa.RecordBatch, pa.RecordBatch]:
+        """Batch read: (values, statuses, event timestamps)."""
+    def read_one(
+        self,
+        view: str,
+        key: list[int | str | bytes],
+        features: list[str] | None = None,
+        *,
+        now_micros: int | None = None,
+    ) -> tuple[list[Any], bytes, int | None]:
+        """One-entity read: (values, status bytes, event time in µs or None)."""
+    def count(self, view: str) -> int:
+        """Entities stored for a view."""
+    def clear_view(self, view: str) -> int:
+        """Delete a view's rows; returns how many."""
+    def delete_view(self, view: str) -> None:
+        """Delete a view and its rows."""
+    def drop_all(self) -> None:
+        """Delete every view and row."""
