@@ -16,6 +16,9 @@ use pyo3_arrow::PyRecordBatch;
 
 use crate::error::{run, run_holding_gil, to_py_err};
 
+/// Values, status bytes and event time (µs) of a one-entity read.
+type OneRow<'py> = (Vec<Bound<'py, PyAny>>, Vec<u8>, Option<i64>);
+
 fn current_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -208,7 +211,7 @@ impl OnlineStore {
         key: Vec<Bound<'py, PyAny>>,
         features: Option<Vec<String>>,
         now_micros: Option<i64>,
-    ) -> PyResult<(Vec<Bound<'py, PyAny>>, Vec<u8>, Option<i64>)> {
+    ) -> PyResult<OneRow<'py>> {
         let key = key.iter().map(key_value).collect::<PyResult<Vec<_>>>()?;
         let now = now_micros.unwrap_or_else(current_micros);
         // One lookup takes less than releasing and retaking the GIL.

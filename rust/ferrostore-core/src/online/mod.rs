@@ -104,6 +104,9 @@ pub struct RowRead {
     pub event_ts: Option<i64>,
 }
 
+/// A parsed schema and the stored bytes it was parsed from.
+type CachedSchema = (Vec<u8>, Arc<ViewSchema>);
+
 struct Shared {
     env: Env,
     path: PathBuf,
@@ -113,7 +116,7 @@ struct Shared {
     meta: Database<Str, Bytes>,
     // Parsed schemas keyed by view name, with the bytes they were parsed from: a read
     // compares the stored bytes (cheap) and reparses only when another process changed them.
-    schemas: RwLock<HashMap<String, (Vec<u8>, Arc<ViewSchema>)>>,
+    schemas: RwLock<HashMap<String, CachedSchema>>,
 }
 
 // LMDB must not open one environment twice in a process: stores share it by path.
@@ -229,10 +232,9 @@ impl OnlineStore {
         }
     }
 
-    fn lmdb(&self, doing: &str) -> impl Fn(heed::Error) -> Error + '_ {
-        let path = self.shared.path.clone();
-        let doing = doing.to_owned();
-        move |e| Error::lmdb(e, &doing, &path)
+    /// An error mapper for LMDB failures while `doing`; allocates only on error.
+    fn lmdb<'a>(&'a self, doing: &'a str) -> impl Fn(heed::Error) -> Error + 'a {
+        move |e| Error::lmdb(e, doing, &self.shared.path)
     }
 
     // Another process may have grown the map: adopt its size and retry once.
