@@ -44,3 +44,224 @@ counters = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 """Named monotonic counters, advanced by :meth:`ferrostore.metadata.MetadataDB.next_value`."""
+
+
+# --- Tracking and model registry (ferrostore.registry; migration 0002_tracking_registry) ---
+
+_BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("experiment_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("artifact_location", sa.Text, nullable=False),
+    sa.Column("lifecycle_stage", sa.Text, nullable=False),
+    sa.Column("creation_time", sa.BigInteger, nullable=False),
+    sa.Column("last_update_time", sa.BigInteger, nullable=False),
+)
+"""Tracking experiments: MLflow's, ids are decimal strings from the ``experiment_id`` counter."""
+
+experiment_tags = sa.Table(
+    "experiment_tags",
+    metadata,
+    sa.Column(
+        "experiment_id",
+        sa.Text,
+        sa.ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+"""Tags of experiments."""
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column(
+        "experiment_id",
+        sa.Text,
+        sa.ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("run_name", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("start_time", sa.BigInteger, nullable=False),
+    sa.Column("end_time", sa.BigInteger, nullable=True),
+    sa.Column("lifecycle_stage", sa.Text, nullable=False),
+    sa.Column("artifact_uri", sa.Text, nullable=False),
+    sa.Column("parent_run_id", sa.Text, nullable=True),
+)
+"""Tracking runs (MLflow's RunInfo); ``run_id`` is a 32-character hex UUID."""
+
+run_params = sa.Table(
+    "run_params",
+    metadata,
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+"""Run parameters: written once per key."""
+
+run_tags = sa.Table(
+    "run_tags",
+    metadata,
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+"""Run tags: the last value set wins."""
+
+run_metrics = sa.Table(
+    "run_metrics",
+    metadata,
+    sa.Column("id", _BigIntId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("value", sa.Float(precision=53), nullable=True),
+    sa.Column("is_nan", sa.Boolean, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Index("ix_run_metrics_run_id_key", "run_id", "key"),
+)
+"""Every logged metric point, append-only (NaN kept as ``is_nan``: SQLite stores NaN as NULL)."""
+
+run_latest_metrics = sa.Table(
+    "run_latest_metrics",
+    metadata,
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Float(precision=53), nullable=True),
+    sa.Column("is_nan", sa.Boolean, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Index("ix_run_latest_metrics_key_value", "key", "value"),
+)
+"""The latest point of each metric of a run (greatest step, then timestamp), kept on write."""
+
+run_artifacts = sa.Table(
+    "run_artifacts",
+    metadata,
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+)
+"""The artifact manifest of each run: artifact path -> content hash in the artifact store."""
+
+registered_models = sa.Table(
+    "registered_models",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("creation_time", sa.BigInteger, nullable=False),
+    sa.Column("last_updated_time", sa.BigInteger, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+)
+"""Registered models of the model registry."""
+
+registered_model_tags = sa.Table(
+    "registered_model_tags",
+    metadata,
+    sa.Column(
+        "name",
+        sa.Text,
+        sa.ForeignKey("registered_models.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+"""Tags of registered models."""
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column(
+        "name",
+        sa.Text,
+        sa.ForeignKey("registered_models.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("creation_time", sa.BigInteger, nullable=False),
+    sa.Column("last_updated_time", sa.BigInteger, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("current_stage", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=True, index=True),
+    sa.Column("run_link", sa.Text, nullable=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Index("ix_model_versions_name_current_stage", "name", "current_stage"),
+)
+"""Model versions; numbers come from the ``model_version:<name>`` counter, never reused."""
+
+model_version_tags = sa.Table(
+    "model_version_tags",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["name", "version"],
+        ["model_versions.name", "model_versions.version"],
+        ondelete="CASCADE",
+    ),
+)
+"""Tags of model versions."""
+
+registered_model_aliases = sa.Table(
+    "registered_model_aliases",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("alias", sa.Text, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["name", "version"],
+        ["model_versions.name", "model_versions.version"],
+        ondelete="CASCADE",
+    ),
+)
+"""Aliases: a name pointing at one version of a registered model."""
+
+model_registry_events = sa.Table(
+    "model_registry_events",
+    metadata,
+    sa.Column("id", _BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("from_stage", sa.Text, nullable=True),
+    sa.Column("to_stage", sa.Text, nullable=True),
+    sa.Column("alias", sa.Text, nullable=True),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Index("ix_model_registry_events_name_version", "name", "version"),
+)
+"""Append-only history of versions created/deleted, stage changes and alias moves (audit)."""
+
+model_evaluations = sa.Table(
+    "model_evaluations",
+    metadata,
+    sa.Column("id", _BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("dataset", sa.Text, nullable=True),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["name", "version"],
+        ["model_versions.name", "model_versions.version"],
+        ondelete="CASCADE",
+    ),
+    sa.Index("ix_model_evaluations_name_version", "name", "version"),
+)
+"""Evaluations of model versions (Vertex-style): metrics as JSON, on a named dataset."""
