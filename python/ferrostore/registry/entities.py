@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "STAGES",
     "Experiment",
+    "FileInfo",
     "Metric",
     "ModelEvaluation",
     "ModelInfo",
@@ -166,7 +167,8 @@ class ModelVersionEvent:
     """One entry of a model's history: who did what to which version, and when.
 
     ``kind`` is ``"created"``, ``"stage"`` (``from_stage`` -> ``to_stage``), ``"alias_set"``,
-    ``"alias_deleted"`` or ``"deleted"``; ``approved_by`` is the user who made the change.
+    ``"alias_deleted"``, ``"deleted"`` or ``"model_deleted"``; ``approved_by`` is the user who
+    made the change. For an alias move, ``from_stage`` holds the previous target as ``v<N>``.
     """
 
     name: str
@@ -215,3 +217,12 @@ class ModelInfo:
     utc_time_created: str
     model_uuid: str
     registered_model_version: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FileInfo:
+    """One entry of a run's artifact listing: a file (with its size) or a folder."""
+
+    path: str
+    is_dir: bool
+    file_size: int | None

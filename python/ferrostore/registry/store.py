@@ -1,0 +1,1718 @@
+"""The SQL store behind tracking and the registry, on the shared metadata database.
+
+One :class:`Store` per tracking URI: a :class:`~ferrostore.metadata.MetadataDB` and an
+:class:`~ferrostore.registry.artifacts.ArtifactStore`. Every write is one transaction
+(re-run on serialization failures), so a failed call changes nothing. Version numbers come
+from the ``model_version:<name>`` counter inside the write transaction; stage transitions
+lock the registered model's row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite write
+transactions are serialized by ``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import math
+import re
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from ferrostore.errors import AlreadyExists, InvalidArgument, NotFound
+from ferrostore.metadata import MetadataDB
+from ferrostore.metadata import tables as t
+from ferrostore.registry._hooks import _emit
+from ferrostore.registry.artifacts import ArtifactStore, normalize_artifact_path
+from ferrostore.registry.entities import (
+    STAGES,
+    Experiment,
+    FileInfo,
+    Metric,
+    ModelEvaluation,
+    ModelVersion,
+    ModelVersionEvent,
+    Param,
+    RegisteredModel,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    StageAssignment,
+)
+from ferrostore.registry.filters import (
+    Comparison,
+    OrderKey,
+    check_value_type,
+    compare,
+    parse_filter,
+    parse_order_by,
+)
+from ferrostore.registry.uris import parse_model_uri
+
+__all__ = ["DEFAULT_EXPERIMENT_ID", "Store", "current_user", "now_ms"]
+
+T = TypeVar("T")
+
+DEFAULT_EXPERIMENT_ID = "0"
+_DEFAULT_EXPERIMENT_NAME = "Default"
+_MAX_KEY = 250
+_MAX_VALUE = 8000
+_CHUNK = 500
+_ALIAS = re.compile(r"[A-Za-z0-9_\-]{1,255}")
+_RESERVED_ALIAS = re.compile(r"(?i:latest|v\d+)")
+_STAGE_BY_LOWER = {s.lower(): s for s in STAGES}
+_RUN_ATTRS_STR = {
+    "run_id": "run_id",
+    "run_name": "run_name",
+    "status": "status",
+    "user_id": "user_id",
+    "artifact_uri": "artifact_uri",
+    "lifecycle_stage": "lifecycle_stage",
+    "experiment_id": "experiment_id",
+}
+_RUN_ATTRS_NUM = {"start_time": "start_time", "end_time": "end_time"}
+_MV_ATTRS_STR = {
+    "name": "name",
+    "run_id": "run_id",
+    "source_path": "source",
+    "source": "source",
+    "current_stage": "current_stage",
+    "user_id": "user_id",
+    "description": "description",
+}
+_MV_ATTRS_NUM = {
+    "version_number": "version",
+    "version": "version",
+    "creation_timestamp": "creation_time",
+    "last_updated_timestamp": "last_updated_time",
+}
+
+
+def now_ms() -> int:
+    """Return the current time in milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def current_user() -> str:
+    """Return the OS user name (``"unknown"`` when it cannot be found)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _to_ms(when: dt.datetime | int | float | str) -> int:
+    if isinstance(when, bool):
+        raise InvalidArgument(f"time {when!r} must be a datetime, ISO string or epoch ms")
+    if isinstance(when, int | float):
+        return int(when)
+    if isinstance(when, str):
+        try:
+            when = dt.datetime.fromisoformat(when)
+        except ValueError as err:
+            raise InvalidArgument(f"time {when!r} is not an ISO 8601 date or datetime") from err
+    if isinstance(when, dt.date) and not isinstance(when, dt.datetime):
+        when = dt.datetime.combine(when, dt.time.max)
+    if not isinstance(when, dt.datetime):
+        raise InvalidArgument(f"time {when!r} must be a datetime, ISO string or epoch ms")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+def check_name(value: object, what: str) -> str:
+    """Return ``value`` if it is a non-empty string, else raise InvalidArgument."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_version(version: object) -> int:
+    """Return a model version number from an int or a string of digits."""
+    if isinstance(version, bool):
+        raise InvalidArgument(f"model version {version!r} must be a positive integer")
+    if isinstance(version, str) and version.strip().isdigit():
+        version = int(version.strip())
+    if not isinstance(version, int) or version < 1:
+        raise InvalidArgument(f"model version {version!r} must be a positive integer")
+    return version
+
+
+def check_stage(stage: object) -> str:
+    """Return the canonical spelling of a stage (case-insensitive), else raise."""
+    if isinstance(stage, str) and stage.strip().lower() in _STAGE_BY_LOWER:
+        return _STAGE_BY_LOWER[stage.strip().lower()]
+    raise InvalidArgument(
+        f"invalid stage {stage!r}; expected one of {', '.join(STAGES)} (case-insensitive)"
+    )
+
+
+def check_alias(alias: object) -> str:
+    """Return ``alias`` if it is a valid, unreserved alias name, else raise."""
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
+        raise InvalidArgument(
+            f"invalid alias {alias!r}; expected 1-255 letters, digits, '_' or '-'"
+        )
+    if _RESERVED_ALIAS.fullmatch(alias):
+        raise InvalidArgument(
+            f"alias {alias!r} is reserved ('latest' and 'v<digits>' name versions); "
+            "choose another name"
+        )
+    return alias
+
+
+def _check_key(key: object, what: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > _MAX_KEY:
+        raise InvalidArgument(f"{what} key {key!r} must be a non-empty string of <= {_MAX_KEY}")
+    return key
+
+
+def _check_value(value: object, what: str, key: str) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > _MAX_VALUE:
+        raise InvalidArgument(f"{what} {key!r}: value longer than {_MAX_VALUE} characters")
+    return text
+
+
+def _metric_value(key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.generic) and np.issubdtype(value.dtype, np.number):
+                return float(value)
+        except ImportError:  # pragma: no cover - numpy is a dependency
+            pass
+        raise InvalidArgument(f"metric {key!r}: value {value!r} is not a number")
+    return float(value)
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return pg_dialect.insert(table)
+    return sqlite_dialect.insert(table)
+
+
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _metric_from_row(value: float | None, is_nan: bool) -> float:
+    return math.nan if is_nan or value is None else float(value)
+
+
+class Store:
+    """Tracking and registry operations on one metadata database and artifact store.
+
+    Args:
+        db: The metadata database.
+        artifacts: The artifact store.
+        uri: The tracking URI, for messages.
+    """
+
+    def __init__(self, db: MetadataDB, artifacts: ArtifactStore, uri: str) -> None:
+        self.db = db
+        self.artifacts = artifacts
+        self.uri = uri
+        self._default_ready = False
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        return self.db.run_in_transaction(fn)
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        return self.db.run_in_transaction(fn, readonly=True)
+
+    def _ensure_default_experiment(self) -> None:
+        if self._default_ready:
+            return
+
+        def work(conn: Connection) -> None:
+            now = now_ms()
+            stmt = _insert(conn, t.experiments).values(
+                experiment_id=DEFAULT_EXPERIMENT_ID,
+                name=_DEFAULT_EXPERIMENT_NAME,
+                artifact_location=f"{self.artifacts.root}/experiments/0",
+                lifecycle_stage="active",
+                creation_time=now,
+                last_update_time=now,
+            )
+            conn.execute(stmt.on_conflict_do_nothing())
+
+        self._write(work)
+        self._default_ready = True
+
+    # -------------------------------------------------------------- experiments
+
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: Mapping[str, Any] | None = None
+    ) -> str:
+        """Create an experiment; return its id. Raises AlreadyExists for a taken name."""
+        check_name(name, "experiment name")
+        self._ensure_default_experiment()
+        tag_rows = {
+            _check_key(k, "experiment tag"): _check_value(v, "tag", k)
+            for k, v in (tags or {}).items()
+        }
+
+        def work(conn: Connection) -> str:
+            taken = conn.execute(
+                sa.select(t.experiments.c.experiment_id).where(t.experiments.c.name == name)
+            ).first()
+            if taken is not None:
+                raise AlreadyExists(f"experiment {name!r} exists already (id {taken[0]})")
+            exp_id = str(self.db.next_value(conn, "experiment_id"))
+            now = now_ms()
+            conn.execute(
+                sa.insert(t.experiments).values(
+                    experiment_id=exp_id,
+                    name=name,
+                    artifact_location=artifact_location
+                    or f"{self.artifacts.root}/experiments/{exp_id}",
+                    lifecycle_stage="active",
+                    creation_time=now,
+                    last_update_time=now,
+                )
+            )
+            if tag_rows:
+                conn.execute(
+                    sa.insert(t.experiment_tags),
+                    [{"experiment_id": exp_id, "key": k, "value": v} for k, v in tag_rows.items()],
+                )
+            return exp_id
+
+        return self._write(work)
+
+    def _experiment(self, conn: Connection, where: ColumnElement[bool]) -> Experiment | None:
+        row = conn.execute(sa.select(t.experiments).where(where)).mappings().first()
+        if row is None:
+            return None
+        tags = dict(
+            conn.execute(
+                sa.select(t.experiment_tags.c.key, t.experiment_tags.c.value).where(
+                    t.experiment_tags.c.experiment_id == row["experiment_id"]
+                )
+            ).all()
+        )
+        return Experiment(
+            experiment_id=row["experiment_id"],
+            name=row["name"],
+            artifact_location=row["artifact_location"],
+            lifecycle_stage=row["lifecycle_stage"],
+            tags=tags,
+            creation_time=row["creation_time"],
+            last_update_time=row["last_update_time"],
+        )
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        """Return the experiment with this id. Raises NotFound."""
+        self._ensure_default_experiment()
+        exp_id = str(experiment_id)
+        exp = self._read(
+            lambda conn: self._experiment(conn, t.experiments.c.experiment_id == exp_id)
+        )
+        if exp is None:
+            raise NotFound(f"experiment id {exp_id!r} does not exist")
+        return exp
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        """Return the experiment named ``name``, or None."""
+        check_name(name, "experiment name")
+        self._ensure_default_experiment()
+        return self._read(lambda conn: self._experiment(conn, t.experiments.c.name == name))
+
+    def search_experiments(self) -> list[Experiment]:
+        """Return every active experiment, by id."""
+        self._ensure_default_experiment()
+
+        def work(conn: Connection) -> list[Experiment]:
+            ids = conn.execute(
+                sa.select(t.experiments.c.experiment_id).where(
+                    t.experiments.c.lifecycle_stage == "active"
+                )
+            ).scalars()
+            out = [self._experiment(conn, t.experiments.c.experiment_id == i) for i in ids]
+            return sorted((e for e in out if e), key=lambda e: int(e.experiment_id))
+
+        return self._read(work)
+
+    # --------------------------------------------------------------------- runs
+
+    def create_run(
+        self,
+        experiment_id: str,
+        *,
+        run_name: str | None,
+        tags: Mapping[str, Any] | None,
+        parent_run_id: str | None,
+        user_id: str | None = None,
+        start_time: int | None = None,
+    ) -> Run:
+        """Create a RUNNING run in an experiment. Raises NotFound for an unknown experiment."""
+        self._ensure_default_experiment()
+        exp_id = str(experiment_id)
+        user = user_id or current_user()
+        name = run_name if run_name else _random_run_name()
+        check_name(name, "run_name")
+        tag_rows = {
+            _check_key(k, "run tag"): _check_value(v, "tag", k) for k, v in (tags or {}).items()
+        }
+        tag_rows.setdefault("mlflow.user", user)
+        tag_rows["mlflow.runName"] = name
+        if parent_run_id:
+            tag_rows["mlflow.parentRunId"] = parent_run_id
+        run_id = uuid.uuid4().hex
+        start = start_time if start_time is not None else now_ms()
+
+        def work(conn: Connection) -> None:
+            exp = conn.execute(
+                sa.select(t.experiments.c.lifecycle_stage).where(
+                    t.experiments.c.experiment_id == exp_id
+                )
+            ).first()
+            if exp is None:
+                raise NotFound(f"experiment id {exp_id!r} does not exist")
+            if exp[0] != "active":
+                raise InvalidArgument(f"experiment id {exp_id!r} is deleted; cannot add runs")
+            conn.execute(
+                sa.insert(t.runs).values(
+                    run_id=run_id,
+                    experiment_id=exp_id,
+                    run_name=name,
+                    user_id=user,
+                    status=RunStatus.RUNNING,
+                    start_time=start,
+                    end_time=None,
+                    lifecycle_stage="active",
+                    artifact_uri=f"runs:/{run_id}",
+                    parent_run_id=parent_run_id,
+                )
+            )
+            conn.execute(
+                sa.insert(t.run_tags),
+                [{"run_id": run_id, "key": k, "value": v} for k, v in tag_rows.items()],
+            )
+
+        self._write(work)
+        _emit("run_started", run_id=run_id, experiment_id=exp_id, run_name=name, user=user)
+        return self.get_run(run_id)
+
+    def _require_run(self, conn: Connection, run_id: str) -> sa.Row[Any]:
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidArgument(f"run_id must be a non-empty string, got {run_id!r}")
+        row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).first()
+        if row is None:
+            raise NotFound(f"run {run_id!r} does not exist")
+        return row
+
+    def _run_data(self, conn: Connection, run_ids: Sequence[str]) -> dict[str, RunData]:
+        metrics: dict[str, dict[str, float]] = defaultdict(dict)
+        params: dict[str, dict[str, str]] = defaultdict(dict)
+        tags: dict[str, dict[str, str]] = defaultdict(dict)
+        for chunk in _chunks(list(run_ids)):
+            lm = t.run_latest_metrics.c
+            for rid, key, value, is_nan in conn.execute(
+                sa.select(lm.run_id, lm.key, lm.value, lm.is_nan).where(lm.run_id.in_(chunk))
+            ):
+                metrics[rid][key] = _metric_from_row(value, is_nan)
+            for rid, key, value in conn.execute(
+                sa.select(t.run_params.c.run_id, t.run_params.c.key, t.run_params.c.value).where(
+                    t.run_params.c.run_id.in_(chunk)
+                )
+            ):
+                params[rid][key] = value
+            for rid, key, value in conn.execute(
+                sa.select(t.run_tags.c.run_id, t.run_tags.c.key, t.run_tags.c.value).where(
+                    t.run_tags.c.run_id.in_(chunk)
+                )
+            ):
+                tags[rid][key] = value
+        return {
+            rid: RunData(metrics=metrics[rid], params=params[rid], tags=tags[rid])
+            for rid in run_ids
+        }
+
+    @staticmethod
+    def _run_info(row: Any) -> RunInfo:
+        return RunInfo(
+            run_id=row.run_id,
+            experiment_id=row.experiment_id,
+            run_name=row.run_name,
+            user_id=row.user_id,
+            status=row.status,
+            start_time=row.start_time,
+            end_time=row.end_time,
+            lifecycle_stage=row.lifecycle_stage,
+            artifact_uri=row.artifact_uri,
+        )
+
+    def get_run(self, run_id: str) -> Run:
+        """Return a run with its latest metrics, params and tags. Raises NotFound."""
+
+        def work(conn: Connection) -> Run:
+            row = self._require_run(conn, run_id)
+            return Run(info=self._run_info(row), data=self._run_data(conn, [run_id])[run_id])
+
+        return self._read(work)
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: str | None = None,
+        end_time: int | None = None,
+        run_name: str | None = None,
+    ) -> None:
+        """Set a run's status (and end time) or name. Raises NotFound / InvalidArgument."""
+        if status is not None and status not in RunStatus.ALL:
+            raise InvalidArgument(
+                f"invalid run status {status!r}; expected one of {', '.join(RunStatus.ALL)}"
+            )
+
+        def work(conn: Connection) -> None:
+            self._require_run(conn, run_id)
+            values: dict[str, Any] = {}
+            if status is not None:
+                values["status"] = status
+                values["end_time"] = (
+                    (end_time or now_ms()) if RunStatus.is_terminated(status) else None
+                )
+            if run_name is not None:
+                values["run_name"] = check_name(run_name, "run_name")
+                conn.execute(
+                    _insert(conn, t.run_tags)
+                    .values(run_id=run_id, key="mlflow.runName", value=run_name)
+                    .on_conflict_do_update(
+                        index_elements=["run_id", "key"], set_={"value": run_name}
+                    )
+                )
+            if values:
+                conn.execute(sa.update(t.runs).where(t.runs.c.run_id == run_id).values(**values))
+
+        self._write(work)
+        if status is not None and RunStatus.is_terminated(status):
+            _emit("run_ended", run_id=run_id, status=status)
+
+    def delete_run(self, run_id: str) -> None:
+        """Mark a run deleted (hidden from search). Raises NotFound."""
+
+        def work(conn: Connection) -> None:
+            self._require_run(conn, run_id)
+            conn.execute(
+                sa.update(t.runs).where(t.runs.c.run_id == run_id).values(lifecycle_stage="deleted")
+            )
+
+        self._write(work)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+    ) -> None:
+        """Log metrics, params and tags to a run in one transaction.
+
+        Params are write-once: the same value again is accepted, another value raises
+        AlreadyExists and nothing of the batch is written. NaN metric values are stored as
+        NaN. The latest value of each metric (greatest step, then timestamp) is kept.
+        """
+        param_rows: dict[str, str] = {}
+        for p in params:
+            key = _check_key(p.key, "param")
+            value = _check_value(p.value, "param", key)
+            if key in param_rows and param_rows[key] != value:
+                raise AlreadyExists(
+                    f"param {key!r} given twice with different values {param_rows[key]!r} and "
+                    f"{value!r}; params are write-once"
+                )
+            param_rows[key] = value
+        tag_rows = {_check_key(x.key, "tag"): _check_value(x.value, "tag", x.key) for x in tags}
+        metric_rows: list[dict[str, Any]] = []
+        latest: dict[str, dict[str, Any]] = {}
+        for m in metrics:
+            key = _check_key(m.key, "metric")
+            value = _metric_value(key, m.value)
+            if isinstance(m.step, bool) or not isinstance(m.step, int):
+                raise InvalidArgument(f"metric {key!r}: step {m.step!r} must be an integer")
+            if isinstance(m.timestamp, bool) or not isinstance(m.timestamp, int):
+                raise InvalidArgument(f"metric {key!r}: timestamp {m.timestamp!r} must be ms")
+            nan = math.isnan(value)
+            row = {
+                "run_id": run_id,
+                "key": key,
+                "value": None if nan else value,
+                "is_nan": nan,
+                "timestamp": m.timestamp,
+                "step": m.step,
+            }
+            metric_rows.append(row)
+            best = latest.get(key)
+            if best is None or (row["step"], row["timestamp"]) >= (best["step"], best["timestamp"]):
+                latest[key] = row
+
+        def work(conn: Connection) -> None:
+            run = self._require_run(conn, run_id)
+            if run.lifecycle_stage != "active":
+                raise InvalidArgument(f"run {run_id!r} is deleted; cannot log to it")
+            if param_rows:
+                keys = list(param_rows)
+                conn.execute(
+                    _insert(conn, t.run_params)
+                    .values(
+                        [{"run_id": run_id, "key": k, "value": v} for k, v in param_rows.items()]
+                    )
+                    .on_conflict_do_nothing()
+                )
+                stored = dict(
+                    conn.execute(
+                        sa.select(t.run_params.c.key, t.run_params.c.value).where(
+                            t.run_params.c.run_id == run_id, t.run_params.c.key.in_(keys)
+                        )
+                    ).all()
+                )
+                for key, value in param_rows.items():
+                    if stored.get(key) != value:
+                        raise AlreadyExists(
+                            f"param {key!r} of run {run_id} is {stored.get(key)!r} already; "
+                            f"params are write-once, cannot set it to {value!r}"
+                        )
+            if tag_rows:
+                stmt = _insert(conn, t.run_tags).values(
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in tag_rows.items()]
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
+                    )
+                )
+                if "mlflow.runName" in tag_rows:
+                    conn.execute(
+                        sa.update(t.runs)
+                        .where(t.runs.c.run_id == run_id)
+                        .values(run_name=tag_rows["mlflow.runName"])
+                    )
+            if metric_rows:
+                conn.execute(sa.insert(t.run_metrics), metric_rows)
+                lm = t.run_latest_metrics
+                stmt = _insert(conn, lm).values(list(latest.values()))
+                ex = stmt.excluded
+                newer = (ex.step > lm.c.step) | (
+                    (ex.step == lm.c.step) & (ex.timestamp >= lm.c.timestamp)
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["run_id", "key"],
+                        set_={
+                            "value": ex.value,
+                            "is_nan": ex.is_nan,
+                            "timestamp": ex.timestamp,
+                            "step": ex.step,
+                        },
+                        where=newer,
+                    )
+                )
+
+        self._write(work)
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Return every point of a metric, by step then timestamp. Raises NotFound."""
+        _check_key(key, "metric")
+
+        def work(conn: Connection) -> list[Metric]:
+            self._require_run(conn, run_id)
+            m = t.run_metrics.c
+            rows = conn.execute(
+                sa.select(m.key, m.value, m.is_nan, m.timestamp, m.step)
+                .where(m.run_id == run_id, m.key == key)
+                .order_by(m.step, m.timestamp, m.id)
+            ).all()
+            return [
+                Metric(r.key, _metric_from_row(r.value, r.is_nan), r.timestamp, r.step)
+                for r in rows
+            ]
+
+        return self._read(work)
+
+    def _run_clause(self, cmp: Comparison, dialect: str, text: str) -> ColumnElement[bool]:
+        r = t.runs.c
+        if cmp.kind == "attribute":
+            key = cmp.key
+            if key in _RUN_ATTRS_STR:
+                check_value_type(cmp, numeric=False, text=text)
+                return compare(r[_RUN_ATTRS_STR[key]], cmp.op, cmp.value, dialect)
+            if key in _RUN_ATTRS_NUM:
+                check_value_type(cmp, numeric=True, text=text)
+                return compare(r[_RUN_ATTRS_NUM[key]], cmp.op, cmp.value, dialect)
+            raise InvalidArgument(
+                f"invalid filter {text!r}: unknown run attribute {key!r}; expected one of "
+                f"{', '.join(sorted([*_RUN_ATTRS_STR, *_RUN_ATTRS_NUM]))}"
+            )
+        if cmp.kind == "metric":
+            check_value_type(cmp, numeric=True, text=text)
+            lm = t.run_latest_metrics.c
+            return sa.exists().where(
+                lm.run_id == r.run_id,
+                lm.key == cmp.key,
+                lm.is_nan.is_(False),
+                compare(lm.value, cmp.op, cmp.value, dialect),
+            )
+        table = t.run_params if cmp.kind == "param" else t.run_tags
+        check_value_type(cmp, numeric=False, text=text)
+        return sa.exists().where(
+            table.c.run_id == r.run_id,
+            table.c.key == cmp.key,
+            compare(table.c.value, cmp.op, cmp.value, dialect),
+        )
+
+    def _run_order(self, key: OrderKey, query: Any, n: int) -> tuple[Any, list[Any]]:
+        r = t.runs.c
+        if key.kind == "attribute":
+            col_name = {**_RUN_ATTRS_STR, **_RUN_ATTRS_NUM}.get(key.key)
+            if col_name is None:
+                raise InvalidArgument(f"order_by: unknown run attribute {key.key!r}")
+            col = r[col_name]
+            return query, [col.asc() if key.ascending else col.desc()]
+        if key.kind == "metric":
+            table = t.run_latest_metrics.alias(f"ob{n}")
+        elif key.kind == "param":
+            table = t.run_params.alias(f"ob{n}")
+        else:
+            table = t.run_tags.alias(f"ob{n}")
+        query = query.outerjoin(table, sa.and_(table.c.run_id == r.run_id, table.c.key == key.key))
+        col = table.c.value
+        return query, [col.is_(None), col.asc() if key.ascending else col.desc()]
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str] | None,
+        filter_string: str | None,
+        order_by: Sequence[str] | None,
+        max_results: int,
+        include_deleted: bool = False,
+    ) -> list[Run]:
+        """Return the runs matching a filter, in order; filter and order run in SQL."""
+        comparisons = parse_filter(filter_string)
+        order = parse_order_by(order_by)
+        if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
+            raise InvalidArgument(f"max_results must be a positive integer, got {max_results!r}")
+        self._ensure_default_experiment()
+        dialect = self.db.dialect
+
+        def work(conn: Connection) -> list[Run]:
+            r = t.runs.c
+            source: Any = t.runs
+            order_cols: list[Any] = []
+            for n, key in enumerate(order):
+                source, cols = self._run_order(key, source, n)
+                order_cols.extend(cols)
+            query = sa.select(t.runs).select_from(source)
+            if experiment_ids is not None:
+                query = query.where(r.experiment_id.in_([str(e) for e in experiment_ids]))
+            if not include_deleted:
+                query = query.where(r.lifecycle_stage == "active")
+            for cmp in comparisons:
+                query = query.where(self._run_clause(cmp, dialect, filter_string or ""))
+            query = query.order_by(*order_cols, r.start_time.desc(), r.run_id).limit(max_results)
+            rows = conn.execute(query).all()
+            data = self._run_data(conn, [row.run_id for row in rows])
+            return [Run(info=self._run_info(row), data=data[row.run_id]) for row in rows]
+
+        return self._read(work)
+
+    # ---------------------------------------------------------------- artifacts
+
+    def log_artifact_files(self, run_id: str, files: Sequence[tuple[str, Path]]) -> None:
+        """Store local files and record them under artifact paths of a run."""
+        for path, _ in files:
+            normalize_artifact_path(path, allow_empty=False)
+        self._read(lambda conn: self._require_run(conn, run_id))
+        rows = []
+        for path, local in files:
+            digest, size = self.artifacts.put_file(local)
+            rows.append({"run_id": run_id, "path": path, "sha256": digest, "size": size})
+        if not rows:
+            return
+
+        def work(conn: Connection) -> None:
+            self._require_run(conn, run_id)
+            stmt = _insert(conn, t.run_artifacts).values(rows)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["run_id", "path"],
+                    set_={"sha256": stmt.excluded.sha256, "size": stmt.excluded.size},
+                )
+            )
+
+        self._write(work)
+
+    def artifact_manifest(self, run_id: str, prefix: str = "") -> dict[str, tuple[str, int]]:
+        """Return ``{path: (sha256, size)}`` of a run's artifacts under ``prefix``."""
+        prefix = normalize_artifact_path(prefix)
+
+        def work(conn: Connection) -> dict[str, tuple[str, int]]:
+            self._require_run(conn, run_id)
+            a = t.run_artifacts.c
+            query = sa.select(a.path, a.sha256, a.size).where(a.run_id == run_id)
+            if prefix:
+                query = query.where(
+                    sa.or_(
+                        a.path == prefix, sa.func.substr(a.path, 1, len(prefix) + 1) == prefix + "/"
+                    )
+                )
+            return {p: (h, s) for p, h, s in conn.execute(query)}
+
+        return self._read(work)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        """List the files and folders directly under ``path`` in a run's artifacts."""
+        base = normalize_artifact_path(path)
+        manifest = self.artifact_manifest(run_id, base)
+        entries: dict[str, FileInfo] = {}
+        for full, (_, size) in manifest.items():
+            rest = full[len(base) + 1 :] if base else full
+            if not rest:
+                entries[full] = FileInfo(full, False, size)
+                continue
+            head, sep, _ = rest.partition("/")
+            child = f"{base}/{head}" if base else head
+            entries[child] = FileInfo(child, True, None) if sep else FileInfo(child, False, size)
+        return sorted(entries.values(), key=lambda f: f.path)
+
+    def download_artifacts(self, run_id: str, path: str, dst: Path) -> Path:
+        """Write a run's artifact file or folder ``path`` under ``dst``; return its local path."""
+        base = normalize_artifact_path(path)
+        manifest = self.artifact_manifest(run_id, base)
+        if not manifest:
+            raise NotFound(f"run {run_id} has no artifact {path!r}")
+        for full, (digest, _) in manifest.items():
+            target = dst / full
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.artifacts.read_bytes(digest))
+        return dst / base if base else dst
+
+    # ----------------------------------------------------------------- registry
+
+    def _lock_model(self, conn: Connection, name: str) -> None:
+        rm = t.registered_models.c
+        row = conn.execute(sa.select(rm.name).where(rm.name == name).with_for_update()).first()
+        if row is None:
+            raise NotFound(f"registered model {name!r} does not exist")
+
+    def _require_model(self, conn: Connection, name: str) -> None:
+        rm = t.registered_models.c
+        if conn.execute(sa.select(rm.name).where(rm.name == name)).first() is None:
+            raise NotFound(f"registered model {name!r} does not exist")
+
+    def _require_version(self, conn: Connection, name: str, version: int) -> Any:
+        mv = t.model_versions.c
+        row = conn.execute(
+            sa.select(t.model_versions).where(mv.name == name, mv.version == version)
+        ).first()
+        if row is None:
+            self._require_model(conn, name)
+            raise NotFound(f"registered model {name!r} has no version {version}")
+        return row
+
+    def _event(
+        self,
+        conn: Connection,
+        name: str,
+        version: int | None,
+        kind: str,
+        actor: str,
+        *,
+        from_stage: str | None = None,
+        to_stage: str | None = None,
+        alias: str | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        conn.execute(
+            sa.insert(t.model_registry_events).values(
+                name=name,
+                version=version,
+                kind=kind,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                alias=alias,
+                actor=actor,
+                timestamp=timestamp or now_ms(),
+            )
+        )
+
+    def _touch_model(self, conn: Connection, name: str, now: int) -> None:
+        conn.execute(
+            sa.update(t.registered_models)
+            .where(t.registered_models.c.name == name)
+            .values(last_updated_time=now)
+        )
+
+    def create_registered_model(
+        self, name: str, tags: Mapping[str, Any] | None = None, description: str | None = None
+    ) -> RegisteredModel:
+        """Create a registered model. Raises AlreadyExists when the name is taken."""
+        check_name(name, "registered model name")
+        tag_rows = {
+            _check_key(k, "model tag"): _check_value(v, "tag", k) for k, v in (tags or {}).items()
+        }
+
+        def work(conn: Connection) -> None:
+            now = now_ms()
+            stmt = _insert(conn, t.registered_models).values(
+                name=name, creation_time=now, last_updated_time=now, description=description
+            )
+            if conn.execute(stmt.on_conflict_do_nothing()).rowcount == 0:
+                raise AlreadyExists(f"registered model {name!r} exists already")
+            if tag_rows:
+                conn.execute(
+                    sa.insert(t.registered_model_tags),
+                    [{"name": name, "key": k, "value": v} for k, v in tag_rows.items()],
+                )
+
+        self._write(work)
+        return self.get_registered_model(name)
+
+    def _model_versions(self, conn: Connection, rows: Sequence[Any]) -> list[ModelVersion]:
+        if not rows:
+            return []
+        names = sorted({row.name for row in rows})
+        tags: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
+        aliases: dict[tuple[str, int], list[str]] = defaultdict(list)
+        wanted = {(row.name, row.version) for row in rows}
+        for chunk in _chunks(names):
+            mt = t.model_version_tags.c
+            for name, version, key, value in conn.execute(
+                sa.select(mt.name, mt.version, mt.key, mt.value).where(mt.name.in_(chunk))
+            ):
+                if (name, version) in wanted:
+                    tags[(name, version)][key] = value
+            al = t.registered_model_aliases.c
+            for name, alias, version in conn.execute(
+                sa.select(al.name, al.alias, al.version)
+                .where(al.name.in_(chunk))
+                .order_by(al.alias)
+            ):
+                aliases[(name, version)].append(alias)
+        return [
+            ModelVersion(
+                name=row.name,
+                version=int(row.version),
+                creation_timestamp=row.creation_time,
+                last_updated_timestamp=row.last_updated_time,
+                description=row.description,
+                user_id=row.user_id,
+                current_stage=row.current_stage,
+                source=row.source,
+                run_id=row.run_id,
+                status=row.status,
+                run_link=row.run_link,
+                tags=tags[(row.name, row.version)],
+                aliases=aliases[(row.name, row.version)],
+            )
+            for row in rows
+        ]
+
+    def _latest_versions(
+        self, conn: Connection, name: str, stages: Sequence[str] | None
+    ) -> list[ModelVersion]:
+        mv = t.model_versions.c
+        newest = (
+            sa.select(mv.current_stage, sa.func.max(mv.version).label("version"))
+            .where(mv.name == name)
+            .group_by(mv.current_stage)
+            .subquery()
+        )
+        query = (
+            sa.select(t.model_versions)
+            .join(
+                newest,
+                sa.and_(mv.version == newest.c.version, mv.current_stage == newest.c.current_stage),
+            )
+            .where(mv.name == name)
+            .order_by(mv.version)
+        )
+        if stages is not None:
+            query = query.where(mv.current_stage.in_(list(stages)))
+        return self._model_versions(conn, conn.execute(query).all())
+
+    def _registered_models(self, conn: Connection, rows: Sequence[Any]) -> list[RegisteredModel]:
+        out = []
+        for row in rows:
+            tags = dict(
+                conn.execute(
+                    sa.select(t.registered_model_tags.c.key, t.registered_model_tags.c.value).where(
+                        t.registered_model_tags.c.name == row.name
+                    )
+                ).all()
+            )
+            al = t.registered_model_aliases.c
+            aliases = {
+                a: int(v)
+                for a, v in conn.execute(
+                    sa.select(al.alias, al.version).where(al.name == row.name).order_by(al.alias)
+                )
+            }
+            out.append(
+                RegisteredModel(
+                    name=row.name,
+                    creation_timestamp=row.creation_time,
+                    last_updated_timestamp=row.last_updated_time,
+                    description=row.description,
+                    tags=tags,
+                    aliases=aliases,
+                    latest_versions=self._latest_versions(conn, row.name, None),
+                )
+            )
+        return out
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        """Return a registered model. Raises NotFound."""
+        check_name(name, "registered model name")
+
+        def work(conn: Connection) -> RegisteredModel:
+            row = conn.execute(
+                sa.select(t.registered_models).where(t.registered_models.c.name == name)
+            ).first()
+            if row is None:
+                raise NotFound(f"registered model {name!r} does not exist")
+            return self._registered_models(conn, [row])[0]
+
+        return self._read(work)
+
+    def update_registered_model(self, name: str, description: str | None) -> RegisteredModel:
+        """Set a registered model's description. Raises NotFound."""
+        check_name(name, "registered model name")
+
+        def work(conn: Connection) -> None:
+            self._lock_model(conn, name)
+            conn.execute(
+                sa.update(t.registered_models)
+                .where(t.registered_models.c.name == name)
+                .values(description=description, last_updated_time=now_ms())
+            )
+
+        self._write(work)
+        return self.get_registered_model(name)
+
+    def search_registered_models(
+        self, filter_string: str | None, max_results: int, order_by: Sequence[str] | None
+    ) -> list[RegisteredModel]:
+        """Return registered models matching a filter (``name``, ``tags.<key>``)."""
+        comparisons = parse_filter(filter_string)
+        order = parse_order_by(order_by)
+        text = filter_string or ""
+        dialect = self.db.dialect
+        rm = t.registered_models.c
+        query = sa.select(t.registered_models)
+        for cmp in comparisons:
+            if cmp.kind == "attribute" and cmp.key == "name":
+                check_value_type(cmp, numeric=False, text=text)
+                query = query.where(compare(rm.name, cmp.op, cmp.value, dialect))
+            elif cmp.kind == "tag":
+                check_value_type(cmp, numeric=False, text=text)
+                tg = t.registered_model_tags.c
+                query = query.where(
+                    sa.exists().where(
+                        tg.name == rm.name,
+                        tg.key == cmp.key,
+                        compare(tg.value, cmp.op, cmp.value, dialect),
+                    )
+                )
+            else:
+                raise InvalidArgument(
+                    f"invalid filter {text!r}: registered models filter on name or "
+                    f"tags.<key>, not {cmp.kind}.{cmp.key}"
+                )
+        cols = {
+            "name": rm.name,
+            "creation_timestamp": rm.creation_time,
+            "last_updated_timestamp": rm.last_updated_time,
+        }
+        order_cols = []
+        for key in order:
+            if key.kind != "attribute" or key.key not in cols:
+                raise InvalidArgument(
+                    f"order_by: registered models sort by {', '.join(cols)}, not {key.key!r}"
+                )
+            order_cols.append(cols[key.key].asc() if key.ascending else cols[key.key].desc())
+        query = query.order_by(*order_cols, rm.name).limit(_positive(max_results))
+        return self._read(lambda conn: self._registered_models(conn, conn.execute(query).all()))
+
+    def delete_registered_model(self, name: str, actor: str) -> None:
+        """Delete a registered model with its versions, tags and aliases (history is kept)."""
+        check_name(name, "registered model name")
+
+        def work(conn: Connection) -> None:
+            self._lock_model(conn, name)
+            self._event(conn, name, None, "model_deleted", actor)
+            conn.execute(sa.delete(t.registered_models).where(t.registered_models.c.name == name))
+
+        self._write(work)
+        _emit("registered_model_deleted", name=name, approved_by=actor)
+
+    def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
+        """Set a tag on a registered model. Raises NotFound."""
+        check_name(name, "registered model name")
+        key = _check_key(key, "model tag")
+        text = _check_value(value, "tag", key)
+
+        def work(conn: Connection) -> None:
+            self._lock_model(conn, name)
+            stmt = _insert(conn, t.registered_model_tags).values(name=name, key=key, value=text)
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["name", "key"], set_={"value": text})
+            )
+
+        self._write(work)
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        """Delete a tag of a registered model. Raises NotFound for the model or the tag."""
+        check_name(name, "registered model name")
+
+        def work(conn: Connection) -> None:
+            self._lock_model(conn, name)
+            tg = t.registered_model_tags.c
+            if (
+                conn.execute(
+                    sa.delete(t.registered_model_tags).where(tg.name == name, tg.key == key)
+                ).rowcount
+                == 0
+            ):
+                raise NotFound(f"registered model {name!r} has no tag {key!r}")
+
+        self._write(work)
+
+    def resolve_source(self, conn: Connection, uri: str) -> tuple[str, str | None]:
+        """Return the ``runs:/`` source and run id a model URI stands for; check it exists."""
+        parsed = parse_model_uri(uri)
+        if parsed.scheme == "models":
+            row = self._resolve_version(conn, uri)
+            return row.source, row.run_id
+        assert parsed.run_id is not None
+        run = conn.execute(
+            sa.select(t.runs.c.run_id).where(t.runs.c.run_id == parsed.run_id)
+        ).first()
+        if run is None:
+            raise NotFound(f"model URI {uri!r}: run {parsed.run_id} does not exist")
+        a = t.run_artifacts.c
+        found = conn.execute(
+            sa.select(a.path).where(a.run_id == parsed.run_id, a.path == f"{parsed.path}/MLmodel")
+        ).first()
+        if found is None:
+            raise NotFound(
+                f"model URI {uri!r}: run {parsed.run_id} has no model at {parsed.path!r} "
+                "(no MLmodel file logged there)"
+            )
+        return f"runs:/{parsed.run_id}/{parsed.path}", parsed.run_id
+
+    def _resolve_version(self, conn: Connection, uri: str) -> Any:
+        parsed = parse_model_uri(uri)
+        assert parsed.name is not None
+        name = parsed.name
+        mv = t.model_versions.c
+        if parsed.version is not None:
+            return self._require_version(conn, name, parsed.version)
+        if parsed.alias is not None:
+            al = t.registered_model_aliases.c
+            version = conn.execute(
+                sa.select(al.version).where(al.name == name, al.alias == parsed.alias)
+            ).scalar()
+            if version is None:
+                self._require_model(conn, name)
+                raise NotFound(f"model URI {uri!r}: model {name!r} has no alias {parsed.alias!r}")
+            return self._require_version(conn, name, int(version))
+        assert parsed.stage is not None
+        query = sa.select(t.model_versions).where(mv.name == name)
+        if parsed.stage.lower() != "latest":
+            try:
+                stage = check_stage(parsed.stage)
+            except InvalidArgument as err:
+                raise InvalidArgument(f"model URI {uri!r}: {err}") from None
+            query = query.where(mv.current_stage == stage)
+        row = conn.execute(query.order_by(mv.version.desc()).limit(1)).first()
+        if row is None:
+            self._require_model(conn, name)
+            raise NotFound(f"model URI {uri!r}: model {name!r} has no version in {parsed.stage!r}")
+        return row
+
+    def resolve_model_uri(self, uri: str) -> tuple[str, str]:
+        """Return the run id and artifact path holding the model a URI names."""
+
+        def work(conn: Connection) -> tuple[str, str]:
+            source, _ = self.resolve_source(conn, uri)
+            parsed = parse_model_uri(source)
+            assert parsed.run_id is not None
+            # A version's source must still hold a model (its run may have been deleted).
+            self.resolve_source(conn, source)
+            return parsed.run_id, parsed.path
+
+        return self._read(work)
+
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        *,
+        run_id: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        run_link: str | None = None,
+        description: str | None = None,
+        user_id: str | None = None,
+        create_model: bool = False,
+    ) -> ModelVersion:
+        """Create the next version of a model from a model URI, atomically numbered."""
+        check_name(name, "registered model name")
+        check_name(source, "model source")
+        tag_rows = {
+            _check_key(k, "model version tag"): _check_value(v, "tag", k)
+            for k, v in (tags or {}).items()
+        }
+        user = user_id or current_user()
+
+        def work(conn: Connection) -> int:
+            resolved, source_run = self.resolve_source(conn, source)
+            if run_id is not None and source_run is not None and run_id != source_run:
+                raise InvalidArgument(
+                    f"run_id {run_id!r} does not match the run of source {source!r}"
+                )
+            now = now_ms()
+            if create_model:
+                conn.execute(
+                    _insert(conn, t.registered_models)
+                    .values(name=name, creation_time=now, last_updated_time=now, description=None)
+                    .on_conflict_do_nothing()
+                )
+            self._lock_model(conn, name)
+            version = self.db.next_value(conn, f"model_version:{name}")
+            conn.execute(
+                sa.insert(t.model_versions).values(
+                    name=name,
+                    version=version,
+                    creation_time=now,
+                    last_updated_time=now,
+                    description=description,
+                    user_id=user,
+                    current_stage="None",
+                    source=resolved,
+                    run_id=run_id or source_run,
+                    run_link=run_link,
+                    status="READY",
+                )
+            )
+            if tag_rows:
+                conn.execute(
+                    sa.insert(t.model_version_tags),
+                    [
+                        {"name": name, "version": version, "key": k, "value": v}
+                        for k, v in tag_rows.items()
+                    ],
+                )
+            self._event(conn, name, version, "created", user, to_stage="None", timestamp=now)
+            self._touch_model(conn, name, now)
+            return version
+
+        version = self._write(work)
+        _emit("model_version_created", name=name, version=version, source=source, user=user)
+        return self.get_model_version(name, version)
+
+    def get_model_version(self, name: str, version: int | str) -> ModelVersion:
+        """Return one model version. Raises NotFound."""
+        check_name(name, "registered model name")
+        number = check_version(version)
+        return self._read(
+            lambda conn: self._model_versions(conn, [self._require_version(conn, name, number)])[0]
+        )
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        """Return the version an alias points at. Raises NotFound."""
+        check_name(name, "registered model name")
+        check_name(alias, "alias")
+
+        def work(conn: Connection) -> ModelVersion:
+            al = t.registered_model_aliases.c
+            version = conn.execute(
+                sa.select(al.version).where(al.name == name, al.alias == alias)
+            ).scalar()
+            if version is None:
+                self._require_model(conn, name)
+                raise NotFound(f"registered model {name!r} has no alias {alias!r}")
+            return self._model_versions(conn, [self._require_version(conn, name, int(version))])[0]
+
+        return self._read(work)
+
+    def update_model_version(
+        self, name: str, version: int | str, description: str | None
+    ) -> ModelVersion:
+        """Set a version's description. Raises NotFound."""
+        check_name(name, "registered model name")
+        number = check_version(version)
+
+        def work(conn: Connection) -> None:
+            self._require_version(conn, name, number)
+            mv = t.model_versions.c
+            conn.execute(
+                sa.update(t.model_versions)
+                .where(mv.name == name, mv.version == number)
+                .values(description=description, last_updated_time=now_ms())
+            )
+
+        self._write(work)
+        return self.get_model_version(name, number)
+
+    def set_model_version_tag(self, name: str, version: int | str, key: str, value: Any) -> None:
+        """Set a tag on a model version. Raises NotFound."""
+        check_name(name, "registered model name")
+        number = check_version(version)
+        key = _check_key(key, "model version tag")
+        text = _check_value(value, "tag", key)
+
+        def work(conn: Connection) -> None:
+            self._require_version(conn, name, number)
+            stmt = _insert(conn, t.model_version_tags).values(
+                name=name, version=number, key=key, value=text
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["name", "version", "key"], set_={"value": text}
+                )
+            )
+
+        self._write(work)
+
+    def delete_model_version_tag(self, name: str, version: int | str, key: str) -> None:
+        """Delete a tag of a model version. Raises NotFound for the version or the tag."""
+        check_name(name, "registered model name")
+        number = check_version(version)
+
+        def work(conn: Connection) -> None:
+            self._require_version(conn, name, number)
+            mt = t.model_version_tags.c
+            deleted = conn.execute(
+                sa.delete(t.model_version_tags).where(
+                    mt.name == name, mt.version == number, mt.key == key
+                )
+            ).rowcount
+            if deleted == 0:
+                raise NotFound(f"model {name!r} version {number} has no tag {key!r}")
+
+        self._write(work)
+
+    def transition_stage(
+        self,
+        name: str,
+        version: int | str,
+        stage: str,
+        *,
+        archive_existing_versions: bool,
+        actor: str,
+    ) -> ModelVersion:
+        """Move a version to a stage, recording who did it; optionally archive the others."""
+        check_name(name, "registered model name")
+        number = check_version(version)
+        target = check_stage(stage)
+        if archive_existing_versions and target not in ("Staging", "Production"):
+            raise InvalidArgument(
+                f"archive_existing_versions applies to Staging or Production, not {target!r}"
+            )
+        moved: list[tuple[int, str, str]] = []
+
+        def work(conn: Connection) -> None:
+            moved.clear()
+            self._lock_model(conn, name)
+            row = self._require_version(conn, name, number)
+            now = now_ms()
+            mv = t.model_versions.c
+            if archive_existing_versions:
+                others = conn.execute(
+                    sa.select(mv.version, mv.current_stage).where(
+                        mv.name == name, mv.current_stage == target, mv.version != number
+                    )
+                ).all()
+                for other, old in others:
+                    conn.execute(
+                        sa.update(t.model_versions)
+                        .where(mv.name == name, mv.version == other)
+                        .values(current_stage="Archived", last_updated_time=now)
+                    )
+                    self._event(
+                        conn,
+                        name,
+                        other,
+                        "stage",
+                        actor,
+                        from_stage=old,
+                        to_stage="Archived",
+                        timestamp=now,
+                    )
+                    moved.append((int(other), old, "Archived"))
+            conn.execute(
+                sa.update(t.model_versions)
+                .where(mv.name == name, mv.version == number)
+                .values(current_stage=target, last_updated_time=now)
+            )
+            self._event(
+                conn,
+                name,
+                number,
+                "stage",
+                actor,
+                from_stage=row.current_stage,
+                to_stage=target,
+                timestamp=now,
+            )
+            moved.append((number, row.current_stage, target))
+            self._touch_model(conn, name, now)
+
+        self._write(work)
+        for moved_version, old, new in moved:
+            _emit(
+                "stage_transitioned",
+                name=name,
+                version=moved_version,
+                from_stage=old,
+                to_stage=new,
+                approved_by=actor,
+            )
+        return self.get_model_version(name, number)
+
+    def set_alias(self, name: str, alias: str, version: int | str, actor: str) -> None:
+        """Point an alias at a version (moving it if set), recording who did it."""
+        check_name(name, "registered model name")
+        check_alias(alias)
+        number = check_version(version)
+        previous: list[int | None] = [None]
+
+        def work(conn: Connection) -> None:
+            self._lock_model(conn, name)
+            self._require_version(conn, name, number)
+            al = t.registered_model_aliases.c
+            previous[0] = conn.execute(
+                sa.select(al.version).where(al.name == name, al.alias == alias)
+            ).scalar()
+            stmt = _insert(conn, t.registered_model_aliases).values(
+                name=name, alias=alias, version=number
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["name", "alias"], set_={"version": number}
+                )
+            )
+            old = previous[0]
+            self._event(
+                conn,
+                name,
+                number,
+                "alias_set",
+                actor,
+                alias=alias,
+                from_stage=None if old is None else f"v{old}",
+            )
+            self._touch_model(conn, name, now_ms())
+
+        self._write(work)
+        _emit(
+            "alias_set",
+            name=name,
+            alias=alias,
+            version=number,
+            previous_version=previous[0],
+            approved_by=actor,
+        )
+
+    def delete_alias(self, name: str, alias: str, actor: str) -> None:
+        """Remove an alias, recording who did it. Raises NotFound."""
+        check_name(name, "registered model name")
+        check_name(alias, "alias")
+
+        def work(conn: Connection) -> int:
+            self._lock_model(conn, name)
+            al = t.registered_model_aliases.c
+            version = conn.execute(
+                sa.select(al.version).where(al.name == name, al.alias == alias)
+            ).scalar()
+            if version is None:
+                raise NotFound(f"registered model {name!r} has no alias {alias!r}")
+            conn.execute(
+                sa.delete(t.registered_model_aliases).where(al.name == name, al.alias == alias)
+            )
+            self._event(conn, name, int(version), "alias_deleted", actor, alias=alias)
+            return int(version)
+
+        version = self._write(work)
+        _emit("alias_deleted", name=name, alias=alias, version=version, approved_by=actor)
+
+    def get_latest_versions(self, name: str, stages: Sequence[str] | None) -> list[ModelVersion]:
+        """Return the newest version in each stage (or in the given stages)."""
+        check_name(name, "registered model name")
+        wanted = None if not stages else [check_stage(s) for s in stages]
+
+        def work(conn: Connection) -> list[ModelVersion]:
+            self._require_model(conn, name)
+            return self._latest_versions(conn, name, wanted)
+
+        return self._read(work)
+
+    def search_model_versions(
+        self, filter_string: str | None, max_results: int, order_by: Sequence[str] | None
+    ) -> list[ModelVersion]:
+        """Return model versions matching a filter; runs in SQL."""
+        comparisons = parse_filter(filter_string)
+        order = parse_order_by(order_by)
+        text = filter_string or ""
+        dialect = self.db.dialect
+        mv = t.model_versions.c
+        query = sa.select(t.model_versions)
+        for cmp in comparisons:
+            if cmp.kind == "attribute" and cmp.key in _MV_ATTRS_STR:
+                check_value_type(cmp, numeric=False, text=text)
+                query = query.where(compare(mv[_MV_ATTRS_STR[cmp.key]], cmp.op, cmp.value, dialect))
+            elif cmp.kind == "attribute" and cmp.key in _MV_ATTRS_NUM:
+                check_value_type(cmp, numeric=True, text=text)
+                query = query.where(compare(mv[_MV_ATTRS_NUM[cmp.key]], cmp.op, cmp.value, dialect))
+            elif cmp.kind == "tag":
+                check_value_type(cmp, numeric=False, text=text)
+                mt = t.model_version_tags.c
+                query = query.where(
+                    sa.exists().where(
+                        mt.name == mv.name,
+                        mt.version == mv.version,
+                        mt.key == cmp.key,
+                        compare(mt.value, cmp.op, cmp.value, dialect),
+                    )
+                )
+            else:
+                raise InvalidArgument(
+                    f"invalid filter {text!r}: model versions filter on "
+                    f"{', '.join(sorted([*_MV_ATTRS_STR, *_MV_ATTRS_NUM]))} or tags.<key>, "
+                    f"not {cmp.kind}.{cmp.key}"
+                )
+        order_cols = []
+        for key in order:
+            col_name = {**_MV_ATTRS_STR, **_MV_ATTRS_NUM}.get(key.key)
+            if key.kind != "attribute" or col_name is None:
+                raise InvalidArgument(f"order_by: model versions cannot sort by {key.key!r}")
+            order_cols.append(mv[col_name].asc() if key.ascending else mv[col_name].desc())
+        query = query.order_by(*order_cols, mv.name, mv.version.desc()).limit(
+            _positive(max_results)
+        )
+        return self._read(lambda conn: self._model_versions(conn, conn.execute(query).all()))
+
+    def delete_model_version(self, name: str, version: int | str, actor: str) -> None:
+        """Delete a version (its number is never reused); its aliases go with it."""
+        check_name(name, "registered model name")
+        number = check_version(version)
+
+        def work(conn: Connection) -> None:
+            self._lock_model(conn, name)
+            row = self._require_version(conn, name, number)
+            al = t.registered_model_aliases.c
+            for (alias,) in conn.execute(
+                sa.select(al.alias).where(al.name == name, al.version == number)
+            ):
+                self._event(conn, name, number, "alias_deleted", actor, alias=alias)
+            self._event(conn, name, number, "deleted", actor, from_stage=row.current_stage)
+            mv = t.model_versions.c
+            conn.execute(sa.delete(t.model_versions).where(mv.name == name, mv.version == number))
+            self._touch_model(conn, name, now_ms())
+
+        self._write(work)
+        _emit("model_version_deleted", name=name, version=number, approved_by=actor)
+
+    def history(self, name: str, version: int | str | None) -> list[ModelVersionEvent]:
+        """Return a model's (or one version's) history, oldest first. Raises NotFound."""
+        check_name(name, "registered model name")
+        number = None if version is None else check_version(version)
+
+        def work(conn: Connection) -> list[ModelVersionEvent]:
+            ev = t.model_registry_events.c
+            query = sa.select(t.model_registry_events).where(ev.name == name)
+            if number is not None:
+                query = query.where(ev.version == number)
+            rows = conn.execute(query.order_by(ev.id)).all()
+            if not rows:
+                if number is None:
+                    raise NotFound(f"registered model {name!r} has no history (never existed)")
+                self._require_version(conn, name, number)
+            return [
+                ModelVersionEvent(
+                    name=r.name,
+                    version=None if r.version is None else int(r.version),
+                    kind=r.kind,
+                    from_stage=r.from_stage,
+                    to_stage=r.to_stage,
+                    alias=r.alias,
+                    approved_by=r.actor,
+                    timestamp=r.timestamp,
+                )
+                for r in rows
+            ]
+
+        return self._read(work)
+
+    def stage_at(
+        self, name: str, stage: str, when: dt.datetime | int | float | str
+    ) -> list[StageAssignment]:
+        """Return the versions that were in ``stage`` at time ``when``, with who put them there."""
+        target = check_stage(stage)
+        at = _to_ms(when)
+        events = [e for e in self.history(name, None) if e.timestamp <= at]
+        state: dict[int, StageAssignment | None] = {}
+        for e in events:
+            if e.kind == "model_deleted":
+                state.clear()
+            elif e.version is None:
+                continue
+            elif e.kind == "created" or e.kind == "stage":
+                state[e.version] = StageAssignment(
+                    name, e.version, e.to_stage or "None", e.approved_by, e.timestamp
+                )
+            elif e.kind == "deleted":
+                state.pop(e.version, None)
+        return sorted(
+            (a for a in state.values() if a is not None and a.stage == target),
+            key=lambda a: a.version,
+        )
+
+    def log_evaluation(
+        self,
+        name: str,
+        version: int | str,
+        metrics: Mapping[str, Any],
+        dataset: str | None,
+        actor: str,
+    ) -> ModelEvaluation:
+        """Record an evaluation of a version on a dataset."""
+        check_name(name, "registered model name")
+        number = check_version(version)
+        if not isinstance(metrics, Mapping) or not metrics:
+            raise InvalidArgument(
+                f"metrics must be a non-empty mapping of name to number, got {metrics!r}"
+            )
+        values = {_check_key(k, "metric"): _metric_value(k, v) for k, v in metrics.items()}
+        if dataset is not None and not isinstance(dataset, str):
+            raise InvalidArgument(f"dataset must be a string naming the data, got {dataset!r}")
+        payload = json.dumps({k: (None if math.isnan(v) else v) for k, v in values.items()})
+        now = now_ms()
+
+        def work(conn: Connection) -> int:
+            self._require_version(conn, name, number)
+            result = conn.execute(
+                sa.insert(t.model_evaluations)
+                .values(
+                    name=name,
+                    version=number,
+                    dataset=dataset,
+                    metrics=payload,
+                    created_by=actor,
+                    timestamp=now,
+                )
+                .returning(t.model_evaluations.c.id)
+            )
+            return int(result.scalar_one())
+
+        eval_id = self._write(work)
+        _emit("model_evaluated", name=name, version=number, dataset=dataset, metrics=values)
+        return ModelEvaluation(eval_id, name, number, values, dataset, actor, now)
+
+    def list_evaluations(self, name: str, version: int | str | None) -> list[ModelEvaluation]:
+        """Return the evaluations of a model (or one version), oldest first."""
+        check_name(name, "registered model name")
+        number = None if version is None else check_version(version)
+
+        def work(conn: Connection) -> list[ModelEvaluation]:
+            if number is None:
+                self._require_model(conn, name)
+            else:
+                self._require_version(conn, name, number)
+            ev = t.model_evaluations.c
+            query = sa.select(t.model_evaluations).where(ev.name == name)
+            if number is not None:
+                query = query.where(ev.version == number)
+            return [
+                ModelEvaluation(
+                    int(r.id),
+                    r.name,
+                    int(r.version),
+                    {
+                        k: (math.nan if v is None else float(v))
+                        for k, v in json.loads(r.metrics).items()
+                    },
+                    r.dataset,
+                    r.created_by,
+                    r.timestamp,
+                )
+                for r in conn.execute(query.order_by(ev.id))
+            ]
+
+        return self._read(work)
+
+
+def _positive(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgument(f"max_results must be a positive integer, got {value!r}")
+    return value
+
+
+_ADJECTIVES = (
+    "amber",
+    "bold",
+    "brisk",
+    "calm",
+    "clever",
+    "crisp",
+    "eager",
+    "gentle",
+    "keen",
+    "lucid",
+    "merry",
+    "nimble",
+    "quiet",
+    "rapid",
+    "sly",
+    "steady",
+    "sunny",
+    "swift",
+    "tidy",
+    "witty",
+)
+_ANIMALS = (
+    "badger",
+    "crane",
+    "deer",
+    "eel",
+    "falcon",
+    "fox",
+    "gecko",
+    "heron",
+    "ibis",
+    "koala",
+    "lynx",
+    "mole",
+    "newt",
+    "otter",
+    "panda",
+    "quail",
+    "seal",
+    "stoat",
+    "trout",
+    "wren",
+)
+
+
+def _random_run_name() -> str:
+    import random
+
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}-{random.randint(0, 999)}"
