@@ -871,11 +871,14 @@ class Store:
 
         def work(conn: Connection) -> None:
             now = now_ms()
-            stmt = _insert(conn, t.registered_models).values(
-                name=name, creation_time=now, last_updated_time=now, description=description
-            )
-            if conn.execute(stmt.on_conflict_do_nothing()).rowcount == 0:
+            rm = t.registered_models.c
+            if conn.execute(sa.select(rm.name).where(rm.name == name)).first() is not None:
                 raise AlreadyExists(f"registered model {name!r} exists already")
+            conn.execute(
+                sa.insert(t.registered_models).values(
+                    name=name, creation_time=now, last_updated_time=now, description=description
+                )
+            )
             if tag_rows:
                 conn.execute(
                     sa.insert(t.registered_model_tags),
