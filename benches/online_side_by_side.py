@@ -297,7 +297,7 @@ def race(
     """
     blocks = [args[i : i + block] for i in range(0, len(args), block)]
     samples: dict[str, list[int]] = {name: [] for name, _ in contenders}
-    for name, fn in contenders:
+    for _, fn in contenders:
         _time_block(fn, blocks[0], [])
     gc.collect()
     gc.disable()
@@ -322,23 +322,22 @@ def fmt_time(ns: float) -> str:
 
 
 def print_reads(title: str, results: Sequence[Result], reference: Result) -> None:
-    print(f"\n{title}")
-    print(f"  {'contender':44s} {'p50':>11s} {'p99':>11s}   {'p50 / ' + reference.name}")
+    """One table: p50, p99 and the ratio ``this row's p50 / the reference's p50``."""
+    print(f"\n{title}   (ratio = time / time of {reference.name})")
+    print(f"  {'contender':46s} {'p50':>11s} {'p99':>11s} {'ratio':>9s}")
     for r in results:
-        ratio = "" if r is reference else f"{r.p50 / reference.p50:9.2f}x"
-        print(f"  {r.name:44s} {fmt_time(r.p50)} {fmt_time(r.p99)}   {ratio}")
+        ratio = "" if r is reference else f"{r.p50 / reference.p50:8.2f}x"
+        print(f"  {r.name:46s} {fmt_time(r.p50)} {fmt_time(r.p99)} {ratio:>9s}")
 
 
 def timed_write(make: Callable[[str], object], table: pa.Table, root: str, tag: str) -> tuple:
-    """Write ``table`` into a fresh store; returns (store, seconds, entities stored)."""
-    path = tempfile.mkdtemp(prefix=f"{tag}-", dir=root)
-    if tag == "sqlite":
-        path = os.path.join(path, "online.db")
-    store = make(path)
+    """Write ``table`` into a fresh store; returns (store, folder, seconds, entities stored)."""
+    folder = tempfile.mkdtemp(prefix=f"{tag}-", dir=root)
+    store = make(os.path.join(folder, "online.db") if tag == "sqlite" else folder)
     gc.collect()
     start = time.perf_counter()
     stored = store.write(table)
-    return store, time.perf_counter() - start, stored
+    return store, folder, time.perf_counter() - start, stored
 
 
 def verdict(ok: bool) -> str:
@@ -384,20 +383,31 @@ def breakdown(fs: Ferrostore, single_keys: list[int], batches: list[np.ndarray],
     now = dt.datetime.now(dt.UTC)
     now_us = _micros(now)
     names = FEATURE_NAMES
+    one_feature = names[:1]
     values = [1, 2, 3.0, 4.0, 5.0]
+    requests = [(VIEW, names)]
+    views = {VIEW: names}
     overhead = timer_overhead(single_keys[:SINGLE_BLOCK])
+
+    def one_row(k: int) -> pa.RecordBatch:
+        return pa.record_batch({JOIN_KEY: np.array([k], dtype=np.int64)})
+
     single = race(
         [
-            ("wrapper read_one(view, [k], features)", lambda k: store.read_one(VIEW, [k], names)),
-            ("wrapper read_one(..., now=datetime)", lambda k: store.read_one(VIEW, [k], names, now=now)),
+            ("wrapper read_one(view, [k], features)", fs.read_one),
+            ("wrapper read_one(..., now=datetime)",
+             lambda k: store.read_one(VIEW, [k], names, now=now)),
             ("_core read_one(view, [k], features)", lambda k: core.read_one(VIEW, [k], names)),
-            ("_core read_one(..., now_micros=int)", lambda k: core.read_one(VIEW, [k], names, now_micros=now_us)),
+            ("_core read_one(..., now_micros=int)",
+             lambda k: core.read_one(VIEW, [k], names, now_micros=now_us)),
             ("_core read_one(view, [k])  all features", lambda k: core.read_one(VIEW, [k])),
-            ("_core read_one(view, [k], [1 feature])", lambda k: core.read_one(VIEW, [k], names[:1])),
+            ("_core read_one(view, [k], [1 feature])",
+             lambda k: core.read_one(VIEW, [k], one_feature)),
             ("_core read_one(view, [-k]) not found", lambda k: core.read_one(VIEW, [-k], names)),
-            ("_core view(view)  schema dict", lambda k: core.view(VIEW)),
+            ("_core view(view)  schema as a dict", lambda k: core.view(VIEW)),
             ("python: _micros(now)", lambda k: _micros(now)),
-            ("python: dict(zip(names, values, strict=True))", lambda k: dict(zip(names, values, strict=True))),
+            ("python: dict(zip(names, values, strict=True))",
+             lambda k: dict(zip(names, values, strict=True))),
         ],
         single_keys[: SINGLE_BLOCK * (repeat // 2 + 1)],
         SINGLE_BLOCK,
@@ -405,17 +415,14 @@ def breakdown(fs: Ferrostore, single_keys: list[int], batches: list[np.ndarray],
     )  # fmt: skip
     print_reads("breakdown: one entity, ferrostore only", single, single[0])
 
-    def one_row(k: int) -> pa.RecordBatch:
-        return pa.record_batch({JOIN_KEY: np.array([k], dtype=np.int64)})
-
     prebuilt = {k: one_row(k) for k in single_keys[: SINGLE_BLOCK * 3]}
-    requests = [(VIEW, names)]
     rows1 = race(
         [
             ("wrapper read(1-row batch built per call)", lambda k: fs.read(np.array([k]))),
-            ("wrapper read(prebuilt 1-row batch)", lambda k: store.read(prebuilt[k], {VIEW: names})),
+            ("wrapper read(prebuilt 1-row batch)", lambda k: store.read(prebuilt[k], views)),
             ("_core read(prebuilt 1-row batch)", lambda k: core.read(requests, prebuilt[k])),
-            ("_core read(prebuilt, now_micros=int)", lambda k: core.read(requests, prebuilt[k], now_micros=now_us)),
+            ("_core read(prebuilt, now_micros=int)",
+             lambda k: core.read(requests, prebuilt[k], now_micros=now_us)),
             ("pyarrow: record_batch of 1 row", one_row),
         ],
         list(prebuilt),
@@ -424,18 +431,20 @@ def breakdown(fs: Ferrostore, single_keys: list[int], batches: list[np.ndarray],
     )  # fmt: skip
     print_reads("breakdown: 1-row batch read, ferrostore only", rows1, rows1[0])
 
-    prebatches = [pa.record_batch({JOIN_KEY: b}) for b in batches]
-    sorted_batches = [pa.record_batch({JOIN_KEY: np.sort(b)}) for b in batches]
-    index = list(range(len(batches)))
+    built = [pa.record_batch({JOIN_KEY: b}) for b in batches]
+    in_key_order = [pa.record_batch({JOIN_KEY: np.sort(b)}) for b in batches]
     many = race(
         [
             ("wrapper read(1,000 keys from numpy)", lambda i: fs.read(batches[i])),
-            ("wrapper read(..., now=datetime)", lambda i: store.read(pa.record_batch({JOIN_KEY: batches[i]}), {VIEW: names}, now=now)),
-            ("_core read(prebuilt batch)", lambda i: core.read(requests, prebatches[i])),
-            ("_core read(prebuilt batch, sorted keys)", lambda i: core.read(requests, sorted_batches[i])),
-            ("pyarrow: record_batch of 1,000 keys", lambda i: pa.record_batch({JOIN_KEY: batches[i]})),
+            ("wrapper read(..., now=datetime)",
+             lambda i: store.read(pa.record_batch({JOIN_KEY: batches[i]}), views, now=now)),
+            ("_core read(prebuilt batch)", lambda i: core.read(requests, built[i])),
+            ("_core read(prebuilt batch, keys sorted)",
+             lambda i: core.read(requests, in_key_order[i])),
+            ("pyarrow: record_batch of 1,000 keys",
+             lambda i: pa.record_batch({JOIN_KEY: batches[i]})),
         ],
-        index,
+        list(range(len(batches))),
         BATCH_BLOCK,
         overhead,
     )  # fmt: skip
@@ -448,9 +457,7 @@ def breakdown(fs: Ferrostore, single_keys: list[int], batches: list[np.ndarray],
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entities", type=int, default=1_000_000, help="rows written")
-    parser.add_argument(
-        "--repeat", type=int, default=20, help="timed rounds per read measurement"
-    )
+    parser.add_argument("--repeat", type=int, default=20, help="timed rounds per read measurement")
     parser.add_argument("--seed", type=int, default=0, help="seed of data and keys")
     parser.add_argument(
         "--write-repeat", type=int, default=3, help="fresh writes of ferrostore and lmdb"
@@ -486,23 +493,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (c) writes: fresh stores, one transaction each.
         writes: dict[str, list[float]] = {"ferrostore": [], "lmdb peer": [], "sqlite": []}
         fs = peer = None
-        for i in range(max(args.write_repeat, 1)):
+        rounds = max(args.write_repeat, 1)
+        for i in range(rounds):
             for tag, make in (("ferrostore", Ferrostore), ("lmdb peer", LmdbPeer)):
-                store, seconds, stored = timed_write(make, table, root, tag.split()[0])
+                store, folder, seconds, stored = timed_write(make, table, root, tag.split()[0])
                 if stored != n:
                     raise RuntimeError(f"{tag} stored {stored} of {n} rows")
                 writes[tag].append(seconds)
-                last = i == max(args.write_repeat, 1) - 1
-                if tag == "ferrostore":
-                    if last:
+                if i == rounds - 1:  # the last stores written are the ones read
+                    if tag == "ferrostore":
                         fs = store
                     else:
-                        del store
-                elif last:
-                    peer = store
-                else:
+                        peer = store
+                    continue
+                if isinstance(store, LmdbPeer):
                     store.close()
-        sq, seconds, stored = timed_write(SqlitePeer, table, root, "sqlite")
+                del store  # ferrostore closes its environment with its last handle
+                shutil.rmtree(folder)
+        sq, _, seconds, stored = timed_write(SqlitePeer, table, root, "sqlite")
+        if stored != n:
+            raise RuntimeError(f"sqlite stored {stored} of {n} rows")
         writes["sqlite"].append(seconds)
         if fs is None or peer is None:
             raise RuntimeError("no store was written")
@@ -528,9 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
         # (b) 1,000 random entities per call.
-        batches = [
-            rng.choice(ids, BATCH, replace=False) for _ in range(BATCH_BLOCK * (repeat + 1))
-        ]
+        batches = [rng.choice(ids, BATCH, replace=False) for _ in range(BATCH_BLOCK * (repeat + 1))]
         many = race(
             [
                 ("ferrostore read(record batch from numpy)", fs.read),
@@ -545,13 +553,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_reads("(a) one entity per call, 5 features", single, single[0])
         print_reads("(b) 1,000 random entities per call, 5 features", many, many[0])
 
-        print(f"\n(c) write of {n:,} rows in one transaction (fresh store)")
-        print(f"  {'contender':44s} {'median s':>11s} {'rows/s':>14s}   ferrostore rows/s / peer")
+        print(
+            f"\n(c) write of {n:,} rows in one transaction into a fresh store   "
+            "(ratio = peer time / ferrostore time)"
+        )
+        print(f"  {'contender':46s} {'median':>11s} {'rows/s':>14s} {'ratio':>9s}")
         rates = {tag: n / float(np.median(times)) for tag, times in writes.items()}
         for tag, times in writes.items():
-            ratio = "" if tag == "ferrostore" else f"{rates['ferrostore'] / rates[tag]:9.2f}x"
+            ratio = "" if tag == "ferrostore" else f"{rates['ferrostore'] / rates[tag]:8.2f}x"
             label = f"{tag} ({len(times)} run{'s' if len(times) > 1 else ''})"
-            print(f"  {label:44s} {np.median(times):9.2f} s {rates[tag]:14,.0f}   {ratio}")
+            print(f"  {label:46s} {np.median(times):9.2f} s {rates[tag]:14,.0f} {ratio:>9s}")
         print(
             "  (sqlite stores 5 rows per entity; its rows/s counts entities. The lmdb and sqlite"
             " times include converting the Arrow columns to Python objects.)"
@@ -580,7 +591,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             breakdown(fs, single_keys, batches, repeat)
         peer.close()
         sq.close()
-        del fs
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -27,15 +27,15 @@ def to_table(data: Any, *, what: str = "data") -> pa.Table:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     module = type(data).__module__.split(".")[0]
-    if module == "pandas":
-        return pa.Table.from_pandas(data, preserve_index=False)
-    if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
-        return pa.table(data)
-    if isinstance(data, Mapping):
-        try:
+    try:
+        if module == "pandas":
+            return pa.Table.from_pandas(data, preserve_index=False)
+        if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
+            return pa.table(data)
+        if isinstance(data, Mapping):
             return pa.table(dict(data))
-        except (pa.ArrowException, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"{what} could not be converted to Arrow: {exc}") from exc
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise InvalidArgument(f"{what} could not be converted to Arrow: {exc}") from exc
     raise InvalidArgument(
         f"{what} of type {type(data).__name__} is not supported: expected a pyarrow Table or "
         "RecordBatch, a pandas or polars DataFrame, or a dict of columns"

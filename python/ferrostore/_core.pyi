@@ -1,6 +1,7 @@
 """Type stubs of the compiled module ``ferrostore._core`` (see ``rust/ferrostore-py``)."""
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -44,17 +45,18 @@ class OnlineStore:
         entities: pa.RecordBatch,
         *,
         now_micros: int | None = None,
-    ) -> tuple[pa.RecordBatch, pa.RecordBatch, pa.RecordBatch]:
-        """Batch read: (values, statuses, event timestamps)."""
+    ) -> tuple[pa.RecordBatch, int]:
+        """Batch read: one batch [values | statuses | event times] and the value count."""
     def read_one(
         self,
         view: str,
-        key: list[int | str | bytes],
-        features: list[str] | None = None,
+        key: Sequence[int | str | bytes],
+        features: Sequence[str] | None = None,
         *,
         now_micros: int | None = None,
-    ) -> tuple[list[Any], bytes, int | None]:
-        """One-entity read: (values, status bytes, event time in µs or None)."""
+        with_status: bool = False,
+    ) -> Any:
+        """One-entity read: a dict, or (dict, status bytes, event µs) with ``with_status``."""
     def count(self, view: str) -> int:
         """Entities stored for a view."""
     def clear_view(self, view: str) -> int:

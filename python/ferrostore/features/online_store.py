@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -97,7 +98,6 @@ class WriteSummary:
     skipped: int
 
 
-@dataclass(frozen=True)
 class OnlineRead:
     """The result of :meth:`OnlineStore.read`: one row per entity.
 
@@ -107,9 +107,27 @@ class OnlineRead:
         event_timestamps: One column per view with each entity's event time (UTC).
     """
 
-    values: pa.RecordBatch
-    statuses: pa.RecordBatch
-    event_timestamps: pa.RecordBatch
+    __slots__ = ("_batch", "_features")
+
+    def __init__(self, batch: pa.RecordBatch, features: int) -> None:
+        # The core returns [values | statuses | event timestamps] as one batch.
+        self._batch = batch
+        self._features = features
+
+    @property
+    def values(self) -> pa.RecordBatch:
+        """Feature values, one ``view:feature`` column each."""
+        return self._batch.select(range(self._features))
+
+    @property
+    def statuses(self) -> pa.RecordBatch:
+        """:class:`FieldStatus` numbers, with the same columns as :attr:`values`."""
+        return self._batch.select(range(self._features, 2 * self._features))
+
+    @property
+    def event_timestamps(self) -> pa.RecordBatch:
+        """Each entity's event time per view (null when not found)."""
+        return self._batch.select(range(2 * self._features, self._batch.num_columns))
 
     def status(self, column: str) -> list[FieldStatus]:
         """The statuses of one ``view:feature`` column as :class:`FieldStatus` values."""
@@ -127,19 +145,26 @@ def _micros(when: dt.datetime | None) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+_MAX_MICROS = 2**63 - 1
+
+
 def _ttl_micros(ttl: dt.timedelta | float | None) -> int | None:
     if ttl is None:
         return None
     if isinstance(ttl, dt.timedelta):
         micros = (ttl.days * 86_400 + ttl.seconds) * 1_000_000 + ttl.microseconds
     elif isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        if not math.isfinite(ttl):
+            raise InvalidArgument(f"ttl={ttl!r} is not finite: expected a number of seconds")
         micros = round(ttl * 1_000_000)
     else:
         raise InvalidArgument(
             f"ttl={ttl!r} is not a duration: expected a timedelta, seconds, or None"
         )
-    if micros < 0:
-        raise InvalidArgument(f"ttl={ttl!r} is negative: expected 0 (no expiry) or more")
+    if micros < 0 or micros > _MAX_MICROS:
+        raise InvalidArgument(
+            f"ttl={ttl!r} is out of range: expected 0 (no expiry) up to about 292,000 years"
+        )
     return micros or None
 
 
@@ -170,6 +195,12 @@ class OnlineStore:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, map_size: int | None = None) -> None:
+        if map_size is not None and (
+            not isinstance(map_size, int) or isinstance(map_size, bool) or not 0 < map_size < 2**63
+        ):
+            raise InvalidArgument(
+                f"map_size={map_size!r} is invalid: expected a positive multiple of 4096 bytes"
+            )
         self._store = _core.OnlineStore(os.fspath(path), map_size=map_size)
 
     @property
@@ -279,41 +310,57 @@ class OnlineStore:
             else [(name, None) for name in views]
         )
         batch = to_record_batch(entities, what="entities")
-        values, statuses, timestamps = self._store.read(requests, batch, now_micros=_micros(now))
-        return OnlineRead(values, statuses, timestamps)
+        combined, features = self._store.read(requests, batch, now_micros=_micros(now))
+        return OnlineRead(combined, features)
 
     def read_one(
         self,
         view: str,
-        key: Sequence[int | str | bytes],
+        key: Sequence[int | str | bytes] | int | str | bytes,
         features: Sequence[str] | None = None,
         *,
         now: dt.datetime | None = None,
     ) -> dict[str, Any]:
         """Read one entity of one view as a dict: the low-latency path.
 
-        Values not present (missing entity, expired by ttl, null) are ``None``; use
-        :meth:`read_one_with_status` to tell them apart.
+        Args:
+            view: The view's name.
+            key: The join key values in key order (a single value for a one-column key).
+            features: The features wanted; all of them when ``None``.
+            now: The time ttl is measured against; defaults to the current time.
+
+        Returns:
+            Feature name to value; ``None`` when missing, expired or null (use
+            :meth:`read_one_with_status` to tell these apart).
         """
-        values, _, _ = self._store.read_one(
-            view, list(key), None if features is None else list(features), now_micros=_micros(now)
+        if isinstance(key, int | str | bytes):
+            key = [key]
+        return self._store.read_one(
+            view, key, features, now_micros=None if now is None else _micros(now)
         )
-        names = features if features is not None else [n for n, _ in self.view(view).features]
-        return dict(zip(names, values, strict=True))
 
     def read_one_with_status(
         self,
         view: str,
-        key: Sequence[int | str | bytes],
+        key: Sequence[int | str | bytes] | int | str | bytes,
         features: Sequence[str] | None = None,
         *,
         now: dt.datetime | None = None,
     ) -> tuple[list[Any], list[FieldStatus], int | None]:
-        """Read one entity: values, statuses and event time (µs since epoch, or None)."""
+        """As :meth:`read_one`, as values in feature order, their statuses and the event time.
+
+        The event time is in microseconds since the epoch, ``None`` when not found.
+        """
+        if isinstance(key, int | str | bytes):
+            key = [key]
         values, statuses, event_ts = self._store.read_one(
-            view, list(key), None if features is None else list(features), now_micros=_micros(now)
+            view,
+            key,
+            features,
+            now_micros=None if now is None else _micros(now),
+            with_status=True,
         )
-        return values, [FieldStatus(s) for s in statuses], event_ts
+        return list(values.values()), [FieldStatus(s) for s in statuses], event_ts
 
     def count(self, view: str) -> int:
         """The number of entities stored for ``view``."""

@@ -10,14 +10,11 @@ use ferrostore_core::online::{
 };
 use ferrostore_core::Error;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDateTime, PyDict, PyList, PyTzInfo};
+use pyo3::types::{PyBytes, PyDateTime, PyDict, PyList, PyString, PyTzInfo};
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::PyRecordBatch;
 
 use crate::error::{run, run_holding_gil, to_py_err};
-
-/// Values, status bytes and event time (µs) of a one-entity read.
-type OneRow<'py> = (Vec<Bound<'py, PyAny>>, Vec<u8>, Option<i64>);
 
 fn current_micros() -> i64 {
     SystemTime::now()
@@ -181,6 +178,8 @@ impl OnlineStore {
         Ok((s.rows, s.written, s.skipped))
     }
 
+    /// Batch read; returns one record batch `[values | statuses | event timestamps]` and
+    /// the number of feature columns, so Python splits it without a second Arrow export.
     #[pyo3(signature = (requests, entities, *, now_micros=None))]
     fn read<'py>(
         &self,
@@ -188,43 +187,56 @@ impl OnlineStore {
         requests: Vec<(String, Option<Vec<String>>)>,
         entities: PyRecordBatch,
         now_micros: Option<i64>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    ) -> PyResult<(Bound<'py, PyAny>, usize)> {
         let requests: Vec<ViewRequest> = requests
             .into_iter()
             .map(|(view, features)| ViewRequest { view, features })
             .collect();
         let entities = entities.into_inner();
         let now = now_micros.unwrap_or_else(current_micros);
-        let out = run(py, || self.store.read(&requests, &entities, now))?;
-        Ok((
-            PyRecordBatch::new(out.values).into_pyarrow(py)?,
-            PyRecordBatch::new(out.statuses).into_pyarrow(py)?,
-            PyRecordBatch::new(out.event_timestamps).into_pyarrow(py)?,
-        ))
+        let (batch, features) = run(py, || {
+            self.store.read(&requests, &entities, now)?.combined()
+        })?;
+        Ok((PyRecordBatch::new(batch).into_pyarrow(py)?, features))
     }
 
-    #[pyo3(signature = (view, key, features=None, *, now_micros=None))]
+    /// One-entity read as a dict of feature name to value (`None` unless present); with
+    /// `with_status`, also the status bytes and the event time in µs.
+    #[pyo3(signature = (view, key, features=None, *, now_micros=None, with_status=false))]
     fn read_one<'py>(
         &self,
         py: Python<'py>,
         view: &str,
         key: Vec<Bound<'py, PyAny>>,
-        features: Option<Vec<String>>,
+        features: Option<Vec<Bound<'py, PyString>>>,
         now_micros: Option<i64>,
-    ) -> PyResult<OneRow<'py>> {
+        with_status: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let key = key.iter().map(key_value).collect::<PyResult<Vec<_>>>()?;
+        let names: Option<Vec<&str>> = features
+            .as_ref()
+            .map(|f| f.iter().map(|s| s.to_str()).collect::<PyResult<_>>())
+            .transpose()?;
         let now = now_micros.unwrap_or_else(current_micros);
         // One lookup takes less than releasing and retaking the GIL.
         let row = run_holding_gil(py, || {
-            self.store.read_one(view, &key, features.as_deref(), now)
+            self.store.read_one(view, &key, names.as_deref(), now)
         })?;
-        let values = row
-            .values
-            .into_iter()
-            .map(|v| value_to_py(py, v))
-            .collect::<PyResult<_>>()?;
-        let statuses = row.statuses.into_iter().map(|s| s as u8).collect();
-        Ok((values, statuses, row.event_ts))
+        let dict = PyDict::new(py);
+        for (pos, value) in row.values.into_iter().enumerate() {
+            let value = value_to_py(py, value)?;
+            match &features {
+                Some(f) => dict.set_item(&f[pos], value)?,
+                None => dict.set_item(&row.schema.features[row.features[pos]].name, value)?,
+            }
+        }
+        if !with_status {
+            return Ok(dict.into_any());
+        }
+        let statuses: Vec<u8> = row.statuses.into_iter().map(|s| s as u8).collect();
+        Ok((dict, PyBytes::new(py, &statuses), row.event_ts)
+            .into_pyobject(py)?
+            .into_any())
     }
 
     fn count(&self, py: Python<'_>, view: String) -> PyResult<u64> {

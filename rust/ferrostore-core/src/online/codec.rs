@@ -149,14 +149,19 @@ impl<'a> KeyColumn<'a> {
 
 /// A feature column of a batch, already cast to the feature's Arrow type.
 pub struct ValueColumn<'a> {
+    name: &'a str,
     value_type: ValueType,
     array: &'a ArrayRef,
 }
 
 impl<'a> ValueColumn<'a> {
-    /// Wraps `array`, which must already have `value_type.arrow_type()`.
-    pub fn new(value_type: ValueType, array: &'a ArrayRef) -> Self {
-        ValueColumn { value_type, array }
+    /// Wraps column `name`, whose `array` must already have `value_type.arrow_type()`.
+    pub fn new(name: &'a str, value_type: ValueType, array: &'a ArrayRef) -> Self {
+        ValueColumn {
+            name,
+            value_type,
+            array,
+        }
     }
 
     /// Whether `row` is null.
@@ -307,11 +312,11 @@ impl<'a> StoredRow<'a> {
     /// Calls `f(index, Some(encoded value) | None)` for each feature in schema order.
     pub fn for_each(
         &self,
-        types: &[ValueType],
+        features: &[super::schema::Column],
         mut f: impl FnMut(usize, Option<&'a [u8]>) -> Result<()>,
     ) -> Result<()> {
         let mut rest = self.body;
-        for (i, &t) in types.iter().enumerate() {
+        for (i, t) in features.iter().map(|c| c.value_type).enumerate() {
             if self.nulls[i / 8] & (1 << (i % 8)) != 0 {
                 f(i, None)?;
                 continue;
@@ -518,7 +523,7 @@ impl ColumnBuilder {
     }
 }
 
-/// Encodes a whole row: timestamps, null bitmap, values.
+/// Appends the encoding of a whole row to `out`: timestamps, null bitmap, values.
 pub fn encode_row(
     columns: &[ValueColumn<'_>],
     row: usize,
@@ -526,7 +531,6 @@ pub fn encode_row(
     created_ts: i64,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    out.clear();
     out.extend_from_slice(&event_ts.to_le_bytes());
     out.extend_from_slice(&created_ts.to_le_bytes());
     let bitmap_at = out.len();
@@ -535,7 +539,8 @@ pub fn encode_row(
         if col.is_null(row) {
             out[bitmap_at + i / 8] |= 1 << (i % 8);
         } else {
-            col.encode(row, out)?;
+            col.encode(row, out)
+                .map_err(|e| Error::SchemaMismatch(format!("column '{}': {e}", col.name)))?;
         }
     }
     Ok(())

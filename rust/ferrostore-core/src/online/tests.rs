@@ -137,7 +137,7 @@ fn newer_wins_in_store_and_within_batch() {
         .write("customer", &[batch(&[1], &[20], &[Some(4)])], &opts)
         .unwrap();
     let row = store
-        .read_one("customer", &[KeyValue::Int(1)], Some(&["total".into()]), 0)
+        .read_one("customer", &[KeyValue::Int(1)], Some(&["total"]), 0)
         .unwrap();
     assert_eq!(row.values, vec![Value::Int64(4)]);
     assert_eq!(store.count("customer").unwrap(), 1);
@@ -304,7 +304,7 @@ fn schema_change_is_explicit() {
         .write("customer", &[b], &WriteOptions::default())
         .unwrap();
     let row = store
-        .read_one("customer", &[KeyValue::Int(1)], Some(&["flag".into()]), 0)
+        .read_one("customer", &[KeyValue::Int(1)], Some(&["flag"]), 0)
         .unwrap();
     assert_eq!(row.values, vec![Value::Bool(true)]);
 }
