@@ -265,3 +265,35 @@ model_evaluations = sa.Table(
     sa.Index("ix_model_evaluations_name_version", "name", "version"),
 )
 """Evaluations of model versions (Vertex-style): metrics as JSON, on a named dataset."""
+
+
+# --- Feature registry (ferrostore.features; migration 0003_feature_registry) ---
+
+feature_registry_objects = sa.Table(
+    "feature_registry_objects",
+    metadata,
+    sa.Column("project", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+"""Feature definitions (entity, feature_view, feature_service) as JSON, with a fingerprint."""
+
+feature_materializations = sa.Table(
+    "feature_materializations",
+    metadata,
+    sa.Column("id", _BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.Text, nullable=False),
+    sa.Column("feature_view", sa.Text, nullable=False),
+    sa.Column("start_ts", sa.BigInteger, nullable=False),
+    sa.Column("end_ts", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_feature_materializations_project_view", "project", "feature_view"),
+)
+"""Materialized intervals per feature view (microseconds since the epoch, UTC)."""
+
+# --- end of feature registry tables ---
