@@ -101,18 +101,24 @@ runs = sa.Table(
 run_params = sa.Table(
     "run_params",
     metadata,
-    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("key", sa.Text, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+    sa.Index("ix_run_params_key_value", "key", "value"),
 )
 """Run parameters: written once per key."""
 
 run_tags = sa.Table(
     "run_tags",
     metadata,
-    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("key", sa.Text, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+    sa.Index("ix_run_tags_key_value", "key", "value"),
 )
 """Run tags: the last value set wins."""
 
@@ -120,9 +126,7 @@ run_metrics = sa.Table(
     "run_metrics",
     metadata,
     sa.Column("id", _BigIntId, primary_key=True, autoincrement=True),
-    sa.Column(
-        "run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False
-    ),
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("value", sa.Float(precision=53), nullable=True),
     sa.Column("is_nan", sa.Boolean, nullable=False),
@@ -135,7 +139,9 @@ run_metrics = sa.Table(
 run_latest_metrics = sa.Table(
     "run_latest_metrics",
     metadata,
-    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("key", sa.Text, primary_key=True),
     sa.Column("value", sa.Float(precision=53), nullable=True),
     sa.Column("is_nan", sa.Boolean, nullable=False),
@@ -148,7 +154,9 @@ run_latest_metrics = sa.Table(
 run_artifacts = sa.Table(
     "run_artifacts",
     metadata,
-    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "run_id", sa.Text, sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("path", sa.Text, primary_key=True),
     sa.Column("sha256", sa.Text, nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),
@@ -214,6 +222,7 @@ model_version_tags = sa.Table(
         ["model_versions.name", "model_versions.version"],
         ondelete="CASCADE",
     ),
+    sa.Index("ix_model_version_tags_key_value", "key", "value"),
 )
 """Tags of model versions."""
 

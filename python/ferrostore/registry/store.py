@@ -664,18 +664,19 @@ class Store:
         if cmp.kind == "metric":
             check_value_type(cmp, numeric=True, text=text)
             lm = t.run_latest_metrics.c
-            return sa.exists().where(
-                lm.run_id == r.run_id,
-                lm.key == cmp.key,
-                lm.is_nan.is_(False),
-                compare(lm.value, cmp.op, cmp.value, dialect),
+            return r.run_id.in_(
+                sa.select(lm.run_id).where(
+                    lm.key == cmp.key,
+                    lm.is_nan.is_(False),
+                    compare(lm.value, cmp.op, cmp.value, dialect),
+                )
             )
         table = t.run_params if cmp.kind == "param" else t.run_tags
         check_value_type(cmp, numeric=False, text=text)
-        return sa.exists().where(
-            table.c.run_id == r.run_id,
-            table.c.key == cmp.key,
-            compare(table.c.value, cmp.op, cmp.value, dialect),
+        return r.run_id.in_(
+            sa.select(table.c.run_id).where(
+                table.c.key == cmp.key, compare(table.c.value, cmp.op, cmp.value, dialect)
+            )
         )
 
     def _run_order(self, key: OrderKey, query: Any, n: int) -> tuple[Any, list[Any]]:
@@ -891,24 +892,25 @@ class Store:
     def _model_versions(self, conn: Connection, rows: Sequence[Any]) -> list[ModelVersion]:
         if not rows:
             return []
-        names = sorted({row.name for row in rows})
         tags: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
         aliases: dict[tuple[str, int], list[str]] = defaultdict(list)
-        wanted = {(row.name, row.version) for row in rows}
-        for chunk in _chunks(names):
-            mt = t.model_version_tags.c
-            for name, version, key, value in conn.execute(
-                sa.select(mt.name, mt.version, mt.key, mt.value).where(mt.name.in_(chunk))
+        by_name: dict[str, list[int]] = defaultdict(list)
+        for row in rows:
+            by_name[row.name].append(int(row.version))
+        mt = t.model_version_tags.c
+        al = t.registered_model_aliases.c
+        for name, numbers in by_name.items():
+            for chunk in _chunks(numbers):
+                for version, key, value in conn.execute(
+                    sa.select(mt.version, mt.key, mt.value).where(
+                        mt.name == name, mt.version.in_(chunk)
+                    )
+                ):
+                    tags[(name, int(version))][key] = value
+            for alias, version in conn.execute(
+                sa.select(al.alias, al.version).where(al.name == name).order_by(al.alias)
             ):
-                if (name, version) in wanted:
-                    tags[(name, version)][key] = value
-            al = t.registered_model_aliases.c
-            for name, alias, version in conn.execute(
-                sa.select(al.name, al.alias, al.version)
-                .where(al.name.in_(chunk))
-                .order_by(al.alias)
-            ):
-                aliases[(name, version)].append(alias)
+                aliases[(name, int(version))].append(alias)
         return [
             ModelVersion(
                 name=row.name,
@@ -1489,11 +1491,10 @@ class Store:
                 check_value_type(cmp, numeric=False, text=text)
                 mt = t.model_version_tags.c
                 query = query.where(
-                    sa.exists().where(
-                        mt.name == mv.name,
-                        mt.version == mv.version,
-                        mt.key == cmp.key,
-                        compare(mt.value, cmp.op, cmp.value, dialect),
+                    sa.tuple_(mv.name, mv.version).in_(
+                        sa.select(mt.name, mt.version).where(
+                            mt.key == cmp.key, compare(mt.value, cmp.op, cmp.value, dialect)
+                        )
                     )
                 )
             else:

@@ -72,7 +72,9 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_runs_experiment_id"), "runs", ["experiment_id"])
     _kv_table("run_params", "runs", "run_id")
+    op.create_index("ix_run_params_key_value", "run_params", ["key", "value"])
     _kv_table("run_tags", "runs", "run_id")
+    op.create_index("ix_run_tags_key_value", "run_tags", ["key", "value"])
     op.create_table(
         "run_metrics",
         sa.Column("id", _BigIntId, autoincrement=True, nullable=False),
@@ -107,9 +109,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_run_latest_metrics")),
     )
-    op.create_index(
-        "ix_run_latest_metrics_key_value", "run_latest_metrics", ["key", "value"]
-    )
+    op.create_index("ix_run_latest_metrics_key_value", "run_latest_metrics", ["key", "value"])
     op.create_table(
         "run_artifacts",
         sa.Column("run_id", sa.Text(), nullable=False),
@@ -172,6 +172,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("name", "version", "key", name=op.f("pk_model_version_tags")),
     )
+    op.create_index("ix_model_version_tags_key_value", "model_version_tags", ["key", "value"])
     op.create_table(
         "registered_model_aliases",
         sa.Column("name", sa.Text(), nullable=False),
@@ -218,9 +219,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_model_evaluations")),
     )
-    op.create_index(
-        "ix_model_evaluations_name_version", "model_evaluations", ["name", "version"]
-    )
+    op.create_index("ix_model_evaluations_name_version", "model_evaluations", ["name", "version"])
 
 
 def downgrade() -> None:
