@@ -1,0 +1,471 @@
+"""The offline store: Parquet scans (projected, time-filtered) and the point-in-time join.
+
+The join itself runs in the Rust core (``ferrostore._core.point_in_time_join``: parallel,
+GIL released). Until a build ships it, a vectorized pandas ``merge_asof`` fallback with the
+same contract is used, so the API works on any build.
+
+Example:
+    >>> import datetime as dt, pyarrow as pa
+    >>> from ferrostore.features.offline import point_in_time_join
+    >>> entities = pa.table({"id": [1], "ts": [dt.datetime(2024, 1, 2)]})
+    >>> rows = pa.table({"id": [1, 1], "ts": [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 3)],
+    ...                  "x": [10, 30]})
+    >>> point_in_time_join(entities, rows, entity_keys=["id"], feature_keys=["id"],
+    ...     entity_timestamp="ts", feature_timestamp="ts", created_timestamp=None,
+    ...     ttl_micros=None, columns=[("x", "x")]).column("x").to_pylist()
+    [10]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.types as pat
+
+from ferrostore import _core
+from ferrostore.errors import InvalidArgument, NotFound, SchemaMismatch, StorageError
+from ferrostore.features.definitions import FeatureView, FileSource
+
+__all__ = [
+    "entity_timestamp_column",
+    "historical_features",
+    "kernel_available",
+    "point_in_time_join",
+    "scan_batches",
+    "source_schema",
+    "to_utc_micros",
+]
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+_INT64_MIN = np.iinfo(np.int64).min
+
+
+def kernel_available() -> bool:
+    """Whether the compiled core provides the Rust point-in-time join."""
+    return hasattr(_core, "point_in_time_join")
+
+
+def to_utc_micros(column: pa.Array | pa.ChunkedArray, *, what: str = "column") -> pa.Array:
+    """A timestamp column as int64 microseconds since the epoch (UTC; naive is UTC).
+
+    Args:
+        column: A timestamp column of any unit and zone, or dates.
+        what: How to name the column in errors.
+
+    Returns:
+        An int64 array with the column's nulls.
+
+    Raises:
+        SchemaMismatch: The column does not hold timestamps.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    t = column.type
+    if not (pat.is_timestamp(t) or pat.is_date(t)):
+        raise SchemaMismatch(f"{what} has type {t}: expected a timestamp")
+    if pat.is_timestamp(t) and t.tz is None:
+        column = column.cast(pa.timestamp(t.unit, tz="UTC"))
+    return column.cast(_UTC_US, safe=False).cast(pa.int64())
+
+
+def _key_kind(t: pa.DataType) -> str:
+    if pat.is_dictionary(t):
+        t = t.value_type
+    if pat.is_integer(t):
+        return "int"
+    if pat.is_string(t) or pat.is_large_string(t) or pat.is_string_view(t):
+        return "string"
+    if pat.is_binary(t) or pat.is_large_binary(t) or pat.is_fixed_size_binary(t):
+        return "bytes"
+    return str(t)
+
+
+def _key_values(column: pa.ChunkedArray | pa.Array) -> Any:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pat.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if pat.is_integer(column.type):
+        return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return np.asarray(column.to_pylist(), dtype=object)
+
+
+def _require(table: pa.Table, names: Sequence[str], what: str) -> None:
+    missing = [n for n in names if n not in table.column_names]
+    if missing:
+        raise SchemaMismatch(
+            f"{what} lacks column(s) {missing}: it has columns {table.column_names}"
+        )
+
+
+def _fallback_join(
+    entities: pa.Table,
+    features: pa.Table,
+    *,
+    entity_keys: Sequence[str],
+    feature_keys: Sequence[str],
+    entity_timestamp: str,
+    feature_timestamp: str,
+    created_timestamp: str | None,
+    ttl_micros: int | None,
+    columns: Sequence[tuple[str, str]],
+) -> pa.RecordBatch:
+    import pandas as pd
+
+    n = entities.num_rows
+    left: dict[str, Any] = {}
+    right: dict[str, Any] = {}
+    valid_left = np.ones(n, dtype=bool)
+    valid_right = np.ones(features.num_rows, dtype=bool)
+    for i, (ek, fk) in enumerate(zip(entity_keys, feature_keys, strict=True)):
+        ecol, fcol = entities.column(ek), features.column(fk)
+        if _key_kind(ecol.type) != _key_kind(fcol.type):
+            raise SchemaMismatch(
+                f"join key {ek!r} has type {ecol.type} in the entity rows but {fk!r} has type "
+                f"{fcol.type} in the feature rows: expected the same kind of key"
+            )
+        valid_left &= ~np.asarray(ecol.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        valid_right &= ~np.asarray(fcol.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        left[f"k{i}"] = _key_values(ecol.fill_null(0) if pat.is_integer(ecol.type) else ecol)
+        right[f"k{i}"] = _key_values(fcol.fill_null(0) if pat.is_integer(fcol.type) else fcol)
+    ets = to_utc_micros(entities.column(entity_timestamp), what=f"column {entity_timestamp!r}")
+    fts = to_utc_micros(features.column(feature_timestamp), what=f"column {feature_timestamp!r}")
+    valid_left &= ~np.asarray(ets.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    valid_right &= ~np.asarray(fts.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    left["ts"] = ets.fill_null(0).to_numpy()
+    right["ts"] = fts.fill_null(0).to_numpy()
+    left["row"] = np.arange(n)
+    right["frow"] = np.arange(features.num_rows)
+    if created_timestamp:
+        created = to_utc_micros(
+            features.column(created_timestamp), what=f"column {created_timestamp!r}"
+        )
+        right["created"] = created.fill_null(_INT64_MIN).to_numpy()
+    else:
+        right["created"] = np.zeros(features.num_rows, dtype=np.int64)
+    by = [f"k{i}" for i in range(len(entity_keys))]
+    lframe = pd.DataFrame(left)[valid_left].sort_values("ts", kind="stable")
+    rframe = pd.DataFrame(right)[valid_right]
+    found = np.full(n, -1, dtype=np.int64)
+    if len(lframe) and len(rframe):
+        rframe = rframe.sort_values(["ts", "created"], kind="stable")
+        rframe = rframe.drop_duplicates(subset=[*by, "ts"], keep="last")
+        merged = pd.merge_asof(
+            lframe,
+            rframe.drop(columns="created"),
+            on="ts",
+            by=by,
+            direction="backward",
+            allow_exact_matches=True,
+            tolerance=int(ttl_micros) if ttl_micros else None,
+        )
+        hit = merged["frow"].notna().to_numpy()
+        found[merged["row"].to_numpy()[hit]] = merged["frow"].to_numpy()[hit].astype(np.int64)
+    index = pa.array(found, mask=found < 0)
+    picked = features.select([src for src, _ in columns]).take(index)
+    return pa.RecordBatch.from_arrays(
+        [picked.column(i).combine_chunks() for i in range(len(columns))],
+        names=[out for _, out in columns],
+    )
+
+
+def point_in_time_join(
+    entities: pa.Table | pa.RecordBatch,
+    features: pa.Table,
+    *,
+    entity_keys: Sequence[str],
+    feature_keys: Sequence[str],
+    entity_timestamp: str,
+    feature_timestamp: str,
+    created_timestamp: str | None,
+    ttl_micros: int | None,
+    columns: Sequence[tuple[str, str]],
+) -> pa.RecordBatch:
+    """Join feature rows to entity rows as of each entity row's time.
+
+    For each entity row: the feature row with the same key whose event time is ``<=`` the
+    entity time and ``>=`` the entity time minus ttl (no lower bound for ``None``/0); ties go
+    to the greatest created time; nulls when none matches. Exactly one output row per entity
+    row, in input order. Runs in the Rust core when available.
+
+    Args:
+        entities: The entity rows (keys and timestamp at least).
+        features: The feature rows (keys, event time, created time, feature columns).
+        entity_keys: Key columns of ``entities``.
+        feature_keys: The matching key columns of ``features``.
+        entity_timestamp: The entity rows' time column.
+        feature_timestamp: The feature rows' event time column.
+        created_timestamp: The feature rows' created time column, or ``None``.
+        ttl_micros: The window length in microseconds, or ``None``/0 for no lower bound.
+        columns: ``(feature column, output name)`` pairs.
+
+    Returns:
+        One batch with one column per output name.
+
+    Raises:
+        SchemaMismatch: A missing column, a non-timestamp time column, or keys of
+            different kinds (integer against string).
+    """
+    if isinstance(entities, pa.RecordBatch):
+        entities = pa.Table.from_batches([entities])
+    _require(entities, [*entity_keys, entity_timestamp], "the entity rows")
+    needed = [*feature_keys, feature_timestamp, *(src for src, _ in columns)]
+    _require(features, needed + ([created_timestamp] if created_timestamp else []), "the source")
+    if len(entity_keys) != len(feature_keys):
+        raise InvalidArgument(f"entity_keys {entity_keys} and feature_keys {feature_keys} differ")
+    kwargs = {
+        "entity_keys": list(entity_keys),
+        "feature_keys": list(feature_keys),
+        "entity_timestamp": entity_timestamp,
+        "feature_timestamp": feature_timestamp,
+        "created_timestamp": created_timestamp,
+        "ttl_micros": ttl_micros or None,
+        "columns": [tuple(c) for c in columns],
+    }
+    if kernel_available():
+        return _core.point_in_time_join(entities, features, **kwargs)
+    return _fallback_join(entities, features, **kwargs)  # type: ignore[arg-type]
+
+
+def resolve_path(source: FileSource, root: str | os.PathLike[str]) -> Path:
+    """The source's path, relative paths resolved against the repo root ``root``."""
+    path = Path(source.path).expanduser()
+    return path if path.is_absolute() else Path(root) / path
+
+
+def _dataset(source: FileSource, root: str | os.PathLike[str]) -> ds.Dataset:
+    path = resolve_path(source, root)
+    if not path.exists():
+        raise NotFound(
+            f"Parquet source {source.path!r} does not exist (looked for {str(path)!r}): "
+            "expected a Parquet file or a folder of Parquet files"
+        )
+    try:
+        return ds.dataset(str(path), format="parquet")
+    except (pa.ArrowException, OSError) as exc:
+        raise StorageError(f"Parquet source {str(path)!r} cannot be read: {exc}") from exc
+
+
+def source_schema(source: FileSource, root: str | os.PathLike[str]) -> pa.Schema:
+    """The Arrow schema of a source's Parquet data, column names as in the files.
+
+    Raises:
+        NotFound: The path does not exist.
+        StorageError: It is not readable Parquet.
+    """
+    return _dataset(source, root).schema
+
+
+def _bound(value: int, ts_type: pa.DataType) -> pa.Scalar:
+    scalar = pa.scalar(value, pa.int64()).cast(_UTC_US)
+    target = ts_type if ts_type.tz is not None else pa.timestamp(ts_type.unit, tz="UTC")
+    scalar = scalar.cast(target, safe=False)
+    return scalar if ts_type.tz is not None else scalar.cast(ts_type)
+
+
+def _filter(schema: pa.Schema, column: str, start: int | None, end: int | None) -> Any:
+    if column not in schema.names:
+        raise SchemaMismatch(
+            f"timestamp column {column!r} is not in the source: it has columns {schema.names}"
+        )
+    ts_type = schema.field(column).type
+    if not pat.is_timestamp(ts_type):
+        raise SchemaMismatch(
+            f"timestamp column {column!r} has type {ts_type}: expected a timestamp"
+        )
+    expr = None
+    if start is not None:
+        expr = ds.field(column) >= _bound(start, ts_type)
+    if end is not None:
+        upper = ds.field(column) <= _bound(end, ts_type)
+        expr = upper if expr is None else expr & upper
+    return expr
+
+
+def _project(source: FileSource, view_columns: Sequence[str]) -> list[str]:
+    src = [source.source_column(c) for c in view_columns]
+    extra = [source.timestamp_field]
+    if source.created_timestamp_column:
+        extra.append(source.created_timestamp_column)
+    return list(dict.fromkeys([*src, *extra]))
+
+
+def _rename(table: pa.Table, source: FileSource) -> pa.Table:
+    if not source.field_mapping:
+        return table
+    return table.rename_columns([source.field_mapping.get(n, n) for n in table.column_names])
+
+
+def scan_batches(
+    source: FileSource,
+    root: str | os.PathLike[str],
+    view_columns: Sequence[str],
+    *,
+    start: int | None,
+    end: int | None,
+    batch_size: int = 65_536,
+) -> Iterator[pa.Table]:
+    """Stream a source's rows in ``[start, end]`` (µs, UTC), projected, renamed to view names.
+
+    Args:
+        source: The source.
+        root: The repo root for relative paths.
+        view_columns: Key and feature names (as the view names them) to read; the timestamp
+            columns are added.
+        start: Lowest event time kept, or ``None``.
+        end: Highest event time kept, or ``None``.
+        batch_size: Rows per batch at most.
+
+    Yields:
+        Tables of at most ``batch_size`` rows.
+
+    Raises:
+        NotFound: The path does not exist.
+        SchemaMismatch: A column is missing from the source.
+    """
+    dataset = _dataset(source, root)
+    columns = _project(source, view_columns)
+    missing = [c for c in columns if c not in dataset.schema.names]
+    if missing:
+        raise SchemaMismatch(
+            f"source {source.path!r} lacks column(s) {missing}: it has {dataset.schema.names}"
+        )
+    expr = _filter(dataset.schema, source.timestamp_field, start, end)
+    try:
+        for batch in dataset.to_batches(columns=columns, filter=expr, batch_size=batch_size):
+            if batch.num_rows:
+                yield _rename(pa.Table.from_batches([batch]), source)
+    except (pa.ArrowException, OSError) as exc:
+        raise StorageError(f"reading Parquet source {source.path!r} failed: {exc}") from exc
+
+
+def scan(
+    source: FileSource,
+    root: str | os.PathLike[str],
+    view_columns: Sequence[str],
+    *,
+    start: int | None,
+    end: int | None,
+) -> pa.Table:
+    """As :func:`scan_batches`, as one table (an empty one when no row matches)."""
+    dataset = _dataset(source, root)
+    columns = _project(source, view_columns)
+    missing = [c for c in columns if c not in dataset.schema.names]
+    if missing:
+        raise SchemaMismatch(
+            f"source {source.path!r} lacks column(s) {missing}: it has {dataset.schema.names}"
+        )
+    expr = _filter(dataset.schema, source.timestamp_field, start, end)
+    try:
+        table = dataset.to_table(columns=columns, filter=expr)
+    except (pa.ArrowException, OSError) as exc:
+        raise StorageError(f"reading Parquet source {source.path!r} failed: {exc}") from exc
+    return _rename(table, source)
+
+
+def entity_timestamp_column(schema: pa.Schema) -> str:
+    """The entity rows' time column: ``event_timestamp``, else the only timestamp column.
+
+    Raises:
+        SchemaMismatch: No ``event_timestamp`` and not exactly one timestamp column.
+    """
+    if "event_timestamp" in schema.names:
+        return "event_timestamp"
+    candidates = [f.name for f in schema if pat.is_timestamp(f.type) or pat.is_date(f.type)]
+    if len(candidates) == 1:
+        return candidates[0]
+    raise SchemaMismatch(
+        "entity_df needs an 'event_timestamp' column or exactly one datetime column: "
+        f"it has datetime columns {candidates} among {schema.names}"
+    )
+
+
+def _micros_td(delta: dt.timedelta) -> int:
+    return delta // dt.timedelta(microseconds=1)
+
+
+def historical_features(
+    entity: pa.Table,
+    requests: Sequence[tuple[FeatureView, Sequence[str]]],
+    *,
+    root: str | os.PathLike[str],
+    full_feature_names: bool = False,
+) -> pa.Table:
+    """Every column of ``entity`` followed by the requested features, point-in-time correct.
+
+    Args:
+        entity: The entity rows, with each view's join keys and a timestamp column.
+        requests: ``(view, feature names)`` pairs.
+        root: The repo root for relative source paths.
+        full_feature_names: Name outputs ``view__feature`` instead of ``feature``.
+
+    Returns:
+        A table with one row per entity row, in order.
+
+    Raises:
+        InvalidArgument: No entity rows, or two outputs with the same name.
+        SchemaMismatch: A missing join key or timestamp column, mismatched key types.
+        NotFound: A missing Parquet source.
+    """
+    if entity.num_rows == 0:
+        raise InvalidArgument("entity_df has no rows: expected at least one entity row")
+    ts_col = entity_timestamp_column(entity.schema)
+    outputs: list[str] = []
+    for view, feats in requests:
+        outputs += [f"{view.name}__{f}" if full_feature_names else f for f in feats]
+    seen: set[str] = set(entity.column_names)
+    for name in outputs:
+        if name in seen:
+            hint = "" if full_feature_names else "; pass full_feature_names=True"
+            raise InvalidArgument(
+                f"output column {name!r} would appear twice (in entity_df or another view){hint}"
+            )
+        seen.add(name)
+    ets = to_utc_micros(entity.column(ts_col), what=f"entity_df column {ts_col!r}")
+    bounds = pc.min_max(ets).as_py()
+    lo, hi = bounds["min"], bounds["max"]
+    result = entity
+    for view, feats in requests:
+        keys = view.join_keys
+        missing = [k for k in keys if k not in entity.column_names]
+        if missing:
+            raise SchemaMismatch(
+                f"entity_df lacks join key(s) {missing} of feature view {view.name!r}: it has "
+                f"columns {entity.column_names}"
+            )
+        ttl = _micros_td(view.ttl)
+        src = view.source
+        if lo is None:
+            table = scan(src, root, [*keys, *feats], start=0, end=-1)
+        else:
+            start = lo - ttl if ttl else None
+            table = scan(src, root, [*keys, *feats], start=start, end=hi)
+        names = [f"{view.name}__{f}" if full_feature_names else f for f in feats]
+        joined = point_in_time_join(
+            entity.select([*keys, ts_col]),
+            table,
+            entity_keys=keys,
+            feature_keys=keys,
+            entity_timestamp=ts_col,
+            feature_timestamp=src.timestamp_field,
+            created_timestamp=src.created_timestamp_column,
+            ttl_micros=ttl or None,
+            columns=list(zip(feats, names, strict=True)),
+        )
+        for feat, name in zip(feats, names, strict=True):
+            column = joined.column(name)
+            wanted = view.feature(feat).dtype.to_arrow()
+            if column.type != wanted:
+                with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    column = column.cast(wanted)
+            result = result.append_column(name, column)
+    return result
