@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
         "--customers", type=int, default=5000, help="customers to generate (default 5000)"
     )
     quickstart.set_defaults(run=_run_quickstart)
+
+    from ferrostore.cli.feature_commands import add_feature_commands
+
+    add_feature_commands(commands)
     return parser
 
 
