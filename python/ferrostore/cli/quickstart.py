@@ -127,5 +127,53 @@ def run_quickstart(folder: str | None = None, *, customers: int = 5000) -> Path:
         f"p99 {_percentile_us(one, 99):.1f} µs; "
         f"1,000 customers p50 {_percentile_us(many, 50):.0f} µs"
     )
+    _feature_store_steps(root, first_step=6)
     print(f"\ndone: the demo repo is in {root}")
     return root
+
+
+def _feature_store_steps(root: Path, *, first_step: int) -> None:
+    """The lesson's feature store flow: definitions, training set, materialize, online read."""
+    from ferrostore.features import FeatureStore
+    from ferrostore.features.repo_discovery import discover_objects
+    from ferrostore.features.scaffold import init_repo
+
+    step = first_step
+    repo = init_repo(root / "feature_repo")
+    with (repo / "feature_store.yaml").open("a") as config:
+        config.write("registry: ../data/metadata.db\n")
+    store = FeatureStore(repo_path=repo)
+    diff = store.apply(discover_objects(repo), partial=False)
+    print(
+        f"\n{step}. feature repo {repo}: applied {len(diff.created)} definitions "
+        f"({', '.join(name for _, name in diff.created)})"
+    )
+    step += 1
+
+    refs = [
+        "customer_transactions:total_transactions_30d",
+        "customer_transactions:avg_transaction_amount_30d",
+        "customer_transactions:transaction_count_7d",
+    ]
+    entity_df = pd.DataFrame(
+        {
+            "customer_id": [1001, 1002, 1003],
+            "event_timestamp": pd.to_datetime(["2024-01-15", "2024-01-15", "2024-01-15"]),
+        }
+    )
+    training_df = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+    print(f"{step}. training set (point-in-time join as of 2024-01-15, three customers):")
+    print(training_df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    step += 1
+
+    done = store.materialize_incremental(end_date=dt.datetime.now(dt.UTC))
+    print(
+        f"{step}. materialized to the online store: "
+        + ", ".join(f"{view} ({rows:,} rows)" for view, rows in done.items())
+    )
+    step += 1
+
+    online = store.get_online_features(features=refs, entity_rows=[{"customer_id": 1001}])
+    print(f"{step}. online features for customer 1001:")
+    print(online.to_dict())
+    store.close()
