@@ -65,3 +65,22 @@ class OnlineStore:
         """Delete a view and its rows."""
     def drop_all(self) -> None:
         """Delete every view and row."""
+
+def point_in_time_join(
+    entities: Any,
+    features: Any,
+    *,
+    entity_keys: list[str],
+    feature_keys: list[str],
+    entity_timestamp: str,
+    feature_timestamp: str,
+    created_timestamp: str | None = None,
+    ttl_micros: int | None = None,
+    columns: list[tuple[str, str]],
+) -> pa.RecordBatch:
+    """Join feature rows onto entity rows as of each entity row's time.
+
+    One output row per entity row, in input order, one column per ``(source, output)``
+    pair of ``columns``: the feature row with the same key whose event time is at or before
+    the entity time and within ``ttl_micros`` of it (ties: greatest created time), else null.
+    """

@@ -1,10 +1,12 @@
 //! ferrostore-core: the pure Rust core of ferrostore.
 //!
 //! No Python types live here. Each area owns its algorithms and its error enum:
-//! [`online`] is the LMDB online store. The PyO3 crate `ferrostore-py` only converts
+//! [`online`] is the LMDB online store, [`join`] the point-in-time join. The PyO3 crate `ferrostore-py` only converts
 //! arguments, releases the GIL and maps [`Error`] variants onto Python exceptions.
 
 pub mod error;
+pub mod join;
 pub mod online;
+pub mod timestamps;
 
 pub use error::{Error, Result};

@@ -5,6 +5,7 @@
 //! `ferrostore.errors` ([`error`]) and converts results into Arrow or small Python values.
 
 mod error;
+mod join;
 mod online;
 
 use pyo3::prelude::*;
@@ -12,6 +13,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<online::OnlineStore>()?;
+    m.add_function(wrap_pyfunction!(join::point_in_time_join, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -906,7 +906,7 @@ fn typed_column(batch: &RecordBatch, name: &str, to: ValueType, role: &str) -> R
         return Ok(Arc::clone(array));
     }
     if to == ValueType::Timestamp {
-        if let Some(micros) = utc_micros(array, name, role)? {
+        if let Some(micros) = crate::timestamps::utc_micros(array, name, role)? {
             return Ok(micros);
         }
     }
@@ -925,51 +925,6 @@ fn typed_column(batch: &RecordBatch, name: &str, to: ValueType, role: &str) -> R
             "column '{name}' ({role}) cannot be stored as {to}: {e}"
         ))
     })
-}
-
-/// Rescales any Arrow timestamp to microseconds UTC without a cast: Arrow stores instants
-/// as UTC whatever the zone, and naive times are taken as UTC. `None` for other types.
-fn utc_micros(array: &ArrayRef, name: &str, role: &str) -> Result<Option<ArrayRef>> {
-    use arrow_array::types::{
-        TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
-    };
-    use arrow_schema::TimeUnit;
-    let DataType::Timestamp(unit, _) = array.data_type() else {
-        return Ok(None);
-    };
-    let overflow = || {
-        Error::SchemaMismatch(format!(
-            "column '{name}' ({role}) holds a timestamp outside the range of microseconds since 1970"
-        ))
-    };
-    let scale = |values: &[i64], factor: i64| -> Result<Vec<i64>> {
-        values
-            .iter()
-            .map(|v| v.checked_mul(factor).ok_or_else(overflow))
-            .collect()
-    };
-    let values: Vec<i64> = match unit {
-        TimeUnit::Second => scale(
-            array.as_primitive::<TimestampSecondType>().values(),
-            1_000_000,
-        )?,
-        TimeUnit::Millisecond => scale(
-            array.as_primitive::<TimestampMillisecondType>().values(),
-            1_000,
-        )?,
-        TimeUnit::Microsecond => array
-            .as_primitive::<TimestampMicrosecondType>()
-            .values()
-            .to_vec(),
-        TimeUnit::Nanosecond => array
-            .as_primitive::<TimestampNanosecondType>()
-            .values()
-            .iter()
-            .map(|v| v.div_euclid(1_000))
-            .collect(),
-    };
-    let rescaled = TimestampMicrosecondArray::new(values.into(), array.nulls().cloned());
-    Ok(Some(Arc::new(rescaled.with_timezone(schema::UTC))))
 }
 
 fn key_columns(schema: &ViewSchema, batch: &RecordBatch, what: &str) -> Result<Vec<ArrayRef>> {

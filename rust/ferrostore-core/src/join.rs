@@ -1,0 +1,430 @@
+//! The point-in-time join: for each entity row, the latest feature row of the same entity
+//! at or before the entity row's time, within the view's ttl.
+//!
+//! Semantics are Feast's without its row losses: exactly one output row per entity row, in
+//! input order; the window is `entity_ts - ttl <= feature_ts <= entity_ts` (no lower bound
+//! when the ttl is 0 or absent); ties on event time go to the greatest created timestamp,
+//! then to the later source row; no match gives nulls. Timestamps are compared as UTC
+//! instants; naive ones are UTC.
+//!
+//! The kernel groups feature rows by encoded key with a hash map, sorts each group by time
+//! (in parallel), then answers each entity row with a binary search (in parallel) and
+//! gathers the feature columns with Arrow's `take`.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow_cast::cast;
+use arrow_schema::{DataType, Field, Schema};
+use rayon::prelude::*;
+
+use crate::online::codec::KeyColumn;
+use crate::online::ValueType;
+use crate::timestamps::utc_micros;
+use crate::{Error, Result};
+
+/// What to join and how.
+#[derive(Debug, Clone)]
+pub struct JoinSpec {
+    /// Key columns of the entity rows, in key order.
+    pub entity_keys: Vec<String>,
+    /// The matching key columns of the feature rows, in the same order.
+    pub feature_keys: Vec<String>,
+    pub entity_timestamp: String,
+    pub feature_timestamp: String,
+    /// Breaks ties on event time: the greatest created timestamp wins.
+    pub created_timestamp: Option<String>,
+    /// `None` or 0: no lower bound.
+    pub ttl_micros: Option<i64>,
+    /// `(feature column, output name)` pairs.
+    pub columns: Vec<(String, String)>,
+}
+
+/// FxHash with an avalanche finish: keys are short and not attacker-chosen.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // Fx alone leaves the low bits (the bucket index) depending on few input bytes:
+        // finish with murmur3's avalanche so every byte moves every bit.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+fn column<'a>(batch: &'a RecordBatch, name: &str, side: &str) -> Result<&'a ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| {
+        let names: Vec<_> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        Error::SchemaMismatch(format!(
+            "column '{name}' is missing from the {side}: they have columns [{}]",
+            names.join(", ")
+        ))
+    })
+}
+
+/// The key type both sides are normalised to, and the column cast to it.
+fn normalised_key(array: &ArrayRef, name: &str, side: &str) -> Result<(ValueType, ArrayRef)> {
+    use DataType as D;
+    let target = match array.data_type() {
+        D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 | D::UInt64 => {
+            ValueType::Int64
+        }
+        D::Utf8 | D::LargeUtf8 | D::Utf8View => ValueType::String,
+        D::Dictionary(_, v) if matches!(v.as_ref(), D::Utf8 | D::LargeUtf8) => ValueType::String,
+        D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_) => ValueType::Bytes,
+        other => {
+            return Err(Error::SchemaMismatch(format!(
+                "join key '{name}' of the {side} has type {other}: expected an integer, string or binary column"
+            )))
+        }
+    };
+    let cast_array = if array.data_type() == &target.arrow_type() {
+        Arc::clone(array)
+    } else {
+        cast(array, &target.arrow_type()).map_err(|e| {
+            Error::SchemaMismatch(format!(
+                "join key '{name}' of the {side} cannot be read as {target}: {e}"
+            ))
+        })?
+    };
+    Ok((target, cast_array))
+}
+
+fn timestamps(batch: &RecordBatch, name: &str, side: &str) -> Result<ArrayRef> {
+    let array = column(batch, name, side)?;
+    let role = format!("timestamp of the {side}");
+    match utc_micros(array, name, &role)? {
+        Some(micros) => Ok(micros),
+        None => match array.data_type() {
+            DataType::Date32 | DataType::Date64 => {
+                Ok(cast(array, &crate::online::timestamp_type())?)
+            }
+            other => Err(Error::SchemaMismatch(format!(
+                "column '{name}' ({role}) has type {other}: expected a timestamp"
+            ))),
+        },
+    }
+}
+
+/// An arena of encoded keys and each row's `(start, end)` in it (`None`: a null key part).
+type EncodedKeys = (Vec<u8>, Vec<Option<(u32, u32)>>);
+
+/// Encoded keys of every row into one arena; `None` for rows with a null key part.
+fn encode_keys(columns: &[(ValueType, ArrayRef)], rows: usize) -> Result<EncodedKeys> {
+    let cols = columns
+        .iter()
+        .map(|(t, a)| KeyColumn::new(*t, a))
+        .collect::<Result<Vec<_>>>()?;
+    let mut arena = Vec::with_capacity(rows * 10);
+    let mut spans = Vec::with_capacity(rows);
+    for row in 0..rows {
+        if columns.iter().any(|(_, a)| a.is_null(row)) {
+            spans.push(None);
+            continue;
+        }
+        let start = arena.len();
+        for col in &cols {
+            col.encode(row, &mut arena);
+        }
+        let to_u32 = |n: usize| {
+            u32::try_from(n).map_err(|_| Error::InvalidArgument("join keys exceed 4 GiB".into()))
+        };
+        spans.push(Some((to_u32(start)?, to_u32(arena.len())?)));
+    }
+    Ok((arena, spans))
+}
+
+fn key_columns(
+    batch: &RecordBatch,
+    names: &[String],
+    side: &str,
+) -> Result<Vec<(ValueType, ArrayRef)>> {
+    names
+        .iter()
+        .map(|n| normalised_key(column(batch, n, side)?, n, side))
+        .collect()
+}
+
+/// Joins `features` onto `entities` as of each entity row's time.
+///
+/// Returns one batch with a column per `spec.columns` output name and one row per entity
+/// row, in input order.
+///
+/// # Errors
+/// `InvalidArgument` for an inconsistent spec; `SchemaMismatch` for a missing column, key
+/// types that differ between the sides (integer vs string), a non-timestamp time column or
+/// null entity timestamps.
+pub fn point_in_time_join(
+    entities: &RecordBatch,
+    features: &RecordBatch,
+    spec: &JoinSpec,
+) -> Result<RecordBatch> {
+    if spec.entity_keys.is_empty() || spec.entity_keys.len() != spec.feature_keys.len() {
+        return Err(Error::InvalidArgument(format!(
+            "entity keys {:?} and feature keys {:?} must be non-empty and of the same length",
+            spec.entity_keys, spec.feature_keys
+        )));
+    }
+    let mut outputs = std::collections::HashSet::new();
+    for (_, output) in &spec.columns {
+        if !outputs.insert(output.as_str()) {
+            return Err(Error::InvalidArgument(format!(
+                "output column '{output}' is requested twice"
+            )));
+        }
+    }
+    let ttl = spec.ttl_micros.filter(|t| *t > 0);
+    if u32::try_from(features.num_rows()).is_err() {
+        return Err(Error::InvalidArgument(format!(
+            "{} feature rows exceed the 4,294,967,295 rows one join handles",
+            features.num_rows()
+        )));
+    }
+
+    let entity_key_cols = key_columns(entities, &spec.entity_keys, "entity rows")?;
+    let feature_key_cols = key_columns(features, &spec.feature_keys, "feature rows")?;
+    for (i, ((et, _), (ft, _))) in entity_key_cols.iter().zip(&feature_key_cols).enumerate() {
+        if et != ft {
+            return Err(Error::SchemaMismatch(format!(
+                "join key '{}' is {et} in the entity rows but '{}' is {ft} in the feature rows",
+                spec.entity_keys[i], spec.feature_keys[i]
+            )));
+        }
+    }
+    let entity_ts_array = timestamps(entities, &spec.entity_timestamp, "entity rows")?;
+    if entity_ts_array.null_count() > 0 {
+        return Err(Error::SchemaMismatch(format!(
+            "timestamp column '{}' of the entity rows has {} null values: every row needs one",
+            spec.entity_timestamp,
+            entity_ts_array.null_count()
+        )));
+    }
+    let entity_ts = entity_ts_array
+        .as_primitive::<TimestampMicrosecondType>()
+        .values();
+    let feature_ts_array = timestamps(features, &spec.feature_timestamp, "feature rows")?;
+    let feature_ts = feature_ts_array.as_primitive::<TimestampMicrosecondType>();
+    let created_array = match &spec.created_timestamp {
+        Some(name) => Some(timestamps(features, name, "feature rows")?),
+        None => None,
+    };
+    let created = created_array
+        .as_ref()
+        .map(|a| a.as_primitive::<TimestampMicrosecondType>());
+    let sources = spec
+        .columns
+        .iter()
+        .map(|(source, _)| column(features, source, "feature rows").cloned())
+        .collect::<Result<Vec<_>>>()?;
+
+    // Group feature rows by key; entity rows find their group.
+    let valid_ts = |row: usize| !feature_ts.is_null(row);
+    let (group_of, n_groups, entity_group) = match (&feature_key_cols[..], &entity_key_cols[..]) {
+        // One integer key, the common case: hash the integers themselves.
+        ([(ValueType::Int64, f)], [(ValueType::Int64, e)]) => {
+            let (f, e) = (
+                f.as_primitive::<arrow_array::types::Int64Type>(),
+                e.as_primitive::<arrow_array::types::Int64Type>(),
+            );
+            group_ids(
+                |row| (f.is_valid(row) && valid_ts(row)).then(|| f.value(row)),
+                features.num_rows(),
+                |row| e.is_valid(row).then(|| e.value(row)),
+                entities.num_rows(),
+            )
+        }
+        _ => {
+            let (f_arena, f_spans) = encode_keys(&feature_key_cols, features.num_rows())?;
+            let (e_arena, e_spans) = encode_keys(&entity_key_cols, entities.num_rows())?;
+            group_ids(
+                |row| key_slice(&f_arena, f_spans[row]).filter(|_| valid_ts(row)),
+                features.num_rows(),
+                |row| key_slice(&e_arena, e_spans[row]),
+                entities.num_rows(),
+            )
+        }
+    };
+    // Counting sort of rows by group, then each group sorted by (event, created, row).
+    let mut offsets = vec![0usize; n_groups + 1];
+    for &g in &group_of {
+        if g != u32::MAX {
+            offsets[g as usize + 1] += 1;
+        }
+    }
+    for i in 1..offsets.len() {
+        offsets[i] += offsets[i - 1];
+    }
+    let mut order = vec![0u32; offsets[n_groups]];
+    let mut cursor = offsets.clone();
+    for (row, &g) in group_of.iter().enumerate() {
+        if g != u32::MAX {
+            // Row counts fit u32 (checked above).
+            order[cursor[g as usize]] = row as u32;
+            cursor[g as usize] += 1;
+        }
+    }
+    let sort_key = |row: u32| {
+        let row = row as usize;
+        (
+            feature_ts.value(row),
+            created.map_or(0, |c| {
+                if c.is_null(row) {
+                    i64::MIN
+                } else {
+                    c.value(row)
+                }
+            }),
+            row,
+        )
+    };
+    sort_groups(&mut order, &offsets, &sort_key);
+    let sorted_ts: Vec<i64> = order
+        .par_iter()
+        .map(|&r| feature_ts.value(r as usize))
+        .collect();
+
+    // Answer each entity row.
+    let matches: Vec<Option<u32>> = entity_group
+        .par_iter()
+        .enumerate()
+        .map(|(row, group)| {
+            let g = (*group)? as usize;
+            let (lo, hi) = (offsets[g], offsets[g + 1]);
+            let ts = entity_ts[row];
+            let p = sorted_ts[lo..hi].partition_point(|&t| t <= ts);
+            if p == 0 {
+                return None;
+            }
+            let pos = lo + p - 1;
+            match ttl {
+                Some(ttl) if sorted_ts[pos] < ts.saturating_sub(ttl) => None,
+                _ => Some(order[pos]),
+            }
+        })
+        .collect();
+    let indices = UInt32Array::from(matches);
+
+    let columns = sources
+        .par_iter()
+        .map(|source| {
+            arrow_select::take::take(source.as_ref(), &indices, None).map_err(Error::from)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let fields: Vec<Field> = spec
+        .columns
+        .iter()
+        .zip(&columns)
+        .map(|((_, output), array)| Field::new(output, array.data_type().clone(), true))
+        .collect();
+    let options = RecordBatchOptions::new().with_row_count(Some(entities.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &options,
+    )?)
+}
+
+fn key_slice(arena: &[u8], span: Option<(u32, u32)>) -> Option<&[u8]> {
+    span.map(|(a, b)| &arena[a as usize..b as usize])
+}
+
+/// Numbers the distinct keys of the feature rows (`u32::MAX` for rows that cannot match)
+/// and finds each entity row's group.
+fn group_ids<K: std::hash::Hash + Eq + Send + Sync>(
+    feature_key: impl Fn(usize) -> Option<K>,
+    feature_rows: usize,
+    entity_key: impl Fn(usize) -> Option<K> + Sync,
+    entity_rows: usize,
+) -> (Vec<u32>, usize, Vec<Option<u32>>) {
+    let mut groups: FxMap<K, u32> = FxMap::default();
+    let mut group_of = vec![u32::MAX; feature_rows];
+    for (row, slot) in group_of.iter_mut().enumerate() {
+        if let Some(key) = feature_key(row) {
+            let next = u32::try_from(groups.len()).unwrap_or(u32::MAX);
+            *slot = *groups.entry(key).or_insert(next);
+        }
+    }
+    let entity_group = (0..entity_rows)
+        .into_par_iter()
+        .map(|row| entity_key(row).and_then(|k| groups.get(&k).copied()))
+        .collect();
+    (group_of, groups.len(), entity_group)
+}
+
+/// Concatenates `batches` of one `schema` into a single batch (the join addresses rows by
+/// one index).
+///
+/// # Errors
+/// `SchemaMismatch` when the batches' schemas differ.
+pub fn single_batch(
+    schema: arrow_schema::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch> {
+    match batches {
+        [one] => Ok(one.clone()),
+        _ => Ok(arrow_select::concat::concat_batches(&schema, batches)?),
+    }
+}
+
+/// Sorts each group's slice of `order` by `key`, groups split across threads.
+fn sort_groups<K: Ord>(order: &mut [u32], offsets: &[usize], key: &(impl Fn(u32) -> K + Sync)) {
+    let threads = rayon::current_num_threads().max(1);
+    let target = order.len() / (threads * 4) + 1;
+    // Cut `order` at group boundaries into chunks of about `target` rows.
+    let mut chunks: Vec<(&mut [u32], Vec<usize>)> = Vec::new();
+    let mut rest: &mut [u32] = order;
+    let mut consumed = 0;
+    let mut bounds = vec![0usize];
+    for window in offsets.windows(2) {
+        bounds.push(window[1] - consumed);
+        if window[1] - consumed >= target {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(window[1] - consumed);
+            chunks.push((head, std::mem::replace(&mut bounds, vec![0])));
+            consumed = window[1];
+            rest = tail;
+        }
+    }
+    if !rest.is_empty() {
+        chunks.push((rest, bounds));
+    }
+    chunks.into_par_iter().for_each(|(chunk, bounds)| {
+        for w in bounds.windows(2) {
+            chunk[w[0]..w[1]].sort_unstable_by_key(|&r| key(r));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{
+    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    TimestampSecondArray,
+};
+use proptest::prelude::*;
+
+use super::*;
+
+fn spec(ttl: Option<i64>, created: bool) -> JoinSpec {
+    JoinSpec {
+        entity_keys: vec!["id".into()],
+        feature_keys: vec!["id".into()],
+        entity_timestamp: "ts".into(),
+        feature_timestamp: "ts".into(),
+        created_timestamp: created.then(|| "created".into()),
+        ttl_micros: ttl,
+        columns: vec![("value".into(), "value".into())],
+    }
+}
+
+fn entities(ids: &[i64], ts: &[i64]) -> RecordBatch {
+    RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef),
+        ("ts", Arc::new(TimestampMicrosecondArray::from(ts.to_vec()))),
+    ])
+    .unwrap()
+}
+
+fn features(rows: &[(i64, i64, i64, i64)]) -> RecordBatch {
+    RecordBatch::try_from_iter([
+        (
+            "id",
+            Arc::new(Int32Array::from(
+                rows.iter().map(|r| r.0 as i32).collect::<Vec<_>>(),
+            )) as ArrayRef,
+        ),
+        (
+            "ts",
+            Arc::new(TimestampMicrosecondArray::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "created",
+            Arc::new(TimestampMicrosecondArray::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "value",
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+            )),
+        ),
+    ])
+    .unwrap()
+}
+
+/// The obviously correct nested loop.
+fn reference(
+    ids: &[i64],
+    ts: &[i64],
+    rows: &[(i64, i64, i64, i64)],
+    ttl: Option<i64>,
+) -> Vec<Option<i64>> {
+    ids.iter()
+        .zip(ts)
+        .map(|(&id, &t)| {
+            let mut best: Option<(i64, i64, usize)> = None;
+            for (i, r) in rows.iter().enumerate() {
+                let in_window = r.1 <= t && ttl.filter(|x| *x > 0).is_none_or(|x| r.1 >= t - x);
+                if r.0 == id && in_window && best.is_none_or(|b| (r.1, r.2, i) > b) {
+                    best = Some((r.1, r.2, i));
+                }
+            }
+            best.map(|(_, _, i)| rows[i].3)
+        })
+        .collect()
+}
+
+fn values(batch: &RecordBatch) -> Vec<Option<i64>> {
+    batch.column(0).as_primitive::<Int64Type>().iter().collect()
+}
+
+proptest! {
+    #[test]
+    fn matches_the_nested_loop(
+        rows in prop::collection::vec((0i64..6, 0i64..20, 0i64..3, any::<i64>()), 0..60),
+        probes in prop::collection::vec((0i64..7, 0i64..25), 0..40),
+        ttl in prop::option::of(0i64..8),
+    ) {
+        let (ids, ts): (Vec<i64>, Vec<i64>) = probes.into_iter().unzip();
+        let out = point_in_time_join(&entities(&ids, &ts), &features(&rows), &spec(ttl, true)).unwrap();
+        prop_assert_eq!(values(&out), reference(&ids, &ts, &rows, ttl));
+    }
+}
+
+#[test]
+fn window_is_inclusive_and_ties_go_to_latest_created() {
+    let rows = [
+        (1, 10, 0, 100),
+        (1, 10, 5, 105),
+        (1, 20, 0, 200),
+        (2, 5, 0, 500),
+    ];
+    let out = point_in_time_join(
+        &entities(&[1, 1, 1, 2, 3], &[9, 10, 25, 9, 30]),
+        &features(&rows),
+        &spec(Some(5), true),
+    )
+    .unwrap();
+    assert_eq!(
+        values(&out),
+        vec![None, Some(105), Some(200), Some(500), None]
+    );
+    // ttl boundary: 20 >= 25 - 5 is inside, 26 - 5 = 21 > 20 is outside.
+    let out = point_in_time_join(
+        &entities(&[1, 1], &[25, 26]),
+        &features(&rows),
+        &spec(Some(5), true),
+    )
+    .unwrap();
+    assert_eq!(values(&out), vec![Some(200), None]);
+}
+
+#[test]
+fn string_and_composite_keys_and_timestamp_units() {
+    let ents = RecordBatch::try_from_iter([
+        (
+            "a",
+            Arc::new(StringArray::from(vec!["x", "x", "y"])) as ArrayRef,
+        ),
+        ("b", Arc::new(Int64Array::from(vec![1, 2, 1])) as ArrayRef),
+        (
+            "when",
+            Arc::new(TimestampSecondArray::from(vec![100, 100, 100])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let feats = RecordBatch::try_from_iter([
+        (
+            "a",
+            Arc::new(StringArray::from(vec!["x", "x", "y"])) as ArrayRef,
+        ),
+        ("b", Arc::new(Int32Array::from(vec![1, 2, 2])) as ArrayRef),
+        (
+            "ts",
+            Arc::new(TimestampMicrosecondArray::from(vec![
+                50_000_000,
+                150_000_000,
+                1,
+            ])) as ArrayRef,
+        ),
+        (
+            "v",
+            Arc::new(StringArray::from(vec!["one", "two", "three"])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let spec = JoinSpec {
+        entity_keys: vec!["a".into(), "b".into()],
+        feature_keys: vec!["a".into(), "b".into()],
+        entity_timestamp: "when".into(),
+        feature_timestamp: "ts".into(),
+        created_timestamp: None,
+        ttl_micros: None,
+        columns: vec![("v".into(), "out".into())],
+    };
+    let out = point_in_time_join(&ents, &feats, &spec).unwrap();
+    let v: Vec<_> = out.column(0).as_string::<i32>().iter().collect();
+    assert_eq!(v, vec![Some("one"), None, None]);
+    assert_eq!(out.schema().field(0).name(), "out");
+}
+
+#[test]
+fn bad_input_is_named() {
+    let rows = [(1, 10, 0, 100)];
+    let ents = RecordBatch::try_from_iter([
+        ("id", Arc::new(StringArray::from(vec!["1"])) as ArrayRef),
+        (
+            "ts",
+            Arc::new(TimestampMicrosecondArray::from(vec![1])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let err = point_in_time_join(&ents, &features(&rows), &spec(None, false)).unwrap_err();
+    assert!(matches!(err, Error::SchemaMismatch(m) if m.contains("'id'") && m.contains("string")));
+    let mut s = spec(None, false);
+    s.entity_timestamp = "missing".into();
+    let err = point_in_time_join(&entities(&[1], &[1]), &features(&rows), &s).unwrap_err();
+    assert!(matches!(err, Error::SchemaMismatch(m) if m.contains("'missing'")));
+    let empty = features(&[]);
+    let out = point_in_time_join(&entities(&[1], &[1]), &empty, &spec(None, true)).unwrap();
+    assert_eq!(values(&out), vec![None]);
+}

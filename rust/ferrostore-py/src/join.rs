@@ -1,0 +1,48 @@
+//! `ferrostore._core.point_in_time_join`: conversions around `ferrostore_core::join`.
+
+use ferrostore_core::join::{point_in_time_join as join, single_batch, JoinSpec};
+use pyo3::prelude::*;
+use pyo3_arrow::input::AnyRecordBatch;
+use pyo3_arrow::PyRecordBatch;
+
+use crate::error::run;
+
+fn one_batch(py: Python<'_>, data: AnyRecordBatch) -> PyResult<arrow_array::RecordBatch> {
+    let reader = data.into_reader()?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PyErr::from(pyo3_arrow::error::PyArrowError::from(e)))?;
+    run(py, || single_batch(schema, &batches))
+}
+
+/// Point-in-time join of `features` onto `entities`; see `ferrostore/_core.pyi`.
+#[pyfunction]
+#[pyo3(signature = (entities, features, *, entity_keys, feature_keys, entity_timestamp, feature_timestamp, created_timestamp=None, ttl_micros=None, columns))]
+#[allow(clippy::too_many_arguments)]
+pub fn point_in_time_join<'py>(
+    py: Python<'py>,
+    entities: AnyRecordBatch,
+    features: AnyRecordBatch,
+    entity_keys: Vec<String>,
+    feature_keys: Vec<String>,
+    entity_timestamp: String,
+    feature_timestamp: String,
+    created_timestamp: Option<String>,
+    ttl_micros: Option<i64>,
+    columns: Vec<(String, String)>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let entities = one_batch(py, entities)?;
+    let features = one_batch(py, features)?;
+    let spec = JoinSpec {
+        entity_keys,
+        feature_keys,
+        entity_timestamp,
+        feature_timestamp,
+        created_timestamp,
+        ttl_micros,
+        columns,
+    };
+    let out = run(py, || join(&entities, &features, &spec))?;
+    PyRecordBatch::new(out).into_pyarrow(py)
+}
