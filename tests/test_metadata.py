@@ -15,7 +15,17 @@ from sqlalchemy import exc
 from ferrostore import errors
 from ferrostore.metadata import MetadataDB, default_metadata_url, tables
 
-HEAD = "0001_initial"
+
+def _head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(tables.__file__).parent / "migrations"))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+HEAD = _head()
 N_PROCS = 8
 N_VALUES = 50
 TIMEOUT_S = 60
