@@ -8,10 +8,10 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pit_reference import reference_join
 
 from ferrostore.errors import SchemaMismatch
 from ferrostore.features import offline
+from pit_reference import reference_join
 
 BASE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 SECOND = 1_000_000
@@ -101,9 +101,7 @@ def _tables(case, nkeys: int):
 @given(case=cases())
 def test_join_matches_reference_int_keys(impl, case):
     entities, features, kwargs = _tables(case, 1)
-    assert _join(impl, entities, features, **kwargs) == reference_join(
-        entities, features, **kwargs
-    )
+    assert _join(impl, entities, features, **kwargs) == reference_join(entities, features, **kwargs)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -111,30 +109,49 @@ def test_join_matches_reference_int_keys(impl, case):
 @given(case=cases(string_keys=True, composite=True))
 def test_join_matches_reference_composite_string_keys(impl, case):
     entities, features, kwargs = _tables(case, 2)
-    assert _join(impl, entities, features, **kwargs) == reference_join(
-        entities, features, **kwargs
-    )
+    assert _join(impl, entities, features, **kwargs) == reference_join(entities, features, **kwargs)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_ttl_window_is_inclusive_at_both_ends(impl):
-    entities = pa.table({"id": [1, 1, 1], "ts": [BASE, BASE + dt.timedelta(seconds=10),
-                                                  BASE + dt.timedelta(seconds=11)]})
+    entities = pa.table(
+        {
+            "id": [1, 1, 1],
+            "ts": [BASE, BASE + dt.timedelta(seconds=10), BASE + dt.timedelta(seconds=11)],
+        }
+    )
     features = pa.table({"id": [1], "ts": [BASE], "x": [7]})
-    kwargs = dict(entity_keys=["id"], feature_keys=["id"], entity_timestamp="ts",
-                  feature_timestamp="ts", created_timestamp=None, ttl_micros=10 * SECOND,
-                  columns=[("x", "x")])  # fmt: skip
+    kwargs = {
+        "entity_keys": ["id"],
+        "feature_keys": ["id"],
+        "entity_timestamp": "ts",
+        "feature_timestamp": "ts",
+        "created_timestamp": None,
+        "ttl_micros": 10 * SECOND,
+        "columns": [("x", "x")],
+    }
     assert _join(impl, entities, features, **kwargs) == {"x": [7, 7, None]}
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_empty_source_and_rows_before_any_data_give_nulls(impl):
     entities = pa.table({"id": [1, 2], "ts": [BASE, BASE]})
-    empty = pa.table({"id": pa.array([], pa.int64()), "ts": pa.array([], pa.timestamp("us")),
-                      "x": pa.array([], pa.float32())})  # fmt: skip
-    kwargs = dict(entity_keys=["id"], feature_keys=["id"], entity_timestamp="ts",
-                  feature_timestamp="ts", created_timestamp=None, ttl_micros=None,
-                  columns=[("x", "x")])  # fmt: skip
+    empty = pa.table(
+        {
+            "id": pa.array([], pa.int64()),
+            "ts": pa.array([], pa.timestamp("us")),
+            "x": pa.array([], pa.float32()),
+        }
+    )
+    kwargs = {
+        "entity_keys": ["id"],
+        "feature_keys": ["id"],
+        "entity_timestamp": "ts",
+        "feature_timestamp": "ts",
+        "created_timestamp": None,
+        "ttl_micros": None,
+        "columns": [("x", "x")],
+    }
     assert _join(impl, entities, empty, **kwargs) == {"x": [None, None]}
     later = pa.table({"id": [1], "ts": [BASE + dt.timedelta(days=1)], "x": [1.5]})
     assert _join(impl, entities, later, **kwargs) == {"x": [None, None]}
@@ -145,20 +162,39 @@ def test_int_key_against_string_key_is_schema_mismatch(impl):
     entities = pa.table({"id": ["1"], "ts": [BASE]})
     features = pa.table({"id": [1], "ts": [BASE], "x": [1]})
     with pytest.raises(SchemaMismatch):
-        _join(impl, entities, features, entity_keys=["id"], feature_keys=["id"],
-              entity_timestamp="ts", feature_timestamp="ts", created_timestamp=None,
-              ttl_micros=None, columns=[("x", "x")])  # fmt: skip
+        _join(
+            impl,
+            entities,
+            features,
+            entity_keys=["id"],
+            feature_keys=["id"],
+            entity_timestamp="ts",
+            feature_timestamp="ts",
+            created_timestamp=None,
+            ttl_micros=None,
+            columns=[("x", "x")],
+        )
 
 
 def test_public_join_keeps_types_and_order():
     entities = pa.table({"id": [2, 1, 2], "ts": [BASE, BASE, BASE]})
     features = pa.table(
-        {"id": pa.array([1, 2], pa.int16()), "ts": [BASE, BASE],
-         "v": pa.array([[1.0], [2.0]], pa.list_(pa.float32()))}
-    )  # fmt: skip
+        {
+            "id": pa.array([1, 2], pa.int16()),
+            "ts": [BASE, BASE],
+            "v": pa.array([[1.0], [2.0]], pa.list_(pa.float32())),
+        }
+    )
     out = offline.point_in_time_join(
-        entities, features, entity_keys=["id"], feature_keys=["id"], entity_timestamp="ts",
-        feature_timestamp="ts", created_timestamp=None, ttl_micros=None, columns=[("v", "vec")],
-    )  # fmt: skip
+        entities,
+        features,
+        entity_keys=["id"],
+        feature_keys=["id"],
+        entity_timestamp="ts",
+        feature_timestamp="ts",
+        created_timestamp=None,
+        ttl_micros=None,
+        columns=[("v", "vec")],
+    )
     assert out.column("vec").to_pylist() == [[2.0], [1.0], [2.0]]
     assert out.schema.field("vec").type == pa.list_(pa.float32())

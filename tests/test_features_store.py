@@ -229,9 +229,11 @@ def test_several_views_entities_ttls_composite_and_string_keys(sqlite_repo: Path
         store.materialize(day(-1), day(40))
         resp = store.get_online_features(
             ["items:price", "merchants:risk"],
-            entity_rows=[{"store": 1, "item": "a", "merchant_id": "m1"},
-                         {"store": 1, "item": "zz", "merchant_id": "m9"}],
-        )  # fmt: skip
+            entity_rows=[
+                {"store": 1, "item": "a", "merchant_id": "m1"},
+                {"store": 1, "item": "zz", "merchant_id": "m9"},
+            ],
+        )
         assert resp.to_dict()["price"] == [None, None]  # ttl 1 hour: expired online
         assert resp.statuses["price"] == [FieldStatus.OUTSIDE_MAX_AGE, FieldStatus.NOT_FOUND]
         assert resp.to_dict()["risk"] == [0.2, None]
@@ -262,8 +264,10 @@ def test_materialize_online_ttl_and_newer_wins(repo: Path):
         assert list(many.to_df().columns) == ["customer_id", "orders"]
         intervals = store.list_materializations("customer_stats")
         assert [(i.start, i.end) for i in intervals] == [
-            (day(0), day(5)), (day(6), day(40)), (day(0), day(2))
-        ]  # fmt: skip
+            (day(0), day(5)),
+            (day(6), day(40)),
+            (day(0), day(2)),
+        ]
 
 
 def test_online_ttl_is_enforced_at_read_time(sqlite_repo: Path):
@@ -282,9 +286,14 @@ def test_write_to_online_store_and_feature_service(sqlite_repo: Path):
         store.apply([customer, view, service])
         now = dt.datetime.now(dt.UTC)
         df = pd.DataFrame(
-            {"customer_id": [7], "spend": [1.5], "orders": [4], "event_timestamp": [now],
-             "created": [now]}
-        )  # fmt: skip
+            {
+                "customer_id": [7],
+                "spend": [1.5],
+                "orders": [4],
+                "event_timestamp": [now],
+                "created": [now],
+            }
+        )
         assert store.write_to_online_store("customer_stats", df) == 1
         svc = store.get_feature_service("model_v1")
         resp = store.get_online_features(svc, [{"customer_id": 7}], full_feature_names=True)
