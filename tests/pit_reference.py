@@ -1,7 +1,9 @@
 """A plain, obviously correct point-in-time join: nested loops over Python values.
 
-The property tests compare ``ferrostore.features.offline.point_in_time_join`` (the Rust kernel,
-or its fallback) with :func:`reference_join`.
+The property tests compare ``ferrostore.features.offline.point_in_time_join`` (the Rust kernel)
+with :func:`reference_join`. Tie rules: among rows with equal key and event time the greatest
+created time wins, a null created time being older than any real one; on a full tie the row
+appearing later in the source wins.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def reference_join(
                     continue
                 created = _utc(row[created_timestamp]) if created_timestamp else None
                 rank = (fts, created is not None, created or _EPOCH)
-                if best_rank is None or rank > best_rank:
+                # ``>=``: on a full tie the later source row wins.
+                if best_rank is None or rank >= best_rank:
                     best, best_rank = row, rank
         for src, name in columns:
             out[name].append(None if best is None else best[src])

@@ -1,4 +1,4 @@
-"""Property tests: the point-in-time join against the brute-force reference."""
+"""The point-in-time join (the Rust kernel) against the brute-force reference, and its tie rules."""
 
 from __future__ import annotations
 
@@ -16,24 +16,9 @@ from pit_reference import reference_join
 BASE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 SECOND = 1_000_000
 
-IMPLS = [
-    "fallback",
-    pytest.param(
-        "kernel",
-        marks=pytest.mark.skipif(
-            not offline.kernel_available(), reason="Rust point_in_time_join not built yet"
-        ),
-    ),
-]
 
-
-def _join(impl: str, entities: pa.Table, features: pa.Table, **kwargs):
-    if impl == "kernel":
-        from ferrostore import _core
-
-        batch = _core.point_in_time_join(entities, features, **kwargs)
-    else:
-        batch = offline._fallback_join(entities, features, **kwargs)
+def _join(entities: pa.Table, features: pa.Table, **kwargs):
+    batch = offline.point_in_time_join(entities, features, **kwargs)
     return {name: batch.column(name).to_pylist() for _, name in kwargs["columns"]}
 
 
@@ -47,12 +32,20 @@ def cases(draw, *, string_keys: bool = False, composite: bool = False):
     feature_rows = draw(st.lists(st.tuples(keys, seconds), max_size=25))
     entity_rows = draw(st.lists(st.tuples(keys, seconds), min_size=1, max_size=15))
     ttl = draw(st.sampled_from([None, 0, 1, 2, 3, 5, 100]))
-    created = draw(st.permutations(range(len(feature_rows)))) if with_created else None
-    values = []
-    for i, (k, s) in enumerate(feature_rows):
-        # Without a created column, rows sharing (key, time) carry the same value: the choice
-        # between them is then unobservable, as the contract leaves it open.
-        values.append(draw(st.integers(-5, 5)) if with_created else hash((k, s)) % 1000 + i * 0)
+    # Few distinct created times, some null: ties on (key, event time, created) are common.
+    created = (
+        draw(
+            st.lists(
+                st.one_of(st.none(), st.integers(0, 3)),
+                min_size=len(feature_rows),
+                max_size=len(feature_rows),
+            )
+        )
+        if with_created
+        else None
+    )
+    # Every row has its own value, so which row a tie resolves to is observable.
+    values = list(range(len(feature_rows)))
     ent_tz = draw(st.sampled_from([None, "UTC", "America/New_York"]))
     feat_unit = draw(st.sampled_from(["s", "ms", "us", "ns"]))
     feat_tz = draw(st.sampled_from([None, "UTC", "Asia/Kolkata"]))
@@ -78,7 +71,13 @@ def _tables(case, nkeys: int):
     feat["event_ts"] = ts([s for _, s in feature_rows], feat_unit, feat_tz)
     feat_schema.append(pa.field("event_ts", feat["event_ts"].type))
     if created is not None:
-        feat["created"] = ts(created, "us", None)
+        feat["created"] = pa.array(
+            [
+                None if c is None else BASE.replace(tzinfo=None) + dt.timedelta(seconds=c)
+                for c in created
+            ],
+            pa.timestamp("us"),
+        )
         feat_schema.append(pa.field("created", pa.timestamp("us")))
     feat["value"] = values
     feat_schema.append(pa.field("value", pa.int64()))
@@ -96,24 +95,21 @@ def _tables(case, nkeys: int):
     return entities, features, kwargs
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases())
-def test_join_matches_reference_int_keys(impl, case):
+def test_join_matches_reference_int_keys(case):
     entities, features, kwargs = _tables(case, 1)
-    assert _join(impl, entities, features, **kwargs) == reference_join(entities, features, **kwargs)
+    assert _join(entities, features, **kwargs) == reference_join(entities, features, **kwargs)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases(string_keys=True, composite=True))
-def test_join_matches_reference_composite_string_keys(impl, case):
+def test_join_matches_reference_composite_string_keys(case):
     entities, features, kwargs = _tables(case, 2)
-    assert _join(impl, entities, features, **kwargs) == reference_join(entities, features, **kwargs)
+    assert _join(entities, features, **kwargs) == reference_join(entities, features, **kwargs)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_ttl_window_is_inclusive_at_both_ends(impl):
+def test_ttl_window_is_inclusive_at_both_ends():
     entities = pa.table(
         {
             "id": [1, 1, 1],
@@ -130,11 +126,10 @@ def test_ttl_window_is_inclusive_at_both_ends(impl):
         "ttl_micros": 10 * SECOND,
         "columns": [("x", "x")],
     }
-    assert _join(impl, entities, features, **kwargs) == {"x": [7, 7, None]}
+    assert _join(entities, features, **kwargs) == {"x": [7, 7, None]}
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_empty_source_and_rows_before_any_data_give_nulls(impl):
+def test_empty_source_and_rows_before_any_data_give_nulls():
     entities = pa.table({"id": [1, 2], "ts": [BASE, BASE]})
     empty = pa.table(
         {
@@ -152,18 +147,16 @@ def test_empty_source_and_rows_before_any_data_give_nulls(impl):
         "ttl_micros": None,
         "columns": [("x", "x")],
     }
-    assert _join(impl, entities, empty, **kwargs) == {"x": [None, None]}
+    assert _join(entities, empty, **kwargs) == {"x": [None, None]}
     later = pa.table({"id": [1], "ts": [BASE + dt.timedelta(days=1)], "x": [1.5]})
-    assert _join(impl, entities, later, **kwargs) == {"x": [None, None]}
+    assert _join(entities, later, **kwargs) == {"x": [None, None]}
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_int_key_against_string_key_is_schema_mismatch(impl):
+def test_int_key_against_string_key_is_schema_mismatch():
     entities = pa.table({"id": ["1"], "ts": [BASE]})
     features = pa.table({"id": [1], "ts": [BASE], "x": [1]})
     with pytest.raises(SchemaMismatch):
         _join(
-            impl,
             entities,
             features,
             entity_keys=["id"],
@@ -198,3 +191,99 @@ def test_public_join_keeps_types_and_order():
     )
     assert out.column("vec").to_pylist() == [[2.0], [1.0], [2.0]]
     assert out.schema.field("vec").type == pa.list_(pa.float32())
+
+
+def _tie_join(rows: list[tuple[int, int, int | None, str]], *, with_created: bool, chunks: int):
+    """Join one entity row per key at second 10 onto ``(key, event s, created s, value)`` rows."""
+    naive = BASE.replace(tzinfo=None)
+    columns = {
+        "id": pa.array([r[0] for r in rows], pa.int64()),
+        "ts": pa.array([naive + dt.timedelta(seconds=r[1]) for r in rows], pa.timestamp("us")),
+        "created": pa.array(
+            [None if r[2] is None else naive + dt.timedelta(seconds=r[2]) for r in rows],
+            pa.timestamp("us"),
+        ),
+        "x": pa.array([r[3] for r in rows], pa.string()),
+    }
+    if not with_created:
+        del columns["created"]
+    table = pa.table(columns)
+    if chunks > 1:
+        step = -(-len(rows) // chunks)
+        table = pa.concat_tables([table.slice(i, step) for i in range(0, len(rows), step)])
+        assert table.column("x").num_chunks > 1
+    keys = sorted({r[0] for r in rows})
+    entities = pa.table({"id": keys, "ts": [BASE + dt.timedelta(seconds=10)] * len(keys)})
+    out = _join(
+        entities,
+        table,
+        entity_keys=["id"],
+        feature_keys=["id"],
+        entity_timestamp="ts",
+        feature_timestamp="ts",
+        created_timestamp="created" if with_created else None,
+        ttl_micros=None,
+        columns=[("x", "x")],
+    )
+    return dict(zip(keys, out["x"], strict=True))
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_tie_on_event_time_goes_to_greatest_created_time(chunks):
+    rows = [
+        (1, 5, 2, "created 2"),
+        (1, 5, 7, "created 7"),
+        (1, 5, 3, "created 3"),
+        (2, 5, 7, "created 7"),
+        (2, 5, 1, "created 1"),
+        # Event time decides before created time: the later event wins whatever its created.
+        (3, 4, 9, "earlier event, created 9"),
+        (3, 5, 1, "later event, created 1"),
+    ]
+    assert _tie_join(rows, with_created=True, chunks=chunks) == {
+        1: "created 7",
+        2: "created 7",
+        3: "later event, created 1",
+    }
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_null_created_time_is_older_than_any_real_one(chunks):
+    rows = [
+        (1, 5, 0, "created 0"),
+        (1, 5, None, "null after"),
+        (2, 5, None, "null before"),
+        (2, 5, 0, "created 0"),
+        # Two nulls: a full tie, so the later row wins.
+        (3, 5, None, "first null"),
+        (3, 5, None, "second null"),
+    ]
+    assert _tie_join(rows, with_created=True, chunks=chunks) == {
+        1: "created 0",
+        2: "created 0",
+        3: "second null",
+    }
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_full_tie_goes_to_the_later_source_row(chunks):
+    rows = [
+        (1, 5, 4, "first"),
+        (2, 5, 4, "other key"),
+        (1, 5, 4, "second"),
+        (1, 5, 4, "third"),
+        (1, 3, 9, "older event"),
+    ]
+    assert _tie_join(rows, with_created=True, chunks=chunks) == {1: "third", 2: "other key"}
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_without_created_column_the_later_source_row_wins(chunks):
+    rows = [
+        (1, 5, None, "first"),
+        (2, 5, None, "only"),
+        (1, 5, None, "second"),
+        (1, 2, None, "older event"),
+        (1, 5, None, "third"),
+    ]
+    assert _tie_join(rows, with_created=False, chunks=chunks) == {1: "third", 2: "only"}

@@ -1,8 +1,7 @@
 """The offline store: Parquet scans (projected, time-filtered) and the point-in-time join.
 
 The join itself runs in the Rust core (``ferrostore._core.point_in_time_join``: parallel,
-GIL released). Until a build ships it, a vectorized pandas ``merge_asof`` fallback with the
-same contract is used, so the API works on any build.
+GIL released).
 
 Example:
     >>> import datetime as dt, pyarrow as pa
@@ -25,7 +24,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -38,7 +36,6 @@ from ferrostore.features.definitions import FeatureView, FileSource
 __all__ = [
     "entity_timestamp_column",
     "historical_features",
-    "kernel_available",
     "point_in_time_join",
     "scan_batches",
     "source_schema",
@@ -46,12 +43,6 @@ __all__ = [
 ]
 
 _UTC_US = pa.timestamp("us", tz="UTC")
-_INT64_MIN = np.iinfo(np.int64).min
-
-
-def kernel_available() -> bool:
-    """Whether the compiled core provides the Rust point-in-time join."""
-    return hasattr(_core, "point_in_time_join")
 
 
 def to_utc_micros(column: pa.Array | pa.ChunkedArray, *, what: str = "column") -> pa.Array:
@@ -77,105 +68,12 @@ def to_utc_micros(column: pa.Array | pa.ChunkedArray, *, what: str = "column") -
     return column.cast(_UTC_US, safe=False).cast(pa.int64())
 
 
-def _key_kind(t: pa.DataType) -> str:
-    if pat.is_dictionary(t):
-        t = t.value_type
-    if pat.is_integer(t):
-        return "int"
-    if pat.is_string(t) or pat.is_large_string(t) or pat.is_string_view(t):
-        return "string"
-    if pat.is_binary(t) or pat.is_large_binary(t) or pat.is_fixed_size_binary(t):
-        return "bytes"
-    return str(t)
-
-
-def _key_values(column: pa.ChunkedArray | pa.Array) -> Any:
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if pat.is_dictionary(column.type):
-        column = column.dictionary_decode()
-    if pat.is_integer(column.type):
-        return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
-    return np.asarray(column.to_pylist(), dtype=object)
-
-
 def _require(table: pa.Table, names: Sequence[str], what: str) -> None:
     missing = [n for n in names if n not in table.column_names]
     if missing:
         raise SchemaMismatch(
             f"{what} lacks column(s) {missing}: it has columns {table.column_names}"
         )
-
-
-def _fallback_join(
-    entities: pa.Table,
-    features: pa.Table,
-    *,
-    entity_keys: Sequence[str],
-    feature_keys: Sequence[str],
-    entity_timestamp: str,
-    feature_timestamp: str,
-    created_timestamp: str | None,
-    ttl_micros: int | None,
-    columns: Sequence[tuple[str, str]],
-) -> pa.RecordBatch:
-    import pandas as pd
-
-    n = entities.num_rows
-    left: dict[str, Any] = {}
-    right: dict[str, Any] = {}
-    valid_left = np.ones(n, dtype=bool)
-    valid_right = np.ones(features.num_rows, dtype=bool)
-    for i, (ek, fk) in enumerate(zip(entity_keys, feature_keys, strict=True)):
-        ecol, fcol = entities.column(ek), features.column(fk)
-        if _key_kind(ecol.type) != _key_kind(fcol.type):
-            raise SchemaMismatch(
-                f"join key {ek!r} has type {ecol.type} in the entity rows but {fk!r} has type "
-                f"{fcol.type} in the feature rows: expected the same kind of key"
-            )
-        valid_left &= ~np.asarray(ecol.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        valid_right &= ~np.asarray(fcol.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        left[f"k{i}"] = _key_values(ecol.fill_null(0) if pat.is_integer(ecol.type) else ecol)
-        right[f"k{i}"] = _key_values(fcol.fill_null(0) if pat.is_integer(fcol.type) else fcol)
-    ets = to_utc_micros(entities.column(entity_timestamp), what=f"column {entity_timestamp!r}")
-    fts = to_utc_micros(features.column(feature_timestamp), what=f"column {feature_timestamp!r}")
-    valid_left &= ~np.asarray(ets.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    valid_right &= ~np.asarray(fts.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    left["ts"] = ets.fill_null(0).to_numpy()
-    right["ts"] = fts.fill_null(0).to_numpy()
-    left["row"] = np.arange(n)
-    right["frow"] = np.arange(features.num_rows)
-    if created_timestamp:
-        created = to_utc_micros(
-            features.column(created_timestamp), what=f"column {created_timestamp!r}"
-        )
-        right["created"] = created.fill_null(_INT64_MIN).to_numpy()
-    else:
-        right["created"] = np.zeros(features.num_rows, dtype=np.int64)
-    by = [f"k{i}" for i in range(len(entity_keys))]
-    lframe = pd.DataFrame(left)[valid_left].sort_values("ts", kind="stable")
-    rframe = pd.DataFrame(right)[valid_right]
-    found = np.full(n, -1, dtype=np.int64)
-    if len(lframe) and len(rframe):
-        rframe = rframe.sort_values(["ts", "created"], kind="stable")
-        rframe = rframe.drop_duplicates(subset=[*by, "ts"], keep="last")
-        merged = pd.merge_asof(
-            lframe,
-            rframe.drop(columns="created"),
-            on="ts",
-            by=by,
-            direction="backward",
-            allow_exact_matches=True,
-            tolerance=int(ttl_micros) if ttl_micros else None,
-        )
-        hit = merged["frow"].notna().to_numpy()
-        found[merged["row"].to_numpy()[hit]] = merged["frow"].to_numpy()[hit].astype(np.int64)
-    index = pa.array(found, mask=found < 0)
-    picked = features.select([src for src, _ in columns]).take(index)
-    return pa.RecordBatch.from_arrays(
-        [picked.column(i).combine_chunks() for i in range(len(columns))],
-        names=[out for _, out in columns],
-    )
 
 
 def point_in_time_join(
@@ -193,9 +91,10 @@ def point_in_time_join(
     """Join feature rows to entity rows as of each entity row's time.
 
     For each entity row: the feature row with the same key whose event time is ``<=`` the
-    entity time and ``>=`` the entity time minus ttl (no lower bound for ``None``/0); ties go
-    to the greatest created time; nulls when none matches. Exactly one output row per entity
-    row, in input order. Runs in the Rust core when available.
+    entity time and ``>=`` the entity time minus ttl (no lower bound for ``None``/0); ties on
+    event time go to the greatest created time (a null created time is older than any real
+    one), then to the row appearing later in ``features``; nulls when none matches. Exactly
+    one output row per entity row, in input order. Runs in the Rust core (GIL released).
 
     Args:
         entities: The entity rows (keys and timestamp at least).
@@ -222,18 +121,17 @@ def point_in_time_join(
     _require(features, needed + ([created_timestamp] if created_timestamp else []), "the source")
     if len(entity_keys) != len(feature_keys):
         raise InvalidArgument(f"entity_keys {entity_keys} and feature_keys {feature_keys} differ")
-    kwargs = {
-        "entity_keys": list(entity_keys),
-        "feature_keys": list(feature_keys),
-        "entity_timestamp": entity_timestamp,
-        "feature_timestamp": feature_timestamp,
-        "created_timestamp": created_timestamp,
-        "ttl_micros": ttl_micros or None,
-        "columns": [tuple(c) for c in columns],
-    }
-    if kernel_available():
-        return _core.point_in_time_join(entities, features, **kwargs)
-    return _fallback_join(entities, features, **kwargs)  # type: ignore[arg-type]
+    return _core.point_in_time_join(
+        entities,
+        features,
+        entity_keys=list(entity_keys),
+        feature_keys=list(feature_keys),
+        entity_timestamp=entity_timestamp,
+        feature_timestamp=feature_timestamp,
+        created_timestamp=created_timestamp,
+        ttl_micros=ttl_micros or None,
+        columns=[(src, out) for src, out in columns],
+    )
 
 
 def resolve_path(source: FileSource, root: str | os.PathLike[str]) -> Path:
