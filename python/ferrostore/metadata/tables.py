@@ -306,3 +306,193 @@ feature_materializations = sa.Table(
 """Materialized intervals per feature view (microseconds since the epoch, UTC)."""
 
 # --- end of feature registry tables ---
+
+
+# --- Lineage (ferrostore.lineage; migration 0004_lineage) ---
+
+lineage_types = sa.Table(
+    "lineage_types",
+    metadata,
+    sa.Column("id", _BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("base_type", sa.Text, nullable=True),
+    sa.Column("create_time", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("kind", "name", name="uq_lineage_types_kind_name"),
+)
+"""Artifact, execution and context types (``kind``: artifact / execution / context)."""
+
+lineage_type_properties = sa.Table(
+    "lineage_type_properties",
+    metadata,
+    sa.Column(
+        "type_id",
+        sa.BigInteger,
+        sa.ForeignKey("lineage_types.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("data_type", sa.Text, nullable=False),
+)
+"""The typed properties a lineage type declares (INT, DOUBLE, STRING, BOOLEAN, STRUCT)."""
+
+
+def _lineage_node_table(name: str, *, name_nullable: bool, with_uri: bool) -> sa.Table:
+    columns: list[sa.Column[object]] = [
+        sa.Column("id", _BigIntId, primary_key=True, autoincrement=True),
+        sa.Column(
+            "type_id", sa.BigInteger, sa.ForeignKey("lineage_types.id"), nullable=False
+        ),
+        sa.Column("name", sa.Text, nullable=name_nullable),
+        sa.Column("external_id", sa.Text, nullable=True, unique=True),
+        sa.Column("state", sa.Text, nullable=True),
+        sa.Column("create_time", sa.BigInteger, nullable=False),
+        sa.Column("last_update_time", sa.BigInteger, nullable=False),
+    ]
+    if with_uri:
+        columns.append(sa.Column("uri", sa.Text, nullable=True, index=True))
+    return sa.Table(
+        name,
+        metadata,
+        *columns,
+        sa.UniqueConstraint("type_id", "name", name=f"uq_{name}_type_id_name"),
+    )
+
+
+def _lineage_property_table(name: str, owner: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(
+            "node_id",
+            sa.BigInteger,
+            sa.ForeignKey(f"{owner}.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("is_custom", sa.Boolean, primary_key=True),
+        sa.Column("data_type", sa.Text, nullable=False),
+        sa.Column("int_value", sa.BigInteger, nullable=True),
+        sa.Column("double_value", sa.Float, nullable=True),
+        sa.Column("string_value", sa.Text, nullable=True),
+        sa.Index(f"ix_{name}_name_string_value", "name", "string_value"),
+    )
+
+
+lineage_artifacts = _lineage_node_table("lineage_artifacts", name_nullable=True, with_uri=True)
+"""Artifacts (datasets, models, feature views...); ``state`` is MLMD's artifact state."""
+
+lineage_executions = _lineage_node_table(
+    "lineage_executions", name_nullable=True, with_uri=False
+)
+"""Executions (runs, builds, promotions...); ``state`` is the last known execution state."""
+
+lineage_contexts = _lineage_node_table("lineage_contexts", name_nullable=False, with_uri=False)
+"""Contexts (experiments, registered models, projects, stacks); unique name per type."""
+
+lineage_artifact_properties = _lineage_property_table(
+    "lineage_artifact_properties", "lineage_artifacts"
+)
+"""Artifact properties (declared by the type) and custom properties, one row per value."""
+
+lineage_execution_properties = _lineage_property_table(
+    "lineage_execution_properties", "lineage_executions"
+)
+"""Execution properties and custom properties."""
+
+lineage_context_properties = _lineage_property_table(
+    "lineage_context_properties", "lineage_contexts"
+)
+"""Context properties and custom properties."""
+
+lineage_events = sa.Table(
+    "lineage_events",
+    metadata,
+    sa.Column("id", _BigIntId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "artifact_id",
+        sa.BigInteger,
+        sa.ForeignKey("lineage_artifacts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column(
+        "execution_id",
+        sa.BigInteger,
+        sa.ForeignKey("lineage_executions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=True),
+    sa.Column("src_node", sa.BigInteger, nullable=False),
+    sa.Column("dst_node", sa.BigInteger, nullable=False),
+    sa.Column("milliseconds_since_epoch", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint(
+        "artifact_id", "execution_id", "type", name="uq_lineage_events_artifact_id"
+    ),
+    sa.Index("ix_lineage_events_src_dst", "src_node", "dst_node"),
+    sa.Index("ix_lineage_events_dst_src", "dst_node", "src_node"),
+)
+"""Events: an artifact read or written by an execution. ``src_node`` / ``dst_node`` are the
+data-flow edge (node key ``2 * artifact_id`` or ``2 * execution_id + 1``), indexed both ways
+for the recursive lineage queries."""
+
+lineage_attributions = sa.Table(
+    "lineage_attributions",
+    metadata,
+    sa.Column(
+        "context_id",
+        sa.BigInteger,
+        sa.ForeignKey("lineage_contexts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "artifact_id",
+        sa.BigInteger,
+        sa.ForeignKey("lineage_artifacts.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
+"""Artifacts attributed to contexts."""
+
+lineage_associations = sa.Table(
+    "lineage_associations",
+    metadata,
+    sa.Column(
+        "context_id",
+        sa.BigInteger,
+        sa.ForeignKey("lineage_contexts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "execution_id",
+        sa.BigInteger,
+        sa.ForeignKey("lineage_executions.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
+"""Executions associated with contexts."""
+
+lineage_parent_contexts = sa.Table(
+    "lineage_parent_contexts",
+    metadata,
+    sa.Column(
+        "context_id",
+        sa.BigInteger,
+        sa.ForeignKey("lineage_contexts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "parent_context_id",
+        sa.BigInteger,
+        sa.ForeignKey("lineage_contexts.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
+"""Parent contexts (a pipeline run inside a pipeline, an experiment inside a project)."""
+
+# --- end of lineage tables ---
