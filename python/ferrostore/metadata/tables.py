@@ -496,3 +496,28 @@ lineage_parent_contexts = sa.Table(
 """Parent contexts (a pipeline run inside a pipeline, an experiment inside a project)."""
 
 # --- end of lineage tables ---
+
+
+# --- Vector catalogue (ferrostore.vectors; migration 0005_vector_catalogue) ---
+
+vector_collections = sa.Table(
+    "vector_collections",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("dimension", sa.Integer, nullable=True),
+    sa.Column("space", sa.Text, nullable=False),
+    sa.Column("hnsw_m", sa.Integer, nullable=False),
+    sa.Column("hnsw_construction_ef", sa.Integer, nullable=False),
+    sa.Column("hnsw_search_ef", sa.Integer, nullable=False),
+    sa.Column("metadata", sa.Text, nullable=True),
+    sa.Column("record_count", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+"""Vector collections: ``id`` a UUID (folder ``collections/<id>``), ``dimension`` fixed by the
+first add (``NULL`` until then), ``space`` cosine | l2 | ip, HNSW parameters, the user's
+collection metadata as JSON, ``record_count`` as of the last write through the API, and
+creation / update times (microseconds since the epoch, UTC)."""
+
+# --- end of vector catalogue tables ---

@@ -1,0 +1,155 @@
+"""The Rust collection engine (``ferrostore._core.VectorCollection``) as the Python layer uses it.
+
+An LMDB environment must be opened once per process, so engine handles are shared: every
+:class:`ferrostore.vectors.Collection` of one folder in one process uses the same handle, kept
+alive by the collections that use it and dropped with the last of them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any, Protocol, cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ferrostore.errors import StorageError
+
+__all__ = ["Engine", "EngineHandle", "open_engine"]
+
+
+class Engine(Protocol):
+    """The methods of ``ferrostore._core.VectorCollection`` this package calls."""
+
+    @property
+    def dim(self) -> int:
+        """The collection's dimension."""
+
+    @property
+    def space(self) -> str:
+        """cosine, l2 or ip."""
+
+    def count(self) -> int:
+        """Records stored."""
+
+    def write(
+        self,
+        ids: list[str],
+        embeddings: NDArray[np.float32] | None,
+        documents: list[str | None] | None,
+        metadatas: list[str | None] | None,
+        *,
+        mode: str,
+    ) -> Any:
+        """Write one batch in one transaction (mode add, upsert or update)."""
+
+    def delete(self, ids: list[str] | None, where: str | None, where_document: str | None) -> int:
+        """Delete matching records; returns how many."""
+
+    def get(
+        self,
+        ids: list[str] | None,
+        where: str | None,
+        where_document: str | None,
+        limit: int | None,
+        offset: int,
+        include_embeddings: bool,
+    ) -> tuple[list[str], NDArray[np.float32] | None, list[str | None], list[str | None]]:
+        """Matching records in insertion order."""
+
+    def query(
+        self,
+        queries: NDArray[np.float32],
+        n_results: int,
+        where: str | None,
+        where_document: str | None,
+        include_embeddings: bool,
+    ) -> tuple[
+        list[list[str]],
+        list[NDArray[np.float32]],
+        list[list[str | None]],
+        list[list[str | None]],
+        list[NDArray[np.float32]] | None,
+    ]:
+        """Nearest neighbours of each query."""
+
+    def set_search_ef(self, ef: int) -> None:
+        """Set the HNSW search breadth."""
+
+
+class EngineHandle:
+    """One open engine, shared by the collections of a folder in this process."""
+
+    __slots__ = ("__weakref__", "engine", "path")
+
+    def __init__(self, engine: Engine, path: str) -> None:
+        self.engine = engine
+        self.path = path
+
+
+_handles: weakref.WeakValueDictionary[tuple[int, str], EngineHandle] = weakref.WeakValueDictionary()
+_lock = threading.Lock()
+
+
+def _engine_class() -> Any:
+    from ferrostore import _core
+
+    cls = getattr(_core, "VectorCollection", None)
+    if cls is None:
+        raise StorageError(
+            "this build of ferrostore has no vector engine (ferrostore._core.VectorCollection); "
+            "rebuild the extension: pip install ."
+        )
+    return cls
+
+
+def open_engine(
+    path: str | os.PathLike[str],
+    *,
+    dim: int | None,
+    space: str,
+    m: int,
+    ef_construction: int,
+    ef_search: int,
+) -> EngineHandle:
+    """Open (creating when ``dim`` is given) the engine of a collection folder, shared.
+
+    Args:
+        path: The collection's folder.
+        dim: The dimension, or ``None`` to read the stored one (the folder must exist).
+        space: cosine, l2 or ip; must match a stored collection.
+        m: HNSW graph degree.
+        ef_construction: HNSW build breadth.
+        ef_search: HNSW search breadth.
+
+    Returns:
+        The handle; keep it as long as the engine is used.
+
+    Raises:
+        SchemaMismatch: The folder holds a collection of another dimension or space.
+        StorageError: The folder cannot be opened, or the extension has no vector engine.
+    """
+    key = (os.getpid(), os.path.realpath(os.fspath(path)))
+    with _lock:
+        handle = _handles.get(key)
+        if handle is None:
+            engine = _engine_class()(
+                key[1],
+                dim=dim,
+                space=space,
+                m=m,
+                ef_construction=ef_construction,
+                ef_search=ef_search,
+            )
+            handle = EngineHandle(cast(Engine, engine), key[1])
+            _handles[key] = handle
+        return handle
+
+
+def forget(path: str | os.PathLike[str]) -> None:
+    """Stop sharing the handle of a folder (its collection was deleted)."""
+    key = (os.getpid(), os.path.realpath(os.fspath(path)))
+    with _lock:
+        _handles.pop(key, None)
