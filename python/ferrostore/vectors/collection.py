@@ -202,12 +202,12 @@ class Collection:
             if not self.path.is_dir():
                 raise NotFound(f"Collection [{self.name}] does not exist")
             return self._handle.engine
-        record = self._record
-        if record.dimension is None:
-            fresh = catalogue.get_by_id(self._client._db, record.id)
-            if fresh is None:
-                raise NotFound(f"Collection [{self.name}] does not exist")
-            self._record = record = fresh
+        # Checked once per open: the collection may have been deleted (by another process),
+        # and another process may have fixed its dimension since this object was made.
+        record = catalogue.get_by_id(self._client._db, self._record.id)
+        if record is None:
+            raise NotFound(f"Collection [{self.name}] does not exist")
+        self._record = record
         dim = record.dimension if record.dimension is not None else create_dim
         if dim is None:
             return None
