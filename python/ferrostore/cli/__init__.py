@@ -37,10 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     quickstart.set_defaults(run=_run_quickstart)
 
     from ferrostore.cli.feature_commands import add_feature_commands
+    from ferrostore.cli.lineage_commands import add_lineage_commands
     from ferrostore.cli.registry_commands import add_registry_commands
 
     add_feature_commands(commands)
     add_registry_commands(commands)
+    add_lineage_commands(commands)
     return parser
 
 

@@ -47,6 +47,7 @@ from ferrostore.features.registry import (
     to_micros,
 )
 from ferrostore.features.repo_config import RepoConfig
+from ferrostore.lineage import recording as lineage
 from ferrostore.metadata import MetadataDB
 
 __all__ = ["FeatureStore", "RetrievalJob"]
@@ -469,7 +470,7 @@ class FeatureStore:
                 table, requests, root=root, full_feature_names=full_feature_names
             )
 
-        return RetrievalJob(compute)
+        return lineage.record_training_set(self, table, requests, RetrievalJob(compute))
 
     # -- materialization ------------------------------------------------------------------
 
@@ -524,6 +525,7 @@ class FeatureStore:
                 rows += chunk.num_rows
                 bar.advance(chunk.num_rows)
         self.registry.record_materialization(view.name, start, end, rows)
+        lineage.record_materialization(self, view, start, end, rows)
         return rows
 
     def materialize(

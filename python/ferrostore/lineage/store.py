@@ -523,6 +523,15 @@ class MetadataStore:
             conn.execute(stmt, [{"node_id": node_id, **row} for row in props])
         return node_id
 
+    def _ensure_node(self, conn: Connection, node: Any, now: int) -> int:
+        """Return the id of the node with ``node.external_id``, creating it only if missing."""
+        kind = _kind_of(node)
+        col = kind.table.c
+        found = conn.execute(sa.select(col.id).where(col.external_id == node.external_id)).scalar()
+        if found is not None:
+            return int(found)
+        return self._put_node(conn, node, now)
+
     def _put_many(self, nodes: Sequence[Any], cls: type[Any]) -> list[int]:
         if isinstance(nodes, cls) or not isinstance(nodes, Sequence):
             raise InvalidArgument(f"expected a list of {cls.__name__}, got {nodes!r}")

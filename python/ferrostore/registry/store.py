@@ -407,7 +407,9 @@ class Store:
             )
 
         self._write(work)
-        _emit("run_started", run_id=run_id, experiment_id=exp_id, run_name=name, user=user)
+        _emit(
+            "run_started", store=self, run_id=run_id, experiment_id=exp_id, run_name=name, user=user
+        )
         return self.get_run(run_id)
 
     def _require_run(self, conn: Connection, run_id: str) -> sa.Row[Any]:
@@ -504,7 +506,7 @@ class Store:
 
         self._write(work)
         if status is not None and RunStatus.is_terminated(status):
-            _emit("run_ended", run_id=run_id, status=status)
+            _emit("run_ended", store=self, run_id=run_id, status=status)
 
     def delete_run(self, run_id: str) -> None:
         """Mark a run deleted (hidden from search). Raises NotFound."""
@@ -1066,7 +1068,7 @@ class Store:
             conn.execute(sa.delete(t.registered_models).where(t.registered_models.c.name == name))
 
         self._write(work)
-        _emit("registered_model_deleted", name=name, approved_by=actor)
+        _emit("registered_model_deleted", store=self, name=name, approved_by=actor)
 
     def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
         """Set a tag on a registered model. Raises NotFound."""
@@ -1230,7 +1232,14 @@ class Store:
             return version
 
         version = self._write(work)
-        _emit("model_version_created", name=name, version=version, source=source, user=user)
+        _emit(
+            "model_version_created",
+            store=self,
+            name=name,
+            version=version,
+            source=source,
+            user=user,
+        )
         return self.get_model_version(name, version)
 
     def get_model_version(self, name: str, version: int | str) -> ModelVersion:
@@ -1385,6 +1394,7 @@ class Store:
         for moved_version, old, new in moved:
             _emit(
                 "stage_transitioned",
+                store=self,
                 name=name,
                 version=moved_version,
                 from_stage=old,
@@ -1430,6 +1440,7 @@ class Store:
         self._write(work)
         _emit(
             "alias_set",
+            store=self,
             name=name,
             alias=alias,
             version=number,
@@ -1457,7 +1468,9 @@ class Store:
             return int(version)
 
         version = self._write(work)
-        _emit("alias_deleted", name=name, alias=alias, version=version, approved_by=actor)
+        _emit(
+            "alias_deleted", store=self, name=name, alias=alias, version=version, approved_by=actor
+        )
 
     def get_latest_versions(self, name: str, stages: Sequence[str] | None) -> list[ModelVersion]:
         """Return the newest version in each stage (or in the given stages)."""
@@ -1533,7 +1546,7 @@ class Store:
             self._touch_model(conn, name, now_ms())
 
         self._write(work)
-        _emit("model_version_deleted", name=name, version=number, approved_by=actor)
+        _emit("model_version_deleted", store=self, name=name, version=number, approved_by=actor)
 
     def history(self, name: str, version: int | str | None) -> list[ModelVersionEvent]:
         """Return a model's (or one version's) history, oldest first. Raises NotFound."""
@@ -1628,7 +1641,14 @@ class Store:
             return int(result.scalar_one())
 
         eval_id = self._write(work)
-        _emit("model_evaluated", name=name, version=number, dataset=dataset, metrics=values)
+        _emit(
+            "model_evaluated",
+            store=self,
+            name=name,
+            version=number,
+            dataset=dataset,
+            metrics=values,
+        )
         return ModelEvaluation(eval_id, name, number, values, dataset, actor, now)
 
     def list_evaluations(self, name: str, version: int | str | None) -> list[ModelEvaluation]:
