@@ -8,5 +8,6 @@ pub mod error;
 pub mod join;
 pub mod online;
 pub mod timestamps;
+pub mod vectors;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@
 mod error;
 mod join;
 mod online;
+mod vectors;
 
 use pyo3::prelude::*;
 
@@ -14,6 +15,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<online::OnlineStore>()?;
     m.add_function(wrap_pyfunction!(join::point_in_time_join, m)?)?;
+    m.add_class::<vectors::VectorCollection>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

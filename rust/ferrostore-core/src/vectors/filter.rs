@@ -1,0 +1,579 @@
+//! Chroma's `where` and `where_document` filters: parsed and validated once, then evaluated
+//! against the collection's in-memory metadata indexes into a bitset of matching records.
+//!
+//! Missing keys: `$ne` and `$nin` match records that lack the key (they are "not equal");
+//! every other operator needs the key to be present.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value as Json;
+
+use crate::{Error, Result};
+
+/// A metadata value: Chroma allows strings, integers, floats and booleans.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl MetaValue {
+    /// Converts a JSON scalar; `None` for other JSON values.
+    pub fn from_json(value: &Json) -> Option<Self> {
+        match value {
+            Json::String(s) => Some(MetaValue::Str(s.clone())),
+            Json::Bool(b) => Some(MetaValue::Bool(*b)),
+            Json::Number(n) => n
+                .as_i64()
+                .map(MetaValue::Int)
+                .or_else(|| n.as_f64().map(MetaValue::Float)),
+            _ => None,
+        }
+    }
+
+    fn number(&self) -> Option<f64> {
+        match self {
+            MetaValue::Int(i) => Some(*i as f64),
+            MetaValue::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The key of the equality index: integers and integral floats are equal, as in Chroma.
+    fn eq_key(&self) -> EqKey {
+        match self {
+            MetaValue::Str(s) => EqKey::Str(s.clone()),
+            MetaValue::Bool(b) => EqKey::Bool(*b),
+            MetaValue::Int(i) => EqKey::Num((*i as f64).to_bits()),
+            MetaValue::Float(f) => EqKey::Num(if *f == 0.0 {
+                0f64.to_bits()
+            } else {
+                f.to_bits()
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum EqKey {
+    Str(String),
+    Bool(bool),
+    Num(u64),
+}
+
+/// A set of record slots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bitset {
+    words: Vec<u64>,
+}
+
+impl Bitset {
+    /// An empty set able to hold slots below `capacity`.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Bitset {
+            words: vec![0; capacity.div_ceil(64)],
+        }
+    }
+
+    pub fn insert(&mut self, slot: u64) {
+        let (w, b) = ((slot / 64) as usize, slot % 64);
+        if w >= self.words.len() {
+            self.words.resize(w + 1, 0);
+        }
+        self.words[w] |= 1 << b;
+    }
+
+    pub fn remove(&mut self, slot: u64) {
+        let (w, b) = ((slot / 64) as usize, slot % 64);
+        if let Some(word) = self.words.get_mut(w) {
+            *word &= !(1 << b);
+        }
+    }
+
+    pub fn contains(&self, slot: u64) -> bool {
+        let (w, b) = ((slot / 64) as usize, slot % 64);
+        self.words.get(w).is_some_and(|word| word & (1 << b) != 0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|w| *w == 0)
+    }
+
+    pub fn and(&mut self, other: &Bitset) {
+        for (i, w) in self.words.iter_mut().enumerate() {
+            *w &= other.words.get(i).copied().unwrap_or(0);
+        }
+    }
+
+    pub fn or(&mut self, other: &Bitset) {
+        if other.words.len() > self.words.len() {
+            self.words.resize(other.words.len(), 0);
+        }
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w |= o;
+        }
+    }
+
+    pub fn and_not(&mut self, other: &Bitset) {
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w &= !o;
+        }
+    }
+
+    /// The slots in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &word)| {
+            let mut w = word;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                Some(i as u64 * 64 + u64::from(b))
+            })
+        })
+    }
+}
+
+/// Per-key indexes of the metadata: equality sets and a sorted numeric index.
+#[derive(Debug, Default)]
+pub struct MetadataIndex {
+    eq: HashMap<String, HashMap<EqKey, Bitset>>,
+    numeric: HashMap<String, BTreeMap<OrderedF64, Bitset>>,
+    present: HashMap<String, Bitset>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct OrderedF64(f64);
+impl PartialEq for OrderedF64 {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+impl Eq for OrderedF64 {}
+impl PartialOrd for OrderedF64 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for OrderedF64 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl MetadataIndex {
+    /// Indexes `metadata` of record `slot`.
+    pub fn insert(&mut self, slot: u64, metadata: &[(String, MetaValue)]) {
+        for (key, value) in metadata {
+            self.present.entry(key.clone()).or_default().insert(slot);
+            self.eq
+                .entry(key.clone())
+                .or_default()
+                .entry(value.eq_key())
+                .or_default()
+                .insert(slot);
+            if let Some(n) = value.number() {
+                self.numeric
+                    .entry(key.clone())
+                    .or_default()
+                    .entry(OrderedF64(n))
+                    .or_default()
+                    .insert(slot);
+            }
+        }
+    }
+
+    /// Removes record `slot` with its `metadata` from the indexes.
+    pub fn remove(&mut self, slot: u64, metadata: &[(String, MetaValue)]) {
+        for (key, value) in metadata {
+            if let Some(set) = self.present.get_mut(key) {
+                set.remove(slot);
+            }
+            if let Some(set) = self
+                .eq
+                .get_mut(key)
+                .and_then(|m| m.get_mut(&value.eq_key()))
+            {
+                set.remove(slot);
+            }
+            if let Some(n) = value.number() {
+                if let Some(set) = self
+                    .numeric
+                    .get_mut(key)
+                    .and_then(|m| m.get_mut(&OrderedF64(n)))
+                {
+                    set.remove(slot);
+                }
+            }
+        }
+    }
+}
+
+/// A compiled `where` filter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Where {
+    And(Vec<Where>),
+    Or(Vec<Where>),
+    Cmp {
+        key: String,
+        op: CmpOp,
+        value: MetaValue,
+    },
+    In {
+        key: String,
+        values: Vec<MetaValue>,
+        negate: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+/// A compiled `where_document` filter.
+#[derive(Debug, Clone)]
+pub enum WhereDocument {
+    And(Vec<WhereDocument>),
+    Or(Vec<WhereDocument>),
+    Contains(String, bool),
+    Regex(regex::Regex, bool),
+}
+
+fn invalid(msg: String) -> Error {
+    Error::InvalidArgument(msg)
+}
+
+fn single_entry<'a>(
+    obj: &'a serde_json::Map<String, Json>,
+    what: &str,
+) -> Result<(&'a String, &'a Json)> {
+    if obj.len() != 1 {
+        return Err(invalid(format!(
+            "{what} {}: expected exactly one operator or key per dict, got {}",
+            Json::Object(obj.clone()),
+            obj.len()
+        )));
+    }
+    Ok(obj.iter().next().expect("one entry"))
+}
+
+impl Where {
+    /// Parses and validates a `where` dict.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the offending part.
+    pub fn parse(json: &Json) -> Result<Where> {
+        let Json::Object(obj) = json else {
+            return Err(invalid(format!("where {json}: expected a dict")));
+        };
+        if obj.is_empty() {
+            return Err(invalid("where {}: expected at least one condition".into()));
+        }
+        if obj.len() > 1 {
+            // Chroma allows several keys only through $and; be strict and clear.
+            return Err(invalid(format!(
+                "where {json}: expected one key per dict; combine conditions with $and"
+            )));
+        }
+        let (key, value) = single_entry(obj, "where")?;
+        match key.as_str() {
+            "$and" | "$or" => {
+                let Json::Array(items) = value else {
+                    return Err(invalid(format!("where {key} {value}: expected a list of conditions")));
+                };
+                if items.len() < 2 {
+                    return Err(invalid(format!("where {key} {value}: expected at least two conditions")));
+                }
+                let parts = items.iter().map(Where::parse).collect::<Result<Vec<_>>>()?;
+                Ok(if key == "$and" { Where::And(parts) } else { Where::Or(parts) })
+            }
+            k if k.starts_with('$') => Err(invalid(format!(
+                "where operator '{k}' is not supported at the top level: expected a metadata key, $and or $or"
+            ))),
+            _ => Where::parse_condition(key, value),
+        }
+    }
+
+    fn parse_condition(key: &str, value: &Json) -> Result<Where> {
+        let scalar = |v: &Json, op: &str| {
+            MetaValue::from_json(v).ok_or_else(|| {
+                invalid(format!(
+                    "where '{key}' {op} {v}: expected a string, integer, float or boolean"
+                ))
+            })
+        };
+        let Json::Object(ops) = value else {
+            return Ok(Where::Cmp {
+                key: key.into(),
+                op: CmpOp::Eq,
+                value: scalar(value, "==")?,
+            });
+        };
+        let (op, operand) = single_entry(ops, &format!("where '{key}'"))?;
+        let cmp = |op_kind| -> Result<Where> {
+            Ok(Where::Cmp {
+                key: key.into(),
+                op: op_kind,
+                value: scalar(operand, op)?,
+            })
+        };
+        let numeric = |op_kind| -> Result<Where> {
+            let v = scalar(operand, op)?;
+            if v.number().is_none() {
+                return Err(invalid(format!(
+                    "where '{key}' {op} {operand}: expected an integer or float operand"
+                )));
+            }
+            Ok(Where::Cmp {
+                key: key.into(),
+                op: op_kind,
+                value: v,
+            })
+        };
+        match op.as_str() {
+            "$eq" => cmp(CmpOp::Eq),
+            "$ne" => cmp(CmpOp::Ne),
+            "$gt" => numeric(CmpOp::Gt),
+            "$gte" => numeric(CmpOp::Gte),
+            "$lt" => numeric(CmpOp::Lt),
+            "$lte" => numeric(CmpOp::Lte),
+            "$in" | "$nin" => {
+                let Json::Array(items) = operand else {
+                    return Err(invalid(format!("where '{key}' {op} {operand}: expected a list of values")));
+                };
+                if items.is_empty() {
+                    return Err(invalid(format!("where '{key}' {op} []: expected a non-empty list")));
+                }
+                let values = items.iter().map(|v| scalar(v, op)).collect::<Result<Vec<_>>>()?;
+                Ok(Where::In { key: key.into(), values, negate: op == "$nin" })
+            }
+            other => Err(invalid(format!(
+                "where '{key}' uses unknown operator '{other}': expected one of $eq, $ne, $gt, $gte, $lt, $lte, $in, $nin"
+            ))),
+        }
+    }
+
+    /// The records among `live` that match.
+    pub fn evaluate(&self, index: &MetadataIndex, live: &Bitset) -> Bitset {
+        match self {
+            Where::And(parts) => {
+                let mut out = live.clone();
+                for p in parts {
+                    out.and(&p.evaluate(index, live));
+                }
+                out
+            }
+            Where::Or(parts) => {
+                let mut out = Bitset::default();
+                for p in parts {
+                    out.or(&p.evaluate(index, live));
+                }
+                out
+            }
+            Where::Cmp { key, op, value } => {
+                let mut out = match op {
+                    CmpOp::Eq | CmpOp::Ne => index
+                        .eq
+                        .get(key)
+                        .and_then(|m| m.get(&value.eq_key()))
+                        .cloned()
+                        .unwrap_or_default(),
+                    _ => {
+                        let mut set = Bitset::default();
+                        let n = OrderedF64(value.number().unwrap_or(f64::NAN));
+                        if let Some(sorted) = index.numeric.get(key) {
+                            use std::ops::Bound::{Excluded, Included, Unbounded};
+                            let range = match op {
+                                CmpOp::Gt => (Excluded(n), Unbounded),
+                                CmpOp::Gte => (Included(n), Unbounded),
+                                CmpOp::Lt => (Unbounded, Excluded(n)),
+                                _ => (Unbounded, Included(n)),
+                            };
+                            for (_, slots) in sorted.range(range) {
+                                set.or(slots);
+                            }
+                        }
+                        set
+                    }
+                };
+                if *op == CmpOp::Ne {
+                    let mut all = live.clone();
+                    all.and_not(&out);
+                    out = all;
+                } else {
+                    out.and(live);
+                }
+                out
+            }
+            Where::In {
+                key,
+                values,
+                negate,
+            } => {
+                let mut set = Bitset::default();
+                if let Some(m) = index.eq.get(key) {
+                    for v in values {
+                        if let Some(s) = m.get(&v.eq_key()) {
+                            set.or(s);
+                        }
+                    }
+                }
+                if *negate {
+                    let mut all = live.clone();
+                    all.and_not(&set);
+                    all
+                } else {
+                    set.and(live);
+                    set
+                }
+            }
+        }
+    }
+}
+
+impl WhereDocument {
+    /// Parses and validates a `where_document` dict.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the offending part.
+    pub fn parse(json: &Json) -> Result<WhereDocument> {
+        let Json::Object(obj) = json else {
+            return Err(invalid(format!("where_document {json}: expected a dict")));
+        };
+        let (op, operand) = single_entry(obj, "where_document")?;
+        let text = || match operand {
+            Json::String(s) => Ok(s.clone()),
+            other => Err(invalid(format!(
+                "where_document {op} {other}: expected a string"
+            ))),
+        };
+        match op.as_str() {
+            "$and" | "$or" => {
+                let Json::Array(items) = operand else {
+                    return Err(invalid(format!("where_document {op} {operand}: expected a list")));
+                };
+                if items.len() < 2 {
+                    return Err(invalid(format!("where_document {op} {operand}: expected at least two conditions")));
+                }
+                let parts = items.iter().map(WhereDocument::parse).collect::<Result<Vec<_>>>()?;
+                Ok(if op == "$and" { WhereDocument::And(parts) } else { WhereDocument::Or(parts) })
+            }
+            "$contains" => Ok(WhereDocument::Contains(text()?, false)),
+            "$not_contains" => Ok(WhereDocument::Contains(text()?, true)),
+            "$regex" | "$not_regex" => {
+                let pattern = text()?;
+                let re = regex::Regex::new(&pattern)
+                    .map_err(|e| invalid(format!("where_document {op} {pattern:?} is not a valid regex: {e}")))?;
+                Ok(WhereDocument::Regex(re, op == "$not_regex"))
+            }
+            other => Err(invalid(format!(
+                "where_document uses unknown operator '{other}': expected $contains, $not_contains, $regex, $not_regex, $and or $or"
+            ))),
+        }
+    }
+
+    /// Whether a record's document (absent: `None`) matches.
+    pub fn matches(&self, document: Option<&str>) -> bool {
+        match self {
+            WhereDocument::And(parts) => parts.iter().all(|p| p.matches(document)),
+            WhereDocument::Or(parts) => parts.iter().any(|p| p.matches(document)),
+            WhereDocument::Contains(s, negate) => {
+                document.is_some_and(|d| d.contains(s.as_str())) != *negate
+            }
+            WhereDocument::Regex(re, negate) => document.is_some_and(|d| re.is_match(d)) != *negate,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn index() -> (MetadataIndex, Bitset) {
+        let mut idx = MetadataIndex::default();
+        let mut live = Bitset::default();
+        let rows = [
+            vec![
+                ("dept".to_string(), MetaValue::Str("housing".into())),
+                ("year".into(), MetaValue::Int(2024)),
+            ],
+            vec![
+                ("dept".to_string(), MetaValue::Str("health".into())),
+                ("year".into(), MetaValue::Float(2023.0)),
+            ],
+            vec![("year".to_string(), MetaValue::Int(2020))],
+        ];
+        for (i, r) in rows.iter().enumerate() {
+            idx.insert(i as u64, r);
+            live.insert(i as u64);
+        }
+        (idx, live)
+    }
+
+    fn eval(w: serde_json::Value) -> Vec<u64> {
+        let (idx, live) = index();
+        Where::parse(&w)
+            .unwrap()
+            .evaluate(&idx, &live)
+            .iter()
+            .collect()
+    }
+
+    #[test]
+    fn operators() {
+        assert_eq!(eval(json!({"dept": "housing"})), vec![0]);
+        assert_eq!(eval(json!({"dept": {"$ne": "housing"}})), vec![1, 2]);
+        assert_eq!(eval(json!({"year": {"$gte": 2023}})), vec![0, 1]);
+        assert_eq!(eval(json!({"year": {"$lt": 2023.5}})), vec![1, 2]);
+        assert_eq!(eval(json!({"year": 2023})), vec![1]);
+        assert_eq!(eval(json!({"dept": {"$in": ["health", "x"]}})), vec![1]);
+        assert_eq!(eval(json!({"dept": {"$nin": ["health"]}})), vec![0, 2]);
+        assert_eq!(
+            eval(json!({"$or": [{"dept": "health"}, {"year": 2020}]})),
+            vec![1, 2]
+        );
+        assert_eq!(
+            eval(json!({"$and": [{"dept": {"$ne": "x"}}, {"year": {"$gt": 2021}}]})),
+            vec![0, 1]
+        );
+    }
+
+    #[test]
+    fn malformed_filters_are_named() {
+        for bad in [
+            json!({"a": {"$gt": "x"}}),
+            json!({"a": {"$foo": 1}}),
+            json!({"$and": [{"a": 1}]}),
+            json!({"a": [1, 2]}),
+            json!({"a": {"$in": []}}),
+            json!([1]),
+        ] {
+            assert!(
+                matches!(Where::parse(&bad), Err(Error::InvalidArgument(_))),
+                "{bad}"
+            );
+        }
+        assert!(WhereDocument::parse(&json!({"$regex": "("})).is_err());
+        let d =
+            WhereDocument::parse(&json!({"$and": [{"$contains": "hou"}, {"$not_regex": "^x"}]}))
+                .unwrap();
+        assert!(d.matches(Some("housing")));
+        assert!(!d.matches(None));
+    }
+}

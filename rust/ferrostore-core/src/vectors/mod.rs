@@ -1,0 +1,1200 @@
+//! Vector collections: records in LMDB as the source of truth, an HNSW graph (usearch) as
+//! a derived, checkpointed index, and metadata indexes for Chroma's filters.
+//!
+//! Every mutation takes a new sequence number: a record is stored under its sequence, the
+//! `ids` database points each id to its live sequence, and replaced or deleted sequences
+//! are written to `tombstones` keyed by the version (write counter) that removed them.
+//! The graph file is named after the last sequence it holds; on open, or when another
+//! process has written, the in-memory state catches up from the records and tombstones
+//! after what it has applied. A crash therefore loses nothing that was committed.
+
+pub mod filter;
+
+use std::collections::{BinaryHeap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use heed::types::{Bytes, Str};
+use heed::{Database, Env, EnvOpenOptions, RoTxn};
+use rayon::prelude::*;
+use serde_json::Value as Json;
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+pub use filter::{Bitset, MetaValue, MetadataIndex, Where, WhereDocument};
+
+use crate::{Error, Result};
+
+/// Distance spaces, with Chroma's distances: squared l2, `1 - dot`, `1 - cos`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    L2,
+    Ip,
+    Cosine,
+}
+
+impl Space {
+    /// Parses `l2`, `ip` or `cosine`.
+    pub fn parse(s: &str) -> Result<Space> {
+        match s {
+            "l2" => Ok(Space::L2),
+            "ip" => Ok(Space::Ip),
+            "cosine" => Ok(Space::Cosine),
+            other => Err(Error::InvalidArgument(format!(
+                "space '{other}': expected 'l2', 'ip' or 'cosine'"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Space::L2 => "l2",
+            Space::Ip => "ip",
+            Space::Cosine => "cosine",
+        }
+    }
+
+    fn metric(self) -> MetricKind {
+        match self {
+            Space::L2 => MetricKind::L2sq,
+            Space::Ip => MetricKind::IP,
+            Space::Cosine => MetricKind::Cos,
+        }
+    }
+
+    /// The distance of `a` and `b`, as the index computes it.
+    pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
+        let (mut dot, mut aa, mut bb, mut l2) = (0f32, 0f32, 0f32, 0f32);
+        for (x, y) in a.iter().zip(b) {
+            dot += x * y;
+            aa += x * x;
+            bb += y * y;
+            l2 += (x - y) * (x - y);
+        }
+        match self {
+            Space::L2 => l2,
+            Space::Ip => 1.0 - dot,
+            Space::Cosine => {
+                let denom = (aa * bb).sqrt();
+                if denom == 0.0 {
+                    1.0
+                } else {
+                    1.0 - dot / denom
+                }
+            }
+        }
+    }
+}
+
+/// Index parameters of a collection.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CollectionConfig {
+    pub dim: usize,
+    pub space: String,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+    /// `f32`, `f16` or `i8`: how the graph stores vectors (records keep float32).
+    pub quantization: String,
+}
+
+impl CollectionConfig {
+    fn validate(&self) -> Result<Space> {
+        let space = Space::parse(&self.space)?;
+        if self.dim == 0 || self.dim > 65_536 {
+            return Err(Error::InvalidArgument(format!(
+                "dimension {}: expected 1 to 65536",
+                self.dim
+            )));
+        }
+        for (name, v, lo, hi) in [
+            ("M", self.m, 2, 512),
+            ("ef_construction", self.ef_construction, 1, 100_000),
+            ("ef_search", self.ef_search, 1, 100_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(Error::InvalidArgument(format!(
+                    "{name}={v}: expected {lo} to {hi}"
+                )));
+            }
+        }
+        quantization(&self.quantization)?;
+        Ok(space)
+    }
+}
+
+fn quantization(q: &str) -> Result<ScalarKind> {
+    match q {
+        "f32" => Ok(ScalarKind::F32),
+        "f16" => Ok(ScalarKind::F16),
+        "i8" => Ok(ScalarKind::I8),
+        other => Err(Error::InvalidArgument(format!(
+            "quantization '{other}': expected 'f32', 'f16' or 'i8'"
+        ))),
+    }
+}
+
+/// How a write treats ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Every id must be new.
+    Add,
+    /// New ids are added, existing ones replaced.
+    Upsert,
+    /// Every id must exist; absent fields keep their stored values.
+    Update,
+}
+
+/// One record as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: String,
+    pub vector: Vec<f32>,
+    pub document: Option<String>,
+    /// Flat metadata, in the order given.
+    pub metadata: Option<Vec<(String, MetaValue)>>,
+}
+
+/// A batch to write: parallel lists, `None` for a column not given.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    pub ids: Vec<String>,
+    /// Row-major `ids.len() x dim`.
+    pub vectors: Option<Vec<f32>>,
+    pub documents: Option<Vec<Option<String>>>,
+    /// JSON objects of flat metadata; `None` entries mean no metadata.
+    pub metadatas: Option<Vec<Option<String>>>,
+}
+
+/// Records returned by `get`, in insertion order.
+#[derive(Debug, Clone, Default)]
+pub struct GetResult {
+    pub ids: Vec<String>,
+    pub vectors: Option<Vec<f32>>,
+    pub documents: Vec<Option<String>>,
+    pub metadatas: Vec<Option<String>>,
+}
+
+/// The nearest records of one query, nearest first.
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    pub ids: Vec<String>,
+    pub distances: Vec<f32>,
+    pub documents: Vec<Option<String>>,
+    pub metadatas: Vec<Option<String>>,
+    pub vectors: Option<Vec<f32>>,
+}
+
+struct Live {
+    id: String,
+    document: Option<String>,
+    metadata: Option<Vec<(String, MetaValue)>>,
+    metadata_json: Option<String>,
+}
+
+struct State {
+    index: Index,
+    slots: HashMap<u64, Live>,
+    by_id: HashMap<String, u64>,
+    live: Bitset,
+    metadata: MetadataIndex,
+    applied_seq: u64,
+    applied_version: u64,
+    checkpoint_seq: u64,
+    removed_in_graph: usize,
+    /// Whether the records were loaded once (the first catch-up reads everything).
+    loaded: bool,
+}
+
+/// A collection folder. Thread-safe; one writer at a time (also across processes).
+pub struct Collection {
+    env: Env,
+    path: PathBuf,
+    config: CollectionConfig,
+    space: Space,
+    records: Database<Bytes, Bytes>,
+    ids: Database<Str, Bytes>,
+    tombstones: Database<Bytes, Bytes>,
+    meta: Database<Str, Bytes>,
+    state: RwLock<State>,
+    writer: Mutex<()>,
+}
+
+const CONFIG: &str = "config";
+const NEXT_SEQ: &str = "next_seq";
+const VERSION: &str = "version";
+/// Above this many matches a filtered query walks the graph; below it scores exactly.
+const EXACT_LIMIT: usize = 4096;
+
+fn lmdb<'a>(path: &'a Path, doing: &'static str) -> impl Fn(heed::Error) -> Error + 'a {
+    move |e| Error::lmdb(e, doing, path)
+}
+
+fn usearch_err(e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("vector index failed: {e}"))
+}
+
+fn get_u64(db: &Database<Str, Bytes>, txn: &RoTxn<'_>, key: &str, path: &Path) -> Result<u64> {
+    match db.get(txn, key).map_err(lmdb(path, "reading counters"))? {
+        Some(b) => Ok(u64::from_le_bytes(
+            b.try_into()
+                .map_err(|_| Error::Storage("corrupt counter".into()))?,
+        )),
+        None => Ok(0),
+    }
+}
+
+fn encode_record(r: &Record, metadata_json: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(r.vector.len() * 4 + r.id.len() + 64);
+    out.extend_from_slice(&(r.id.len() as u32).to_le_bytes());
+    out.extend_from_slice(r.id.as_bytes());
+    for v in &r.vector {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut opt = |s: Option<&str>| match s {
+        Some(s) => {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+    };
+    opt(r.document.as_deref());
+    opt(metadata_json);
+    out
+}
+
+fn corrupt() -> Error {
+    Error::Storage("corrupt vector record".into())
+}
+
+/// A stored record: id, vector, document, metadata JSON.
+type DecodedRecord = (String, Vec<f32>, Option<String>, Option<String>);
+
+/// Decodes a stored record.
+fn decode_record(bytes: &[u8], dim: usize) -> Result<DecodedRecord> {
+    let mut pos = 0;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let s = bytes.get(pos..pos + n).ok_or_else(corrupt)?;
+        pos += n;
+        Ok(s)
+    };
+    let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt())?) as usize;
+    let id = String::from_utf8(take(len)?.to_vec()).map_err(|_| corrupt())?;
+    let vector = take(dim * 4)?
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let mut opt = || -> Result<Option<String>> {
+        let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt())?);
+        if len == u32::MAX {
+            return Ok(None);
+        }
+        Ok(Some(
+            String::from_utf8(take(len as usize)?.to_vec()).map_err(|_| corrupt())?,
+        ))
+    };
+    let document = opt()?;
+    let metadata = opt()?;
+    Ok((id, vector, document, metadata))
+}
+
+/// Parses a flat metadata JSON object.
+pub fn parse_metadata(json: &str) -> Result<Vec<(String, MetaValue)>> {
+    let value: Json = serde_json::from_str(json)
+        .map_err(|e| Error::InvalidArgument(format!("metadata {json:?} is not valid JSON: {e}")))?;
+    let Json::Object(obj) = value else {
+        return Err(Error::InvalidArgument(format!(
+            "metadata {json}: expected a dict"
+        )));
+    };
+    obj.into_iter()
+        .map(|(k, v)| {
+            let m = MetaValue::from_json(&v).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "metadata value {v} of key '{k}': expected a string, integer, float or boolean"
+                ))
+            })?;
+            Ok((k, m))
+        })
+        .collect()
+}
+
+fn metadata_to_json(metadata: &[(String, MetaValue)]) -> String {
+    let obj: serde_json::Map<String, Json> = metadata
+        .iter()
+        .map(|(k, v)| {
+            let j = match v {
+                MetaValue::Str(s) => Json::String(s.clone()),
+                MetaValue::Int(i) => Json::from(*i),
+                MetaValue::Float(f) => {
+                    serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number)
+                }
+                MetaValue::Bool(b) => Json::Bool(*b),
+            };
+            (k.clone(), j)
+        })
+        .collect();
+    Json::Object(obj).to_string()
+}
+
+impl Collection {
+    /// Opens (creating if needed) the collection in folder `path`.
+    ///
+    /// `config` is required to create one; for an existing one it must match the stored
+    /// dimension and space (`None` reads the stored configuration).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad configuration, `SchemaMismatch` when it differs from the
+    /// stored one, `NotFound` when `config` is `None` and nothing is stored, `Storage` for
+    /// unusable paths.
+    pub fn open(
+        path: impl AsRef<Path>,
+        config: Option<CollectionConfig>,
+        map_size: Option<usize>,
+    ) -> Result<Collection> {
+        let path = path.as_ref().to_path_buf();
+        if path.is_file() {
+            return Err(Error::Storage(format!(
+                "collection path '{}' is a file: expected a directory",
+                path.display()
+            )));
+        }
+        let records_dir = path.join("records");
+        std::fs::create_dir_all(&records_dir).map_err(|e| {
+            Error::Storage(format!(
+                "cannot create collection folder '{}': {e}",
+                path.display()
+            ))
+        })?;
+        let mut options = EnvOpenOptions::new();
+        options
+            .map_size(map_size.unwrap_or(64 << 30))
+            .max_dbs(8)
+            .max_readers(1022);
+        // SAFETY: the environment is opened once per Collection and only modified through
+        // LMDB; the Python layer keeps one Collection per folder and process.
+        let env = unsafe { options.open(&records_dir) }.map_err(|e| match e {
+            heed::Error::EnvAlreadyOpened => Error::Conflict(format!(
+                "collection at '{}' is already open in this process: use that handle",
+                path.display()
+            )),
+            other => Error::lmdb(other, "opening", &path),
+        })?;
+        env.clear_stale_readers().map_err(lmdb(&path, "opening"))?;
+        let mut wtxn = env.write_txn().map_err(lmdb(&path, "opening"))?;
+        let records = env
+            .create_database(&mut wtxn, Some("records"))
+            .map_err(lmdb(&path, "opening"))?;
+        let ids = env
+            .create_database(&mut wtxn, Some("ids"))
+            .map_err(lmdb(&path, "opening"))?;
+        let tombstones = env
+            .create_database(&mut wtxn, Some("tombstones"))
+            .map_err(lmdb(&path, "opening"))?;
+        let meta: Database<Str, Bytes> = env
+            .create_database(&mut wtxn, Some("meta"))
+            .map_err(lmdb(&path, "opening"))?;
+        let stored: Option<CollectionConfig> =
+            match meta.get(&wtxn, CONFIG).map_err(lmdb(&path, "opening"))? {
+                Some(b) => Some(
+                    serde_json::from_slice(b)
+                        .map_err(|e| Error::Storage(format!("corrupt collection config: {e}")))?,
+                ),
+                None => None,
+            };
+        let config = match (stored, config) {
+            (Some(stored), None) => stored,
+            (Some(stored), Some(given)) => {
+                if stored.dim != given.dim || stored.space != given.space {
+                    return Err(Error::SchemaMismatch(format!(
+                        "collection at '{}' has dimension {} and space '{}': opened with dimension {} and space '{}'",
+                        path.display(), stored.dim, stored.space, given.dim, given.space
+                    )));
+                }
+                stored
+            }
+            (None, Some(given)) => {
+                given.validate()?;
+                let bytes =
+                    serde_json::to_vec(&given).map_err(|e| Error::Storage(e.to_string()))?;
+                meta.put(&mut wtxn, CONFIG, &bytes)
+                    .map_err(lmdb(&path, "opening"))?;
+                given
+            }
+            (None, None) => {
+                return Err(Error::NotFound(format!(
+                    "no collection at '{}'",
+                    path.display()
+                )));
+            }
+        };
+        wtxn.commit().map_err(lmdb(&path, "opening"))?;
+        let space = config.validate()?;
+        let index = new_index(&config, space)?;
+        let state = State {
+            index,
+            slots: HashMap::new(),
+            by_id: HashMap::new(),
+            live: Bitset::default(),
+            metadata: MetadataIndex::default(),
+            applied_seq: 0,
+            applied_version: 0,
+            checkpoint_seq: 0,
+            removed_in_graph: 0,
+            loaded: false,
+        };
+        let collection = Collection {
+            env,
+            path,
+            config,
+            space,
+            records,
+            ids,
+            tombstones,
+            meta,
+            state: RwLock::new(state),
+            writer: Mutex::new(()),
+        };
+        collection.load_checkpoint()?;
+        collection.refresh()?;
+        Ok(collection)
+    }
+
+    pub fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock_err() -> Error {
+        Error::Storage("collection lock poisoned by a panic".into())
+    }
+
+    fn graph_files(&self) -> Vec<(u64, PathBuf)> {
+        let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let seq = name
+                    .strip_prefix("graph-")?
+                    .strip_suffix(".usearch")?
+                    .parse()
+                    .ok()?;
+                Some((seq, e.path()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Loads the newest graph checkpoint, if any; records after it are caught up by
+    /// `refresh`, which also removes the checkpoint's tombstoned keys.
+    fn load_checkpoint(&self) -> Result<()> {
+        let Some((seq, file)) = self.graph_files().pop() else {
+            return Ok(());
+        };
+        let mut state = self.state.write().map_err(|_| Self::lock_err())?;
+        let Some(path) = file.to_str() else {
+            return Ok(());
+        };
+        if state.index.load(path).is_err() {
+            // A damaged checkpoint is only a cache: rebuild from the records instead.
+            state.index = new_index(&self.config, self.space)?;
+            return Ok(());
+        }
+        state.index.change_expansion_search(self.config.ef_search);
+        state
+            .index
+            .change_expansion_add(self.config.ef_construction);
+        state.checkpoint_seq = seq;
+        Ok(())
+    }
+
+    /// Applies what other writers (or this one) committed since the last refresh.
+    pub fn refresh(&self) -> Result<()> {
+        let rtxn = self.env.read_txn().map_err(lmdb(&self.path, "reading"))?;
+        let version = get_u64(&self.meta, &rtxn, VERSION, &self.path)?;
+        {
+            let state = self.state.read().map_err(|_| Self::lock_err())?;
+            if state.loaded && state.applied_version == version {
+                return Ok(());
+            }
+        }
+        let mut state = self.state.write().map_err(|_| Self::lock_err())?;
+        self.catch_up(&mut state, &rtxn, version)
+    }
+
+    fn catch_up(&self, state: &mut State, rtxn: &RoTxn<'_>, version: u64) -> Result<()> {
+        let err = lmdb(&self.path, "catching up");
+        // Tombstones written after what was applied.
+        let from = (state.applied_version + 1).to_be_bytes();
+        let mut removed = Vec::new();
+        for item in self
+            .tombstones
+            .range(
+                rtxn,
+                &(
+                    std::ops::Bound::Included(&from[..]),
+                    std::ops::Bound::Unbounded,
+                ),
+            )
+            .map_err(&err)?
+        {
+            let (key, _) = item.map_err(&err)?;
+            let seq = u64::from_be_bytes(key[8..16].try_into().map_err(|_| corrupt())?);
+            removed.push(seq);
+        }
+        // On first load, every tombstone may name a key held by the checkpoint.
+        if !state.loaded {
+            removed.clear();
+            for item in self.tombstones.iter(rtxn).map_err(&err)? {
+                let (key, _) = item.map_err(&err)?;
+                removed.push(u64::from_be_bytes(
+                    key[8..16].try_into().map_err(|_| corrupt())?,
+                ));
+            }
+        }
+        for seq in removed {
+            if let Some(live) = state.slots.remove(&seq) {
+                state.live.remove(seq);
+                if let Some(m) = &live.metadata {
+                    state.metadata.remove(seq, m);
+                }
+                if state.by_id.get(&live.id) == Some(&seq) {
+                    state.by_id.remove(&live.id);
+                }
+            }
+            if state.index.contains(seq) {
+                state.index.remove(seq).map_err(usearch_err)?;
+                state.removed_in_graph += 1;
+            }
+        }
+        // Records written after what was applied (all of them on first load).
+        let start = if state.loaded {
+            state.applied_seq + 1
+        } else {
+            0
+        };
+        let from = start.to_be_bytes();
+        let mut added: Vec<(u64, Vec<f32>)> = Vec::new();
+        for item in self
+            .records
+            .range(
+                rtxn,
+                &(
+                    std::ops::Bound::Included(&from[..]),
+                    std::ops::Bound::Unbounded,
+                ),
+            )
+            .map_err(&err)?
+        {
+            let (key, bytes) = item.map_err(&err)?;
+            let seq = u64::from_be_bytes(key.try_into().map_err(|_| corrupt())?);
+            let (id, vector, document, metadata_json) = decode_record(bytes, self.config.dim)?;
+            let metadata = metadata_json.as_deref().map(parse_metadata).transpose()?;
+            if let Some(m) = &metadata {
+                state.metadata.insert(seq, m);
+            }
+            state.live.insert(seq);
+            state.by_id.insert(id.clone(), seq);
+            state.slots.insert(
+                seq,
+                Live {
+                    id,
+                    document,
+                    metadata,
+                    metadata_json,
+                },
+            );
+            state.applied_seq = state.applied_seq.max(seq);
+            if !state.index.contains(seq) {
+                added.push((seq, vector));
+            }
+        }
+        add_to_index(&state.index, &added)?;
+        state.applied_version = version;
+        state.loaded = true;
+        Ok(())
+    }
+
+    /// The number of live records.
+    pub fn count(&self) -> Result<usize> {
+        self.refresh()?;
+        Ok(self.state.read().map_err(|_| Self::lock_err())?.slots.len())
+    }
+
+    /// Writes a batch in one transaction.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for mismatched lengths, duplicate ids, a wrong dimension or a
+    /// non-finite value; `AlreadyExists` (add) or `NotFound` (update) naming the ids.
+    /// Nothing is written on error.
+    pub fn write(&self, batch: &WriteBatch, mode: WriteMode) -> Result<()> {
+        let n = batch.ids.len();
+        let dim = self.config.dim;
+        if let Some(v) = &batch.vectors {
+            if v.len() != n * dim {
+                return Err(Error::InvalidArgument(format!(
+                    "{} values for {n} ids: expected {n} embeddings of dimension {dim}",
+                    v.len()
+                )));
+            }
+            if let Some(pos) = v.iter().position(|x| !x.is_finite()) {
+                return Err(Error::InvalidArgument(format!(
+                    "embedding of id '{}' holds {}: expected finite numbers",
+                    batch.ids[pos / dim],
+                    v[pos]
+                )));
+            }
+        } else if mode != WriteMode::Update {
+            return Err(Error::InvalidArgument(
+                "embeddings are required to add records".into(),
+            ));
+        }
+        for (name, len) in [
+            ("documents", batch.documents.as_ref().map(Vec::len)),
+            ("metadatas", batch.metadatas.as_ref().map(Vec::len)),
+        ] {
+            if let Some(len) = len {
+                if len != n {
+                    return Err(Error::InvalidArgument(format!(
+                        "{len} {name} for {n} ids: expected one per id"
+                    )));
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::with_capacity(n);
+        let dups: Vec<&str> = batch
+            .ids
+            .iter()
+            .filter(|id| !seen.insert(id.as_str()))
+            .map(String::as_str)
+            .collect();
+        if !dups.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "duplicate ids in one call: {dups:?}"
+            )));
+        }
+        let parsed: Vec<Option<Vec<(String, MetaValue)>>> = match &batch.metadatas {
+            Some(ms) => ms
+                .iter()
+                .map(|m| m.as_deref().map(parse_metadata).transpose())
+                .collect::<Result<_>>()?,
+            None => vec![None; n],
+        };
+
+        let _writer = self.writer.lock().map_err(|_| Self::lock_err())?;
+        let err = lmdb(&self.path, "writing records");
+        let mut wtxn = self.env.write_txn().map_err(&err)?;
+        let mut existing: Vec<Option<u64>> = Vec::with_capacity(n);
+        for id in &batch.ids {
+            existing.push(match self.ids.get(&wtxn, id).map_err(&err)? {
+                Some(b) => Some(u64::from_be_bytes(b.try_into().map_err(|_| corrupt())?)),
+                None => None,
+            });
+        }
+        match mode {
+            WriteMode::Add => {
+                let taken: Vec<&str> = batch
+                    .ids
+                    .iter()
+                    .zip(&existing)
+                    .filter(|(_, e)| e.is_some())
+                    .map(|(i, _)| i.as_str())
+                    .collect();
+                if !taken.is_empty() {
+                    return Err(Error::AlreadyExists(format!(
+                        "ids already in the collection: {taken:?}"
+                    )));
+                }
+            }
+            WriteMode::Update => {
+                let missing: Vec<&str> = batch
+                    .ids
+                    .iter()
+                    .zip(&existing)
+                    .filter(|(_, e)| e.is_none())
+                    .map(|(i, _)| i.as_str())
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(Error::NotFound(format!(
+                        "ids not in the collection: {missing:?}"
+                    )));
+                }
+            }
+            WriteMode::Upsert => {}
+        }
+        let version = get_u64(&self.meta, &wtxn, VERSION, &self.path)? + 1;
+        let mut seq = get_u64(&self.meta, &wtxn, NEXT_SEQ, &self.path)?.max(1);
+        for (i, id) in batch.ids.iter().enumerate() {
+            let old = match existing[i] {
+                Some(old_seq) => {
+                    let bytes = self
+                        .records
+                        .get(&wtxn, &old_seq.to_be_bytes())
+                        .map_err(&err)?
+                        .ok_or_else(corrupt)?;
+                    Some(decode_record(bytes, dim)?)
+                }
+                None => None,
+            };
+            let vector = match &batch.vectors {
+                Some(v) => v[i * dim..(i + 1) * dim].to_vec(),
+                None => old.as_ref().map(|o| o.1.clone()).ok_or_else(corrupt)?,
+            };
+            let document = match &batch.documents {
+                Some(d) => d[i].clone(),
+                None => old.as_ref().and_then(|o| o.2.clone()),
+            };
+            let metadata_json = match (&parsed[i], mode) {
+                (Some(new), WriteMode::Update) => {
+                    // Update merges keys into the stored metadata (Chroma's behaviour).
+                    let mut merged = old
+                        .as_ref()
+                        .and_then(|o| o.3.as_deref())
+                        .map(parse_metadata)
+                        .transpose()?
+                        .unwrap_or_default();
+                    for (k, v) in new {
+                        match merged.iter_mut().find(|(mk, _)| mk == k) {
+                            Some(slot) => slot.1 = v.clone(),
+                            None => merged.push((k.clone(), v.clone())),
+                        }
+                    }
+                    Some(metadata_to_json(&merged))
+                }
+                (Some(new), _) => Some(metadata_to_json(new)),
+                (None, WriteMode::Update) if batch.metadatas.is_none() => {
+                    old.as_ref().and_then(|o| o.3.clone())
+                }
+                (None, _) => None,
+            };
+            let record = Record {
+                id: id.clone(),
+                vector,
+                document,
+                metadata: None,
+            };
+            self.records
+                .put(
+                    &mut wtxn,
+                    &seq.to_be_bytes(),
+                    &encode_record(&record, metadata_json.as_deref()),
+                )
+                .map_err(&err)?;
+            self.ids
+                .put(&mut wtxn, id, &seq.to_be_bytes())
+                .map_err(&err)?;
+            if let Some(old_seq) = existing[i] {
+                self.tomb(&mut wtxn, version, old_seq)?;
+            }
+            seq += 1;
+        }
+        self.meta
+            .put(&mut wtxn, NEXT_SEQ, &seq.to_le_bytes())
+            .map_err(&err)?;
+        self.meta
+            .put(&mut wtxn, VERSION, &version.to_le_bytes())
+            .map_err(&err)?;
+        wtxn.commit().map_err(&err)?;
+        drop(_writer);
+        self.refresh()?;
+        self.maybe_maintain()
+    }
+
+    fn tomb(&self, wtxn: &mut heed::RwTxn<'_>, version: u64, seq: u64) -> Result<()> {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&version.to_be_bytes());
+        key[8..].copy_from_slice(&seq.to_be_bytes());
+        self.records
+            .delete(wtxn, &seq.to_be_bytes())
+            .map_err(lmdb(&self.path, "deleting"))?;
+        self.tombstones
+            .put(wtxn, &key, &[])
+            .map_err(lmdb(&self.path, "deleting"))
+    }
+
+    /// The live slots matching the filters (all live slots without filters).
+    fn select(
+        &self,
+        state: &State,
+        ids: Option<&[String]>,
+        where_: Option<&Where>,
+        where_document: Option<&WhereDocument>,
+    ) -> Bitset {
+        let mut set = match ids {
+            Some(ids) => {
+                let mut s = Bitset::default();
+                for id in ids {
+                    if let Some(&seq) = state.by_id.get(id) {
+                        s.insert(seq);
+                    }
+                }
+                s
+            }
+            None => state.live.clone(),
+        };
+        if let Some(w) = where_ {
+            set.and(&w.evaluate(&state.metadata, &state.live));
+        }
+        if let Some(wd) = where_document {
+            let keep: Vec<u64> = set
+                .iter()
+                .filter(|seq| !wd.matches(state.slots.get(seq).and_then(|l| l.document.as_deref())))
+                .collect();
+            for seq in keep {
+                set.remove(seq);
+            }
+        }
+        set
+    }
+
+    /// Deletes the records matching all given selectors; returns how many.
+    pub fn delete(
+        &self,
+        ids: Option<&[String]>,
+        where_: Option<&Where>,
+        where_document: Option<&WhereDocument>,
+    ) -> Result<usize> {
+        self.refresh()?;
+        let _writer = self.writer.lock().map_err(|_| Self::lock_err())?;
+        let err = lmdb(&self.path, "deleting records");
+        let mut wtxn = self.env.write_txn().map_err(&err)?;
+        // Select under the write lock so the set is the committed state's.
+        {
+            let mut state = self.state.write().map_err(|_| Self::lock_err())?;
+            let version = get_u64(&self.meta, &wtxn, VERSION, &self.path)?;
+            self.catch_up(&mut state, &wtxn, version)?;
+        }
+        let victims: Vec<(u64, String)> = {
+            let state = self.state.read().map_err(|_| Self::lock_err())?;
+            self.select(&state, ids, where_, where_document)
+                .iter()
+                .filter_map(|seq| state.slots.get(&seq).map(|l| (seq, l.id.clone())))
+                .collect()
+        };
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        let version = get_u64(&self.meta, &wtxn, VERSION, &self.path)? + 1;
+        for (seq, id) in &victims {
+            self.ids.delete(&mut wtxn, id).map_err(&err)?;
+            self.tomb(&mut wtxn, version, *seq)?;
+        }
+        self.meta
+            .put(&mut wtxn, VERSION, &version.to_le_bytes())
+            .map_err(&err)?;
+        wtxn.commit().map_err(&err)?;
+        drop(_writer);
+        self.refresh()?;
+        self.maybe_maintain()?;
+        Ok(victims.len())
+    }
+
+    /// Records matching the selectors, in insertion order, after `offset`, at most `limit`.
+    pub fn get(
+        &self,
+        ids: Option<&[String]>,
+        where_: Option<&Where>,
+        where_document: Option<&WhereDocument>,
+        limit: Option<usize>,
+        offset: usize,
+        with_vectors: bool,
+    ) -> Result<GetResult> {
+        self.refresh()?;
+        let state = self.state.read().map_err(|_| Self::lock_err())?;
+        let selected = self.select(&state, ids, where_, where_document);
+        let seqs: Vec<u64> = match ids {
+            // Explicit ids come back in the order asked.
+            Some(ids) if where_.is_none() && where_document.is_none() => ids
+                .iter()
+                .filter_map(|id| state.by_id.get(id).copied())
+                .filter(|s| selected.contains(*s))
+                .collect(),
+            _ => selected.iter().collect(),
+        };
+        let seqs: Vec<u64> = seqs
+            .into_iter()
+            .skip(offset)
+            .take(limit.unwrap_or(usize::MAX))
+            .collect();
+        let mut out = GetResult::default();
+        let mut vectors = Vec::new();
+        let mut buf = vec![0f32; self.config.dim];
+        for seq in &seqs {
+            let live = &state.slots[seq];
+            out.ids.push(live.id.clone());
+            out.documents.push(live.document.clone());
+            out.metadatas.push(live.metadata_json.clone());
+            if with_vectors {
+                vectors.extend_from_slice(&self.vector(*seq, &mut buf)?);
+            }
+        }
+        out.vectors = with_vectors.then_some(vectors);
+        Ok(out)
+    }
+
+    /// The stored float32 vector of `seq` (from the records, not the quantized graph).
+    fn vector(&self, seq: u64, _buf: &mut [f32]) -> Result<Vec<f32>> {
+        let rtxn = self.env.read_txn().map_err(lmdb(&self.path, "reading"))?;
+        let bytes = self
+            .records
+            .get(&rtxn, &seq.to_be_bytes())
+            .map_err(lmdb(&self.path, "reading"))?
+            .ok_or_else(corrupt)?;
+        Ok(decode_record(bytes, self.config.dim)?.1)
+    }
+
+    /// The `k` nearest records of each query (row-major `queries`), in parallel.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a wrong dimension, a non-finite value or `k == 0`.
+    pub fn query(
+        &self,
+        queries: &[f32],
+        k: usize,
+        where_: Option<&Where>,
+        where_document: Option<&WhereDocument>,
+        with_vectors: bool,
+    ) -> Result<Vec<QueryResult>> {
+        let dim = self.config.dim;
+        if k == 0 {
+            return Err(Error::InvalidArgument(
+                "n_results 0: expected at least 1".into(),
+            ));
+        }
+        if queries.len() % dim != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "query embeddings of {} values: expected rows of dimension {dim}",
+                queries.len()
+            )));
+        }
+        if queries.iter().any(|x| !x.is_finite()) {
+            return Err(Error::InvalidArgument(
+                "a query embedding holds NaN or infinity: expected finite numbers".into(),
+            ));
+        }
+        self.refresh()?;
+        let state = self.state.read().map_err(|_| Self::lock_err())?;
+        let filtered = where_.is_some() || where_document.is_some();
+        let allowed = filtered.then(|| self.select(&state, None, where_, where_document));
+        let matches = allowed.as_ref().map_or(state.slots.len(), Bitset::len);
+        let k = k.min(matches);
+        let hits: Vec<Vec<(u64, f32)>> = queries
+            .par_chunks(dim)
+            .map(|q| -> Result<Vec<(u64, f32)>> {
+                if k == 0 {
+                    return Ok(Vec::new());
+                }
+                match &allowed {
+                    Some(set) if set.len() <= EXACT_LIMIT => self.exact(&state, q, k, set),
+                    Some(set) => {
+                        let m = state
+                            .index
+                            .filtered_search(q, k, |key| set.contains(key))
+                            .map_err(usearch_err)?;
+                        let found: Vec<(u64, f32)> = m.keys.into_iter().zip(m.distances).collect();
+                        if found.len() < k {
+                            self.exact(&state, q, k, set)
+                        } else {
+                            Ok(found)
+                        }
+                    }
+                    None => {
+                        let m = state.index.search(q, k).map_err(usearch_err)?;
+                        Ok(m.keys
+                            .into_iter()
+                            .zip(m.distances)
+                            .filter(|(key, _)| state.live.contains(*key))
+                            .collect())
+                    }
+                }
+            })
+            .collect::<Result<_>>()?;
+        hits.into_iter()
+            .map(|found| {
+                let mut r = QueryResult::default();
+                let mut vectors = Vec::new();
+                for (seq, distance) in found {
+                    let Some(live) = state.slots.get(&seq) else {
+                        continue;
+                    };
+                    r.ids.push(live.id.clone());
+                    r.distances.push(distance);
+                    r.documents.push(live.document.clone());
+                    r.metadatas.push(live.metadata_json.clone());
+                    if with_vectors {
+                        vectors.extend_from_slice(&self.vector(seq, &mut [])?);
+                    }
+                }
+                r.vectors = with_vectors.then_some(vectors);
+                Ok(r)
+            })
+            .collect()
+    }
+
+    /// Exact top-k among `set`, scoring the graph's stored vectors.
+    fn exact(&self, state: &State, q: &[f32], k: usize, set: &Bitset) -> Result<Vec<(u64, f32)>> {
+        #[derive(PartialEq)]
+        struct Hit(f32, u64);
+        impl Eq for Hit {}
+        impl PartialOrd for Hit {
+            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for Hit {
+            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+                self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+            }
+        }
+        let mut heap = BinaryHeap::with_capacity(k + 1);
+        let mut buf = vec![0f32; self.config.dim];
+        for seq in set.iter() {
+            if state.index.get(seq, &mut buf).map_err(usearch_err)? == 0 {
+                continue;
+            }
+            let d = self.space.distance(q, &buf);
+            if heap.len() < k {
+                heap.push(Hit(d, seq));
+            } else if heap.peek().is_some_and(|h| d < h.0) {
+                heap.pop();
+                heap.push(Hit(d, seq));
+            }
+        }
+        let mut out: Vec<(u64, f32)> = heap.into_iter().map(|h| (h.1, h.0)).collect();
+        out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Sets the graph search expansion (recall/speed trade-off) for this process.
+    pub fn set_search_ef(&self, ef: usize) -> Result<()> {
+        if !(1..=100_000).contains(&ef) {
+            return Err(Error::InvalidArgument(format!(
+                "ef_search={ef}: expected 1 to 100000"
+            )));
+        }
+        self.state
+            .read()
+            .map_err(|_| Self::lock_err())?
+            .index
+            .change_expansion_search(ef);
+        Ok(())
+    }
+
+    /// Saves the graph as a checkpoint named after the last sequence it holds.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.refresh()?;
+        let mut state = self.state.write().map_err(|_| Self::lock_err())?;
+        if state.applied_seq == state.checkpoint_seq {
+            return Ok(());
+        }
+        let file = self
+            .path
+            .join(format!("graph-{}.usearch", state.applied_seq));
+        let tmp = self
+            .path
+            .join(format!("graph-{}.usearch.tmp", state.applied_seq));
+        let tmp_str = tmp
+            .to_str()
+            .ok_or_else(|| Error::Storage("collection path is not UTF-8".into()))?;
+        state.index.save(tmp_str).map_err(usearch_err)?;
+        std::fs::rename(&tmp, &file)
+            .map_err(|e| Error::Storage(format!("cannot save graph: {e}")))?;
+        state.checkpoint_seq = state.applied_seq;
+        for (seq, old) in self.graph_files() {
+            if seq != state.checkpoint_seq {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the graph from the live records (drops deleted entries), then checkpoints.
+    pub fn compact(&self) -> Result<()> {
+        self.refresh()?;
+        {
+            let mut state = self.state.write().map_err(|_| Self::lock_err())?;
+            let rtxn = self
+                .env
+                .read_txn()
+                .map_err(lmdb(&self.path, "compacting"))?;
+            let index = new_index(&self.config, self.space)?;
+            let mut vectors = Vec::with_capacity(state.slots.len());
+            for &seq in state.slots.keys() {
+                let bytes = self
+                    .records
+                    .get(&rtxn, &seq.to_be_bytes())
+                    .map_err(lmdb(&self.path, "compacting"))?
+                    .ok_or_else(corrupt)?;
+                vectors.push((seq, decode_record(bytes, self.config.dim)?.1));
+            }
+            add_to_index(&index, &vectors)?;
+            state.index = index;
+            state.removed_in_graph = 0;
+            state.checkpoint_seq = 0;
+        }
+        self.checkpoint()
+    }
+
+    /// Compacts when deletions pass a quarter of the graph; checkpoints when the graph is far
+    /// ahead of its last checkpoint.
+    fn maybe_maintain(&self) -> Result<()> {
+        let (removed, size, behind) = {
+            let s = self.state.read().map_err(|_| Self::lock_err())?;
+            (
+                s.removed_in_graph,
+                s.slots.len(),
+                s.applied_seq - s.checkpoint_seq,
+            )
+        };
+        if removed > 1000 && removed * 4 > size {
+            return self.compact();
+        }
+        if behind as usize > 50_000.max(size) {
+            return self.checkpoint();
+        }
+        Ok(())
+    }
+}
+
+fn new_index(config: &CollectionConfig, space: Space) -> Result<Index> {
+    let options = IndexOptions {
+        dimensions: config.dim,
+        metric: space.metric(),
+        quantization: quantization(&config.quantization)?,
+        connectivity: config.m,
+        expansion_add: config.ef_construction,
+        expansion_search: config.ef_search,
+        multi: false,
+    };
+    let index = Index::new(&options).map_err(usearch_err)?;
+    // Thread contexts for rayon's workers plus callers' threads.
+    index
+        .reserve_capacity_and_threads(1024, rayon::current_num_threads() + 16)
+        .map_err(usearch_err)?;
+    Ok(index)
+}
+
+/// Adds `vectors` to `index` in parallel, reserving capacity geometrically first.
+fn add_to_index(index: &Index, vectors: &[(u64, Vec<f32>)]) -> Result<()> {
+    if vectors.is_empty() {
+        return Ok(());
+    }
+    let needed = index.size() + vectors.len();
+    if needed > index.capacity() {
+        let capacity = needed.max(index.capacity() * 2);
+        index
+            .reserve_capacity_and_threads(capacity, rayon::current_num_threads() + 16)
+            .map_err(usearch_err)?;
+    }
+    vectors
+        .par_iter()
+        .try_for_each(|(seq, v)| index.add(*seq, v).map_err(usearch_err))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+use serde_json::json;
+
+use super::*;
+
+fn config(dim: usize, space: &str) -> CollectionConfig {
+    CollectionConfig {
+        dim,
+        space: space.into(),
+        m: 16,
+        ef_construction: 64,
+        ef_search: 64,
+        quantization: "f32".into(),
+    }
+}
+
+fn batch(ids: &[&str], vectors: Vec<f32>, meta: Option<Vec<serde_json::Value>>) -> WriteBatch {
+    WriteBatch {
+        ids: ids.iter().map(|s| (*s).to_string()).collect(),
+        vectors: Some(vectors),
+        documents: Some(ids.iter().map(|s| Some(format!("doc {s}"))).collect()),
+        metadatas: meta.map(|m| m.into_iter().map(|v| Some(v.to_string())).collect()),
+    }
+}
+
+/// Deterministic pseudo-random unit vectors.
+fn vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut x = seed;
+    let mut out = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let row: Vec<f32> = (0..dim)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect();
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        out.extend(row.into_iter().map(|v| v / norm));
+    }
+    out
+}
+
+fn brute(
+    all: &[f32],
+    dim: usize,
+    q: &[f32],
+    k: usize,
+    allowed: impl Fn(usize) -> bool,
+) -> Vec<usize> {
+    let mut scored: Vec<(f32, usize)> = all
+        .chunks(dim)
+        .enumerate()
+        .filter(|(i, _)| allowed(*i))
+        .map(|(i, v)| (Space::Cosine.distance(q, v), i))
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    scored.into_iter().take(k).map(|(_, i)| i).collect()
+}
+
+#[test]
+fn add_query_filter_and_recall() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, dim) = (3000, 32);
+    let all = vectors(n, dim, 7);
+    let c = Collection::open(dir.path(), Some(config(dim, "cosine")), Some(1 << 30)).unwrap();
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let meta = (0..n)
+        .map(|i| json!({"bucket": i % 100, "even": i % 2 == 0}))
+        .collect();
+    c.write(&batch(&id_refs, all.clone(), Some(meta)), WriteMode::Add)
+        .unwrap();
+    assert_eq!(c.count().unwrap(), n);
+    let queries = vectors(20, dim, 99);
+    let results = c.query(&queries, 10, None, None, false).unwrap();
+    let mut hits = 0;
+    for (q, r) in queries.chunks(dim).zip(&results) {
+        let truth = brute(&all, dim, q, 10, |_| true);
+        hits += r
+            .ids
+            .iter()
+            .filter(|id| truth.contains(&id.parse::<usize>().unwrap()))
+            .count();
+        assert!(r.distances.windows(2).all(|w| w[0] <= w[1]));
+    }
+    assert!(hits as f64 / 200.0 >= 0.9, "recall {}", hits as f64 / 200.0);
+    // Filtered: 1% selectivity goes exact and is perfect.
+    let w = Where::parse(&json!({"bucket": {"$lt": 1}})).unwrap();
+    let r = c.query(&queries[..dim], 10, Some(&w), None, false).unwrap();
+    let truth = brute(&all, dim, &queries[..dim], 10, |i| i % 100 < 1);
+    let got: Vec<usize> = r[0].ids.iter().map(|s| s.parse().unwrap()).collect();
+    assert_eq!(got, truth);
+}
+
+#[test]
+fn add_existing_update_upsert_delete_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 4;
+    {
+        let c = Collection::open(dir.path(), Some(config(dim, "l2")), Some(1 << 26)).unwrap();
+        c.write(
+            &batch(
+                &["a", "b"],
+                vec![0., 0., 0., 1., 1., 0., 0., 0.],
+                Some(vec![json!({"x": 1}), json!({"x": 2})]),
+            ),
+            WriteMode::Add,
+        )
+        .unwrap();
+        let err = c
+            .write(&batch(&["c", "a"], vec![0.; 8], None), WriteMode::Add)
+            .unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists(m) if m.contains("\"a\"")));
+        assert_eq!(c.count().unwrap(), 2);
+        let err = c
+            .write(&batch(&["zz"], vec![0.; 4], None), WriteMode::Update)
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)));
+        // Update merges metadata and keeps the vector when none is given.
+        let upd = WriteBatch {
+            ids: vec!["a".into()],
+            vectors: None,
+            documents: None,
+            metadatas: Some(vec![Some(r#"{"y": "new"}"#.into())]),
+        };
+        c.write(&upd, WriteMode::Update).unwrap();
+        let got = c
+            .get(Some(&["a".to_string()]), None, None, None, 0, true)
+            .unwrap();
+        assert_eq!(got.metadatas[0].as_deref(), Some(r#"{"x":1,"y":"new"}"#));
+        assert_eq!(got.vectors.unwrap(), vec![0., 0., 0., 1.]);
+        c.write(
+            &batch(&["b", "c"], vec![0., 0., 0., 2., 5., 5., 5., 5.], None),
+            WriteMode::Upsert,
+        )
+        .unwrap();
+        let r = c.query(&[0., 0., 0., 2.], 2, None, None, false).unwrap();
+        assert_eq!(r[0].ids, vec!["b", "a"]);
+        assert_eq!(r[0].distances, vec![0.0, 1.0]);
+        let w = Where::parse(&json!({"x": 1})).unwrap();
+        assert_eq!(c.delete(None, Some(&w), None).unwrap(), 1);
+        assert_eq!(c.count().unwrap(), 2);
+        c.checkpoint().unwrap();
+        c.write(&batch(&["d"], vec![9., 9., 9., 9.], None), WriteMode::Add)
+            .unwrap();
+    }
+    // Reopen: checkpoint plus catch-up of "d"; "a" stays deleted.
+    let c = Collection::open(dir.path(), None, Some(1 << 26)).unwrap();
+    assert_eq!(c.count().unwrap(), 3);
+    let r = c.query(&[9., 9., 9., 9.], 5, None, None, false).unwrap();
+    assert_eq!(r[0].ids, vec!["d", "c", "b"]);
+    drop(c);
+    assert!(matches!(
+        Collection::open(dir.path(), Some(config(5, "l2")), None),
+        Err(Error::SchemaMismatch(_))
+    ));
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collection::open(dir.path(), Some(config(2, "ip")), Some(1 << 26)).unwrap();
+    assert!(matches!(
+        c.write(&batch(&["a"], vec![f32::NAN, 0.], None), WriteMode::Add),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(
+        matches!(c.write(&batch(&["a", "a"], vec![0.; 4], None), WriteMode::Add), Err(Error::InvalidArgument(m)) if m.contains("duplicate"))
+    );
+    assert!(matches!(
+        c.write(&batch(&["a"], vec![0.; 3], None), WriteMode::Add),
+        Err(Error::InvalidArgument(_))
+    ));
+    let bad_meta = WriteBatch {
+        metadatas: Some(vec![Some(r#"{"a": [1]}"#.into())]),
+        ..batch(&["a"], vec![0.; 2], None)
+    };
+    assert!(matches!(
+        c.write(&bad_meta, WriteMode::Add),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(c.count().unwrap(), 0);
+    assert!(c.query(&[1., 0.], 3, None, None, false).unwrap()[0]
+        .ids
+        .is_empty());
+    assert!(matches!(
+        c.query(&[1., 0.], 0, None, None, false),
+        Err(Error::InvalidArgument(_))
+    ));
+}

@@ -1,0 +1,268 @@
+//! `ferrostore._core.VectorCollection`: conversions around `ferrostore_core::vectors`.
+
+use ferrostore_core::vectors::{
+    Collection, CollectionConfig, Where, WhereDocument, WriteBatch, WriteMode,
+};
+use ferrostore_core::Error;
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2};
+use pyo3::prelude::*;
+
+use crate::error::run;
+
+fn parse_where(json: Option<&str>) -> ferrostore_core::Result<Option<Where>> {
+    json.map(|j| {
+        let value = serde_json::from_str(j)
+            .map_err(|e| Error::InvalidArgument(format!("where {j:?} is not JSON: {e}")))?;
+        Where::parse(&value)
+    })
+    .transpose()
+}
+
+fn parse_where_document(json: Option<&str>) -> ferrostore_core::Result<Option<WhereDocument>> {
+    json.map(|j| {
+        let value = serde_json::from_str(j).map_err(|e| {
+            Error::InvalidArgument(format!("where_document {j:?} is not JSON: {e}"))
+        })?;
+        WhereDocument::parse(&value)
+    })
+    .transpose()
+}
+
+fn matrix<'py>(
+    py: Python<'py>,
+    values: Vec<f32>,
+    dim: usize,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let rows = values.len() / dim.max(1);
+    PyArray1::from_vec(py, values).reshape([rows, dim])
+}
+
+/// Results of `get`: ids, embeddings, documents, metadata JSON.
+type GetTuple<'py> = (
+    Vec<String>,
+    Option<Bound<'py, PyArray2<f32>>>,
+    Vec<Option<String>>,
+    Vec<Option<String>>,
+);
+/// Results of `query`, one list entry per query.
+type QueryTuple<'py> = (
+    Vec<Vec<String>>,
+    Vec<Bound<'py, PyArray1<f32>>>,
+    Vec<Vec<Option<String>>>,
+    Vec<Vec<Option<String>>>,
+    Option<Vec<Bound<'py, PyArray2<f32>>>>,
+);
+
+/// A vector collection folder; see `ferrostore/_core.pyi`.
+#[pyclass(frozen, module = "ferrostore._core")]
+pub struct VectorCollection {
+    inner: Collection,
+}
+
+#[pymethods]
+impl VectorCollection {
+    #[new]
+    #[pyo3(signature = (path, *, dim, space="cosine".to_owned(), m=16, ef_construction=128, ef_search=64, quantization="f32".to_owned(), map_size=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        dim: Option<usize>,
+        space: String,
+        m: usize,
+        ef_construction: usize,
+        ef_search: usize,
+        quantization: String,
+        map_size: Option<usize>,
+    ) -> PyResult<Self> {
+        let config = dim.map(|dim| CollectionConfig {
+            dim,
+            space,
+            m,
+            ef_construction,
+            ef_search,
+            quantization,
+        });
+        let inner = run(py, || Collection::open(&path, config, map_size))?;
+        Ok(VectorCollection { inner })
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.config().dim
+    }
+
+    #[getter]
+    fn space(&self) -> String {
+        self.inner.config().space.clone()
+    }
+
+    #[getter]
+    fn path(&self) -> std::path::PathBuf {
+        self.inner.path().to_path_buf()
+    }
+
+    fn count(&self, py: Python<'_>) -> PyResult<usize> {
+        run(py, || self.inner.count())
+    }
+
+    #[pyo3(signature = (ids, embeddings, documents, metadatas, *, mode))]
+    fn write(
+        &self,
+        py: Python<'_>,
+        ids: Vec<String>,
+        embeddings: Option<PyReadonlyArray2<'_, f32>>,
+        documents: Option<Vec<Option<String>>>,
+        metadatas: Option<Vec<Option<String>>>,
+        mode: &str,
+    ) -> PyResult<()> {
+        let vectors = match embeddings {
+            Some(e) => {
+                let shape = e.as_array().shape().to_vec();
+                if shape[1] != self.inner.config().dim || shape[0] != ids.len() {
+                    return Err(crate::error::to_py_err(
+                        py,
+                        &Error::InvalidArgument(format!(
+                            "embeddings of shape ({}, {}): expected ({}, {}) for {} ids",
+                            shape[0],
+                            shape[1],
+                            ids.len(),
+                            self.inner.config().dim,
+                            ids.len()
+                        )),
+                    ));
+                }
+                Some(e.as_array().iter().copied().collect::<Vec<f32>>())
+            }
+            None => None,
+        };
+        let batch = WriteBatch {
+            ids,
+            vectors,
+            documents,
+            metadatas,
+        };
+        run(py, || {
+            let mode = match mode {
+                "add" => WriteMode::Add,
+                "upsert" => WriteMode::Upsert,
+                "update" => WriteMode::Update,
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "mode '{other}': expected add, upsert or update"
+                    )))
+                }
+            };
+            self.inner.write(&batch, mode)
+        })
+    }
+
+    #[pyo3(signature = (ids=None, r#where=None, where_document=None))]
+    fn delete(
+        &self,
+        py: Python<'_>,
+        ids: Option<Vec<String>>,
+        r#where: Option<String>,
+        where_document: Option<String>,
+    ) -> PyResult<usize> {
+        run(py, || {
+            let w = parse_where(r#where.as_deref())?;
+            let wd = parse_where_document(where_document.as_deref())?;
+            self.inner.delete(ids.as_deref(), w.as_ref(), wd.as_ref())
+        })
+    }
+
+    #[pyo3(signature = (ids=None, r#where=None, where_document=None, limit=None, offset=0, include_embeddings=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Option<Vec<String>>,
+        r#where: Option<String>,
+        where_document: Option<String>,
+        limit: Option<usize>,
+        offset: usize,
+        include_embeddings: bool,
+    ) -> PyResult<GetTuple<'py>> {
+        let out = run(py, || {
+            let w = parse_where(r#where.as_deref())?;
+            let wd = parse_where_document(where_document.as_deref())?;
+            self.inner.get(
+                ids.as_deref(),
+                w.as_ref(),
+                wd.as_ref(),
+                limit,
+                offset,
+                include_embeddings,
+            )
+        })?;
+        let dim = self.inner.config().dim;
+        let vectors = out.vectors.map(|v| matrix(py, v, dim)).transpose()?;
+        Ok((out.ids, vectors, out.documents, out.metadatas))
+    }
+
+    #[pyo3(signature = (queries, n_results, r#where=None, where_document=None, include_embeddings=false))]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        queries: PyReadonlyArray2<'py, f32>,
+        n_results: usize,
+        r#where: Option<String>,
+        where_document: Option<String>,
+        include_embeddings: bool,
+    ) -> PyResult<QueryTuple<'py>> {
+        let flat: Vec<f32> = queries.as_array().iter().copied().collect();
+        let query_dim = queries.as_array().shape()[1];
+        if query_dim != self.inner.config().dim {
+            return Err(crate::error::to_py_err(
+                py,
+                &Error::InvalidArgument(format!(
+                    "query embeddings of dimension {}: expected {}",
+                    query_dim,
+                    self.inner.config().dim
+                )),
+            ));
+        }
+        let results = run(py, || {
+            let w = parse_where(r#where.as_deref())?;
+            let wd = parse_where_document(where_document.as_deref())?;
+            self.inner.query(
+                &flat,
+                n_results,
+                w.as_ref(),
+                wd.as_ref(),
+                include_embeddings,
+            )
+        })?;
+        let dim = self.inner.config().dim;
+        let mut out: QueryTuple<'py> = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            include_embeddings.then(Vec::new),
+        );
+        for r in results {
+            out.0.push(r.ids);
+            out.1.push(PyArray1::from_vec(py, r.distances));
+            out.2.push(r.documents);
+            out.3.push(r.metadatas);
+            if let (Some(all), Some(v)) = (out.4.as_mut(), r.vectors) {
+                all.push(matrix(py, v, dim)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_search_ef(&self, py: Python<'_>, ef: usize) -> PyResult<()> {
+        run(py, || self.inner.set_search_ef(ef))
+    }
+
+    fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {
+        run(py, || self.inner.checkpoint())
+    }
+
+    fn compact(&self, py: Python<'_>) -> PyResult<()> {
+        run(py, || self.inner.compact())
+    }
+}
