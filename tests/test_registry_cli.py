@@ -38,11 +38,12 @@ def test_quickstart_then_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     rng = np.random.default_rng(1)
     X = pd.DataFrame({"amount": rng.normal(size=80), "count": rng.normal(size=80)})
     y = (X["amount"] > 0).astype(int)
-    name = run_registry_quickstart(tmp_path, X, y)
+    uri = str(tmp_path / ".ferrostore")
+    name, next_step = run_registry_quickstart(Path(uri), X, y, first_step=6)
+    assert next_step == 11
     out = capsys.readouterr().out
     for step in ("6. ", "7. ", "8. ", "9. ", "10. "):
         assert step in out
-    uri = str(tmp_path / ".ferrostore")
 
     assert _cli("runs", "list", "--tracking-uri", uri) == 0
     assert "train-fraud" in capsys.readouterr().out

@@ -84,3 +84,75 @@ def point_in_time_join(
     pair of ``columns``: the feature row with the same key whose event time is at or before
     the entity time and within ``ttl_micros`` of it (ties: greatest created time), else null.
     """
+
+class VectorCollection:
+    """A vector collection folder; use :mod:`ferrostore.vectors` for Chroma's API."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        dim: int | None,
+        space: str = "cosine",
+        m: int = 16,
+        ef_construction: int = 128,
+        ef_search: int = 64,
+        quantization: str = "f32",
+        map_size: int | None = None,
+    ) -> None:
+        """Open (creating with ``dim`` if needed) the collection in ``path``."""
+    @property
+    def dim(self) -> int:
+        """The vectors' dimension."""
+    @property
+    def space(self) -> str:
+        """``l2``, ``ip`` or ``cosine``."""
+    @property
+    def path(self) -> str:
+        """The collection's folder."""
+    def count(self) -> int:
+        """Live records."""
+    def write(
+        self,
+        ids: list[str],
+        embeddings: Any | None,
+        documents: list[str | None] | None,
+        metadatas: list[str | None] | None,
+        *,
+        mode: str,
+    ) -> None:
+        """Add, upsert or update records in one transaction (metadata as JSON)."""
+    def delete(
+        self,
+        ids: list[str] | None = None,
+        where: str | None = None,
+        where_document: str | None = None,
+    ) -> int:
+        """Delete matching records; returns how many."""
+    def get(
+        self,
+        ids: list[str] | None = None,
+        where: str | None = None,
+        where_document: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include_embeddings: bool = False,
+    ) -> tuple[list[str], Any | None, list[str | None], list[str | None]]:
+        """Matching records in insertion order: ids, embeddings, documents, metadata JSON."""
+    def query(
+        self,
+        queries: Any,
+        n_results: int,
+        where: str | None = None,
+        where_document: str | None = None,
+        include_embeddings: bool = False,
+    ) -> tuple[
+        list[list[str]], list[Any], list[list[str | None]], list[list[str | None]], Any | None
+    ]:
+        """Nearest records per query: ids, distances, documents, metadata JSON, embeddings."""
+    def set_search_ef(self, ef: int) -> None:
+        """Set the graph search expansion for this process."""
+    def checkpoint(self) -> None:
+        """Save the graph so reopening does not rebuild it."""
+    def compact(self) -> None:
+        """Rebuild the graph without deleted records."""

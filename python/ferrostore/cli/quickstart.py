@@ -7,6 +7,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -127,13 +128,17 @@ def run_quickstart(folder: str | None = None, *, customers: int = 5000) -> Path:
         f"p99 {_percentile_us(one, 99):.1f} µs; "
         f"1,000 customers p50 {_percentile_us(many, 50):.0f} µs"
     )
-    _feature_store_steps(root, first_step=6)
+    step, training = _feature_store_steps(root, first_step=6)
+    step = _registry_steps(root, training, first_step=step)
     print(f"\ndone: the demo repo is in {root}")
     return root
 
 
-def _feature_store_steps(root: Path, *, first_step: int) -> None:
-    """The lesson's feature store flow: definitions, training set, materialize, online read."""
+def _feature_store_steps(root: Path, *, first_step: int) -> tuple[int, Any]:
+    """The lesson's feature store flow: definitions, training set, materialize, online read.
+
+    Returns the next step number and a labelled training set for the registry steps.
+    """
     from ferrostore.features import FeatureStore
     from ferrostore.features.repo_discovery import discover_objects
     from ferrostore.features.scaffold import init_repo
@@ -176,4 +181,35 @@ def _feature_store_steps(root: Path, *, first_step: int) -> None:
     online = store.get_online_features(features=refs, entity_rows=[{"customer_id": 1001}])
     print(f"{step}. online features for customer 1001:")
     print(online.to_dict())
+    step += 1
+    # A training set over every customer and day, for the model of the registry steps.
+    days = pd.date_range(end=dt.datetime.now(dt.UTC).date(), periods=30, tz="UTC")
+    customers = pd.DataFrame({"customer_id": range(1001, 1011)})
+    rows = customers.merge(pd.DataFrame({"event_timestamp": days}), how="cross")
+    job = store.get_historical_features(entity_df=rows, features=refs)
+    training = (job.to_df().dropna(), job.training_set_uri)
     store.close()
+    return step, training
+
+
+def _registry_steps(root: Path, training: tuple[Any, str | None], *, first_step: int) -> int:
+    """Train on the feature store's training set, register, promote, load, then lineage."""
+    from ferrostore.cli.quickstart_registry import run_registry_quickstart
+    from ferrostore.lineage import questions, render
+
+    frame, training_set_uri = training
+    X = frame[["total_transactions_30d", "transaction_count_7d"]]
+    # Label: a customer spending above the median per transaction (synthetic).
+    y = frame["avg_transaction_amount_30d"] > frame["avg_transaction_amount_30d"].median()
+    print()
+    name, step = run_registry_quickstart(
+        root / "data",
+        X,
+        y.astype(int),
+        first_step=first_step,
+        training_set_uri=training_set_uri,
+    )
+    lineage = questions.why(root / "data" / "metadata.db", f"models:/{name}/Production")
+    print(f"\n{step}. lineage of models:/{name}/Production (approved by {lineage.approved_by}):")
+    print(render.to_tree(lineage.graph, [lineage.model]))
+    return step + 1

@@ -10,19 +10,26 @@ __all__ = ["run_registry_quickstart"]
 MODEL_NAME = "fraud-detector"
 
 
-def run_registry_quickstart(root: Path, X: Any, y: Any) -> str:
+def run_registry_quickstart(
+    tracking_uri: Path,
+    X: Any,
+    y: Any,
+    *,
+    first_step: int,
+    training_set_uri: str | None = None,
+) -> tuple[str, int]:
     """Train a small classifier on ``X, y`` and take it through the registry, step by step.
 
-    Uses the tracking URI ``<root>/.ferrostore`` (the project's metadata database). Prints
-    each step numbered ("6. ..." onward, after the feature store steps).
-
     Args:
-        root: The quickstart folder.
+        tracking_uri: The tracking folder (its ``metadata.db`` is the project's database).
         X: Training features (a DataFrame or array).
         y: Labels.
+        first_step: The number of the first printed step.
+        training_set_uri: The feature store training set the model is trained on, recorded
+            on the run (tag ``ferrostore.training_set``) so lineage links them.
 
     Returns:
-        The registered model's name.
+        The registered model's name and the next step number.
 
     Raises:
         InvalidArgument: scikit-learn is not installed (``pip install 'ferrostore[sklearn]'``).
@@ -38,28 +45,34 @@ def run_registry_quickstart(root: Path, X: Any, y: Any) -> str:
     import ferrostore.registry as mlflow
     from ferrostore.registry import Client
 
-    mlflow.set_tracking_uri(Path(root) / ".ferrostore")
+    mlflow.set_tracking_uri(Path(tracking_uri))
     mlflow.set_experiment("quickstart")
-    with mlflow.start_run(run_name="train-fraud") as run:
+    step = first_step
+    tags = {"ferrostore.training_set": training_set_uri} if training_set_uri else None
+    with mlflow.start_run(run_name="train-fraud", tags=tags) as run:
         model = LogisticRegression(max_iter=200).fit(X, y)
         accuracy = float(model.score(X, y))
         mlflow.log_params({"model": "LogisticRegression", "max_iter": 200})
         mlflow.log_metric("train_accuracy", accuracy)
         info = mlflow.sklearn.log_model(model, name="model", input_example=X[:5])
     print(
-        f"6. trained and logged a classifier in run {run.info.run_id} "
+        f"{step}. trained and logged a classifier in run {run.info.run_id} "
         f"(train accuracy {accuracy:.3f})"
     )
+    step += 1
     client = Client()
     version = mlflow.register_model(info.model_uri, MODEL_NAME)
-    print(f"7. registered {MODEL_NAME} version {version.version}")
+    print(f"{step}. registered {MODEL_NAME} version {version.version}")
+    step += 1
     client.transition_model_version_stage(MODEL_NAME, version.version, "Staging")
-    print(f"8. moved version {version.version} to Staging")
+    print(f"{step}. moved version {version.version} to Staging")
     client.transition_model_version_stage(
         MODEL_NAME, version.version, "Production", archive_existing_versions=True
     )
-    print(f"9. promoted version {version.version} to Production (earlier ones archived)")
+    step += 1
+    print(f"{step}. promoted version {version.version} to Production (earlier ones archived)")
     prod = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/Production")
     predictions = prod.predict(X[:5])
-    print(f"10. loaded models:/{MODEL_NAME}/Production and predicted {list(predictions)}")
-    return MODEL_NAME
+    step += 1
+    print(f"{step}. loaded models:/{MODEL_NAME}/Production and predicted {list(predictions)}")
+    return MODEL_NAME, step + 1
