@@ -63,26 +63,39 @@ impl Space {
 
     /// The distance of `a` and `b`, as the index computes it.
     pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
-        let (mut dot, mut aa, mut bb, mut l2) = (0f32, 0f32, 0f32, 0f32);
-        for (x, y) in a.iter().zip(b) {
-            dot += x * y;
-            aa += x * x;
-            bb += y * y;
-            l2 += (x - y) * (x - y);
-        }
         match self {
-            Space::L2 => l2,
-            Space::Ip => 1.0 - dot,
+            Space::L2 => lanes(a, b, |x, y| (x - y) * (x - y)),
+            Space::Ip => 1.0 - lanes(a, b, |x, y| x * y),
             Space::Cosine => {
-                let denom = (aa * bb).sqrt();
+                let denom = (lanes(a, a, |x, y| x * y) * lanes(b, b, |x, y| x * y)).sqrt();
                 if denom == 0.0 {
                     1.0
                 } else {
-                    1.0 - dot / denom
+                    1.0 - lanes(a, b, |x, y| x * y) / denom
                 }
             }
         }
     }
+}
+
+/// Sums `f(a[i], b[i])` over eight independent accumulators, which the compiler turns into
+/// SIMD lanes.
+#[inline]
+fn lanes(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| f(*x, *y))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += f(x[i], y[i]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Index parameters of a collection.
@@ -222,7 +235,9 @@ pub struct Collection {
 const CONFIG: &str = "config";
 const NEXT_SEQ: &str = "next_seq";
 const VERSION: &str = "version";
-/// Above this many matches a filtered query walks the graph; below it scores exactly.
+/// A filtered query scores its matches exactly when there are at most this many, or at
+/// most a fifth of the collection: below that selectivity, walking the graph while skipping
+/// non-matches visits more vectors than scoring the matches (measured on 50k MiniLM rows).
 const EXACT_LIMIT: usize = 4096;
 
 fn lmdb<'a>(path: &'a Path, doing: &'static str) -> impl Fn(heed::Error) -> Error + 'a {
@@ -990,7 +1005,9 @@ impl Collection {
                     return Ok(Vec::new());
                 }
                 match &allowed {
-                    Some(set) if set.len() <= EXACT_LIMIT => self.exact(&state, q, k, set),
+                    Some(set) if set.len() <= EXACT_LIMIT.max(state.slots.len() / 5) => {
+                        self.exact(&state, q, k, set)
+                    }
                     Some(set) => {
                         let m = state
                             .index
