@@ -123,3 +123,11 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "meta" / "metadata.db")
     return str(request.getfixturevalue("postgres_database_url"))
+
+
+@pytest.fixture(autouse=True)
+def _artifacts_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep artifacts of SQL-URL tracking stores out of the working directory."""
+    monkeypatch.setenv("FERROSTORE_ARTIFACT_ROOT", str(tmp_path_factory.mktemp("artifacts")))
