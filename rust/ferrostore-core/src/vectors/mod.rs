@@ -198,6 +198,8 @@ pub struct QueryResult {
 }
 
 struct Live {
+    /// Insertion order, kept when the record is updated or upserted.
+    position: u64,
     id: String,
     document: Option<String>,
     metadata: Option<Vec<(String, MetaValue)>>,
@@ -258,8 +260,9 @@ fn get_u64(db: &Database<Str, Bytes>, txn: &RoTxn<'_>, key: &str, path: &Path) -
     }
 }
 
-fn encode_record(r: &Record, metadata_json: Option<&str>) -> Vec<u8> {
+fn encode_record(r: &Record, position: u64, metadata_json: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(r.vector.len() * 4 + r.id.len() + 64);
+    out.extend_from_slice(&position.to_le_bytes());
     out.extend_from_slice(&(r.id.len() as u32).to_le_bytes());
     out.extend_from_slice(r.id.as_bytes());
     for v in &r.vector {
@@ -281,17 +284,25 @@ fn corrupt() -> Error {
     Error::Storage("corrupt vector record".into())
 }
 
-/// A stored record: id, vector, document, metadata JSON.
-type DecodedRecord = (String, Vec<f32>, Option<String>, Option<String>);
+/// A record as stored: its insertion position (kept across updates), id, vector, document
+/// and metadata JSON.
+struct Stored {
+    position: u64,
+    id: String,
+    vector: Vec<f32>,
+    document: Option<String>,
+    metadata_json: Option<String>,
+}
 
 /// Decodes a stored record.
-fn decode_record(bytes: &[u8], dim: usize) -> Result<DecodedRecord> {
+fn decode_record(bytes: &[u8], dim: usize) -> Result<Stored> {
     let mut pos = 0;
     let mut take = |n: usize| -> Result<&[u8]> {
         let s = bytes.get(pos..pos + n).ok_or_else(corrupt)?;
         pos += n;
         Ok(s)
     };
+    let position = u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt())?);
     let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt())?) as usize;
     let id = String::from_utf8(take(len)?.to_vec()).map_err(|_| corrupt())?;
     let vector = take(dim * 4)?
@@ -308,8 +319,38 @@ fn decode_record(bytes: &[u8], dim: usize) -> Result<DecodedRecord> {
         ))
     };
     let document = opt()?;
-    let metadata = opt()?;
-    Ok((id, vector, document, metadata))
+    let metadata_json = opt()?;
+    Ok(Stored {
+        position,
+        id,
+        vector,
+        document,
+        metadata_json,
+    })
+}
+
+/// Parses a metadata patch: flat values, or null to delete a key.
+fn parse_metadata_patch(json: &str) -> Result<Vec<(String, Option<MetaValue>)>> {
+    let value: Json = serde_json::from_str(json)
+        .map_err(|e| Error::InvalidArgument(format!("metadata {json:?} is not valid JSON: {e}")))?;
+    let Json::Object(obj) = value else {
+        return Err(Error::InvalidArgument(format!(
+            "metadata {json}: expected a dict"
+        )));
+    };
+    obj.into_iter()
+        .map(|(k, v)| {
+            if v.is_null() {
+                return Ok((k, None));
+            }
+            let m = MetaValue::from_json(&v).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "metadata value {v} of key '{k}': expected a string, integer, float, boolean or null"
+                ))
+            })?;
+            Ok((k, Some(m)))
+        })
+        .collect()
 }
 
 /// Parses a flat metadata JSON object.
@@ -608,7 +649,13 @@ impl Collection {
         {
             let (key, bytes) = item.map_err(&err)?;
             let seq = u64::from_be_bytes(key.try_into().map_err(|_| corrupt())?);
-            let (id, vector, document, metadata_json) = decode_record(bytes, self.config.dim)?;
+            let Stored {
+                position,
+                id,
+                vector,
+                document,
+                metadata_json,
+            } = decode_record(bytes, self.config.dim)?;
             let metadata = metadata_json.as_deref().map(parse_metadata).transpose()?;
             if let Some(m) = &metadata {
                 state.metadata.insert(seq, m);
@@ -618,6 +665,7 @@ impl Collection {
             state.slots.insert(
                 seq,
                 Live {
+                    position,
                     id,
                     document,
                     metadata,
@@ -693,10 +741,10 @@ impl Collection {
                 "duplicate ids in one call: {dups:?}"
             )));
         }
-        let parsed: Vec<Option<Vec<(String, MetaValue)>>> = match &batch.metadatas {
+        let parsed: Vec<Option<Vec<(String, Option<MetaValue>)>>> = match &batch.metadatas {
             Some(ms) => ms
                 .iter()
-                .map(|m| m.as_deref().map(parse_metadata).transpose())
+                .map(|m| m.as_deref().map(parse_metadata_patch).transpose())
                 .collect::<Result<_>>()?,
             None => vec![None; n],
         };
@@ -758,35 +806,46 @@ impl Collection {
             };
             let vector = match &batch.vectors {
                 Some(v) => v[i * dim..(i + 1) * dim].to_vec(),
-                None => old.as_ref().map(|o| o.1.clone()).ok_or_else(corrupt)?,
+                None => old.as_ref().map(|o| o.vector.clone()).ok_or_else(corrupt)?,
             };
             let document = match &batch.documents {
                 Some(d) => d[i].clone(),
-                None => old.as_ref().and_then(|o| o.2.clone()),
+                None => old.as_ref().and_then(|o| o.document.clone()),
             };
-            let metadata_json = match (&parsed[i], mode) {
-                (Some(new), WriteMode::Update) => {
-                    // Update merges keys into the stored metadata (Chroma's behaviour).
+            let metadata_json = match (&parsed[i], &old) {
+                // An existing record: given keys are merged in, null values delete keys,
+                // no metadata keeps the stored one (Chroma's update and upsert).
+                (Some(patch), Some(old)) => {
                     let mut merged = old
-                        .as_ref()
-                        .and_then(|o| o.3.as_deref())
+                        .metadata_json
+                        .as_deref()
                         .map(parse_metadata)
                         .transpose()?
                         .unwrap_or_default();
-                    for (k, v) in new {
-                        match merged.iter_mut().find(|(mk, _)| mk == k) {
-                            Some(slot) => slot.1 = v.clone(),
-                            None => merged.push((k.clone(), v.clone())),
+                    for (k, v) in patch {
+                        merged.retain(|(mk, _)| mk != k);
+                        if let Some(v) = v {
+                            merged.push((k.clone(), v.clone()));
                         }
                     }
-                    Some(metadata_to_json(&merged))
+                    (!merged.is_empty()).then(|| metadata_to_json(&merged))
                 }
-                (Some(new), _) => Some(metadata_to_json(new)),
-                (None, WriteMode::Update) if batch.metadatas.is_none() => {
-                    old.as_ref().and_then(|o| o.3.clone())
+                (None, Some(old)) => old.metadata_json.clone(),
+                (Some(patch), None) => {
+                    if let Some((k, _)) = patch.iter().find(|(_, v)| v.is_none()) {
+                        return Err(Error::InvalidArgument(format!(
+                            "metadata of new id '{id}' sets key '{k}' to null: null only deletes keys of existing records"
+                        )));
+                    }
+                    let values: Vec<(String, MetaValue)> = patch
+                        .iter()
+                        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+                        .collect();
+                    Some(metadata_to_json(&values))
                 }
-                (None, _) => None,
+                (None, None) => None,
             };
+            let position = old.as_ref().map_or(seq, |o| o.position);
             let record = Record {
                 id: id.clone(),
                 vector,
@@ -797,7 +856,7 @@ impl Collection {
                 .put(
                     &mut wtxn,
                     &seq.to_be_bytes(),
-                    &encode_record(&record, metadata_json.as_deref()),
+                    &encode_record(&record, position, metadata_json.as_deref()),
                 )
                 .map_err(&err)?;
             self.ids
@@ -922,15 +981,8 @@ impl Collection {
         self.refresh()?;
         let state = self.state.read().map_err(|_| Self::lock_err())?;
         let selected = self.select(&state, ids, where_, where_document);
-        let seqs: Vec<u64> = match ids {
-            // Explicit ids come back in the order asked.
-            Some(ids) if where_.is_none() && where_document.is_none() => ids
-                .iter()
-                .filter_map(|id| state.by_id.get(id).copied())
-                .filter(|s| selected.contains(*s))
-                .collect(),
-            _ => selected.iter().collect(),
-        };
+        let mut seqs: Vec<u64> = selected.iter().collect();
+        seqs.sort_by_key(|seq| state.slots.get(seq).map_or(u64::MAX, |l| l.position));
         let seqs: Vec<u64> = seqs
             .into_iter()
             .skip(offset)
@@ -960,7 +1012,7 @@ impl Collection {
             .get(&rtxn, &seq.to_be_bytes())
             .map_err(lmdb(&self.path, "reading"))?
             .ok_or_else(corrupt)?;
-        Ok(decode_record(bytes, self.config.dim)?.1)
+        Ok(decode_record(bytes, self.config.dim)?.vector)
     }
 
     /// The `k` nearest records of each query (row-major `queries`), in parallel.
@@ -1147,7 +1199,7 @@ impl Collection {
                     .get(&rtxn, &seq.to_be_bytes())
                     .map_err(lmdb(&self.path, "compacting"))?
                     .ok_or_else(corrupt)?;
-                vectors.push((seq, decode_record(bytes, self.config.dim)?.1));
+                vectors.push((seq, decode_record(bytes, self.config.dim)?.vector));
             }
             add_to_index(&index, &vectors)?;
             state.index = index;
