@@ -329,8 +329,11 @@ fn decode_record(bytes: &[u8], dim: usize) -> Result<Stored> {
     })
 }
 
+/// Keys to set (`Some`) or delete (`None`).
+type MetadataPatch = Vec<(String, Option<MetaValue>)>;
+
 /// Parses a metadata patch: flat values, or null to delete a key.
-fn parse_metadata_patch(json: &str) -> Result<Vec<(String, Option<MetaValue>)>> {
+fn parse_metadata_patch(json: &str) -> Result<MetadataPatch> {
     let value: Json = serde_json::from_str(json)
         .map_err(|e| Error::InvalidArgument(format!("metadata {json:?} is not valid JSON: {e}")))?;
     let Json::Object(obj) = value else {
@@ -741,7 +744,7 @@ impl Collection {
                 "duplicate ids in one call: {dups:?}"
             )));
         }
-        let parsed: Vec<Option<Vec<(String, Option<MetaValue>)>>> = match &batch.metadatas {
+        let parsed: Vec<Option<MetadataPatch>> = match &batch.metadatas {
             Some(ms) => ms
                 .iter()
                 .map(|m| m.as_deref().map(parse_metadata_patch).transpose())
