@@ -521,3 +521,22 @@ collection metadata as JSON, ``record_count`` as of the last write through the A
 creation / update times (microseconds since the epoch, UTC)."""
 
 # --- end of vector catalogue tables ---
+
+
+# --- Stack state (ferrostore.stack; migration 0006_stack_state) ---
+
+stack_resources = sa.Table(
+    "stack_resources",
+    metadata,
+    sa.Column("stack", sa.Text, primary_key=True),
+    sa.Column("resource", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("protect", sa.Boolean, nullable=False),
+    sa.Column("applied_at", sa.BigInteger, nullable=False),
+)
+"""The resources a declared stack owns: ``resource`` is the stable id ``kind.name``, ``spec``
+the fields it last applied (JSON), ``protect`` whether destroying it is refused, and
+``applied_at`` milliseconds since the epoch (UTC). Deletes only ever touch these rows."""
+
+# --- end of stack state tables ---
