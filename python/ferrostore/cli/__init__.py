@@ -39,10 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     from ferrostore.cli.feature_commands import add_feature_commands
     from ferrostore.cli.lineage_commands import add_lineage_commands
     from ferrostore.cli.registry_commands import add_registry_commands
+    from ferrostore.cli.stack_commands import add_stack_commands
 
     add_feature_commands(commands)
     add_registry_commands(commands)
     add_lineage_commands(commands)
+    add_stack_commands(commands)
     return parser
 
 

@@ -58,6 +58,10 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    from ferrostore.cli.stack_commands import run_stack, stack_wanted
+
+    if stack_wanted(args):  # a ferrostore.yaml here, or --file: the declared stack
+        return run_stack("apply", args)
     with _store(args) as store:
         diff = store.apply(_discover(store), partial=False)
         for line in diff.lines():
@@ -67,6 +71,10 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from ferrostore.cli.stack_commands import run_stack, stack_wanted
+
+    if stack_wanted(args):
+        return run_stack("plan", args)
     with _store(args) as store:
         diff = store.plan(_discover(store), partial=False)
         for line in diff.lines():
@@ -131,9 +139,14 @@ def _repo_option(parser: argparse.ArgumentParser) -> None:
 def add_feature_commands(subparsers: Any) -> None:
     """Add the feature repo commands to the ``ferrostore`` command's subparsers.
 
+    ``apply`` and ``plan`` also take the stack's options: with ``--file`` or a
+    ``ferrostore.yaml`` in the working directory they run the declared stack instead.
+
     Args:
         subparsers: What ``ArgumentParser.add_subparsers`` returned.
     """
+    from ferrostore.cli.stack_commands import add_stack_options
+
     init = subparsers.add_parser(
         "init",
         help="create a feature repo with the customer_transactions example",
@@ -150,12 +163,14 @@ def add_feature_commands(subparsers: Any) -> None:
         "sources and store them in the registry (removed definitions are deleted).",
     )
     _repo_option(apply)
+    add_stack_options(apply, "apply")
     apply.set_defaults(run=_apply)
 
     plan = subparsers.add_parser(
         "plan", help="show what apply would change", description="Validate and diff."
     )
     _repo_option(plan)
+    add_stack_options(plan, "plan")
     plan.set_defaults(run=_plan)
 
     mat = subparsers.add_parser(
