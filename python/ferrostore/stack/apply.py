@@ -15,7 +15,7 @@ its N-th completed step: tests use it to interrupt an apply midway.
 Example:
     >>> import pathlib, tempfile
     >>> root = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (root / "ferrostore.yaml").write_text("name: demo\\nmodels:\\n  - name: m\\n")
+    >>> _ = (root / "ferrostore.yaml").write_text("name: demo\nmodels:\n  - name: m\n")
     >>> apply_stack(root).plan.count("create")
     3
     >>> apply_stack(root).plan.has_changes
@@ -610,8 +610,8 @@ def stack_history(path: str | os.PathLike[str] = ".") -> list[HistoryEntry]:
                     int(ex.create_time_since_epoch or 0),
                     str(p.get("applied_by", "")),
                     str(p.get("fingerprint", "")),
-                    dict(p.get("spec") or {}),  # type: ignore[call-overload]
-                    list(p.get("changes") or []),  # type: ignore[call-overload]
+                    dict(p.get("spec") or {}),  # type: ignore[arg-type]
+                    list(p.get("changes") or []),  # type: ignore[arg-type]
                 )
             )
         return sorted(out, key=lambda e: e.id)

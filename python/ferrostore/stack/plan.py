@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -229,7 +230,9 @@ class Plan:
 
     def render(self) -> str:
         """The Terraform-style text: one block per change, warnings, the summary line."""
-        lines = [f'Stack "{self.stack}" ({self.file})', ""]
+        lines = [f'Stack "{self.stack}" ({self.file})']
+        if self.changes:
+            lines.append("")
         for change in self.changes:
             note = ""
             if change.action == "replace":
@@ -286,14 +289,14 @@ class Plan:
             int(data.get("unchanged", 0)),
         )
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the plan as JSON to ``path``."""
         out = Path(path)
         out.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True, default=str) + "\n")
         return out
 
     @classmethod
-    def load(cls, path: str | Path) -> Plan:
+    def load(cls, path: str | os.PathLike[str]) -> Plan:
         """Read a plan saved by :meth:`save`.
 
         Raises:
