@@ -129,7 +129,12 @@ def run_quickstart(folder: str | None = None, *, customers: int = 5000) -> Path:
         f"1,000 customers p50 {_percentile_us(many, 50):.0f} µs"
     )
     step, training = _feature_store_steps(root, first_step=6)
-    step = _registry_steps(root, training, first_step=step)
+    model_name, step = _registry_steps(root, training, first_step=step)
+    from ferrostore.cli.quickstart_vectors import run_vectors_quickstart
+
+    print()
+    step = run_vectors_quickstart(root, step)
+    _lineage_step(root, model_name, step)
     print(f"\ndone: the demo repo is in {root}")
     return root
 
@@ -192,10 +197,11 @@ def _feature_store_steps(root: Path, *, first_step: int) -> tuple[int, Any]:
     return step, training
 
 
-def _registry_steps(root: Path, training: tuple[Any, str | None], *, first_step: int) -> int:
-    """Train on the feature store's training set, register, promote, load, then lineage."""
+def _registry_steps(
+    root: Path, training: tuple[Any, str | None], *, first_step: int
+) -> tuple[str, int]:
+    """Train on the feature store's training set, register, promote and load the model."""
     from ferrostore.cli.quickstart_registry import run_registry_quickstart
-    from ferrostore.lineage import questions, render
 
     frame, training_set_uri = training
     X = frame[["total_transactions_30d", "transaction_count_7d"]]
@@ -209,7 +215,13 @@ def _registry_steps(root: Path, training: tuple[Any, str | None], *, first_step:
         first_step=first_step,
         training_set_uri=training_set_uri,
     )
+    return name, step
+
+
+def _lineage_step(root: Path, name: str, step: int) -> None:
+    """Print where the Production model came from, as a tree."""
+    from ferrostore.lineage import questions, render
+
     lineage = questions.why(root / "data" / "metadata.db", f"models:/{name}/Production")
     print(f"\n{step}. lineage of models:/{name}/Production (approved by {lineage.approved_by}):")
     print(render.to_tree(lineage.graph, [lineage.model]))
-    return step + 1

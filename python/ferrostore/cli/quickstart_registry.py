@@ -74,5 +74,5 @@ def run_registry_quickstart(
     prod = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/Production")
     predictions = prod.predict(X[:5])
     step += 1
-    print(f"{step}. loaded models:/{MODEL_NAME}/Production and predicted {list(predictions)}")
+    print(f"{step}. loaded models:/{MODEL_NAME}/Production and predicted {predictions.tolist()}")
     return MODEL_NAME, step + 1
