@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["run_registry_quickstart"]
 
 MODEL_NAME = "fraud-detector"
@@ -74,5 +76,7 @@ def run_registry_quickstart(
     prod = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/Production")
     predictions = prod.predict(X[:5])
     step += 1
-    print(f"{step}. loaded models:/{MODEL_NAME}/Production and predicted {predictions.tolist()}")
+    print(
+        f"{step}. loaded models:/{MODEL_NAME}/Production and predicted {np.asarray(predictions).tolist()}"
+    )
     return MODEL_NAME, step + 1
