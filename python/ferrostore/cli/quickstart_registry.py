@@ -76,7 +76,6 @@ def run_registry_quickstart(
     prod = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/Production")
     predictions = prod.predict(X[:5])
     step += 1
-    print(
-        f"{step}. loaded models:/{MODEL_NAME}/Production and predicted {np.asarray(predictions).tolist()}"
-    )
+    shown = np.asarray(predictions).tolist()
+    print(f"{step}. loaded models:/{MODEL_NAME}/Production and predicted {shown}")
     return MODEL_NAME, step + 1

@@ -341,9 +341,7 @@ lineage_type_properties = sa.Table(
 def _lineage_node_table(name: str, *, name_nullable: bool, with_uri: bool) -> sa.Table:
     columns: list[sa.Column[object]] = [
         sa.Column("id", _BigIntId, primary_key=True, autoincrement=True),
-        sa.Column(
-            "type_id", sa.BigInteger, sa.ForeignKey("lineage_types.id"), nullable=False
-        ),
+        sa.Column("type_id", sa.BigInteger, sa.ForeignKey("lineage_types.id"), nullable=False),
         sa.Column("name", sa.Text, nullable=name_nullable),
         sa.Column("external_id", sa.Text, nullable=True, unique=True),
         sa.Column("state", sa.Text, nullable=True),
@@ -383,9 +381,7 @@ def _lineage_property_table(name: str, owner: str) -> sa.Table:
 lineage_artifacts = _lineage_node_table("lineage_artifacts", name_nullable=True, with_uri=True)
 """Artifacts (datasets, models, feature views...); ``state`` is MLMD's artifact state."""
 
-lineage_executions = _lineage_node_table(
-    "lineage_executions", name_nullable=True, with_uri=False
-)
+lineage_executions = _lineage_node_table("lineage_executions", name_nullable=True, with_uri=False)
 """Executions (runs, builds, promotions...); ``state`` is the last known execution state."""
 
 lineage_contexts = _lineage_node_table("lineage_contexts", name_nullable=False, with_uri=False)
