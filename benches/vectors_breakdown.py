@@ -186,7 +186,7 @@ def main() -> None:
         for name, f in filters.items():
             w = json.dumps(f["where"])
             show(
-                f"filter evaluation, _core.get(where={name}, limit=1)",
+                f"_core.get(where={name}, limit=1) (filter evaluation + get in insertion order)",
                 lambda i, w=w: col.get(None, w, None, 1, 0, False),
                 300,
             )
