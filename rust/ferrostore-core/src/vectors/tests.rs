@@ -61,7 +61,7 @@ fn brute(
 #[test]
 fn add_query_filter_and_recall() {
     let dir = tempfile::tempdir().unwrap();
-    let (n, dim) = (3000, 32);
+    let (n, dim) = (6000, 32);
     let all = vectors(n, dim, 7);
     let c = Collection::open(dir.path(), Some(config(dim, "cosine")), Some(1 << 30)).unwrap();
     let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
