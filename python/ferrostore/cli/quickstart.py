@@ -204,9 +204,10 @@ def _registry_steps(
     from ferrostore.cli.quickstart_registry import run_registry_quickstart
 
     frame, training_set_uri = training
-    X = frame[["total_transactions_30d", "transaction_count_7d"]]
-    # Label: a customer spending above the median per transaction (synthetic).
-    y = frame["avg_transaction_amount_30d"] > frame["avg_transaction_amount_30d"].median()
+    X = frame[["total_transactions_30d", "avg_transaction_amount_30d", "transaction_count_7d"]]
+    # Label (synthetic): a customer whose 30-day spend is above the median.
+    spend = frame["total_transactions_30d"] * frame["avg_transaction_amount_30d"]
+    y = spend > spend.median()
     print()
     name, step = run_registry_quickstart(
         root / "data",

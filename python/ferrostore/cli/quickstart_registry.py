@@ -38,6 +38,8 @@ def run_registry_quickstart(
     """
     try:
         from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
     except ImportError as err:
         from ferrostore.errors import InvalidArgument
 
@@ -52,9 +54,9 @@ def run_registry_quickstart(
     step = first_step
     tags = {"ferrostore.training_set": training_set_uri} if training_set_uri else None
     with mlflow.start_run(run_name="train-fraud", tags=tags) as run:
-        model = LogisticRegression(max_iter=200).fit(X, y)
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)
         accuracy = float(model.score(X, y))
-        mlflow.log_params({"model": "LogisticRegression", "max_iter": 200})
+        mlflow.log_params({"model": "StandardScaler+LogisticRegression", "max_iter": 200})
         mlflow.log_metric("train_accuracy", accuracy)
         info = mlflow.sklearn.log_model(model, name="model", input_example=X[:5])
     print(
