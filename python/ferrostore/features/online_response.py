@@ -13,6 +13,8 @@ __all__ = ["OnlineResponse"]
 
 
 def _as_list(values: Any) -> list[Any]:
+    if type(values) is list:
+        return list(values)
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values.to_pylist()
     return list(values)

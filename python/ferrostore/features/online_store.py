@@ -59,6 +59,9 @@ class FieldStatus(enum.IntEnum):
     OUTSIDE_MAX_AGE = 4
 
 
+_STATUSES = {s.value: s for s in FieldStatus}
+
+
 @dataclass(frozen=True)
 class ViewSchema:
     """A view registered in the online store.
@@ -360,7 +363,7 @@ class OnlineStore:
             now_micros=None if now is None else _micros(now),
             with_status=True,
         )
-        return list(values.values()), [FieldStatus(s) for s in statuses], event_ts
+        return list(values.values()), [_STATUSES[s] for s in statuses], event_ts
 
     def count(self, view: str) -> int:
         """The number of entities stored for ``view``."""

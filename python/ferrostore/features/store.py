@@ -144,6 +144,9 @@ class FeatureStore:
         self._registry: SqlRegistry | None = None
         self._online: OnlineStore | None = None
         self._cache: tuple[float, dict[str, dict[str, Any]]] | None = None
+        # Resolved feature references of online reads, per registry snapshot: the serving
+        # path asks for the same features on every call.
+        self._online_plans: dict[tuple[Any, ...], tuple[Any, list[Any], list[str]]] = {}
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -630,6 +633,32 @@ class FeatureStore:
         )
         return summary.written
 
+    def _online_plan(
+        self, features: Sequence[str] | FeatureService, full_feature_names: bool
+    ) -> tuple[list[tuple[FeatureView, list[str]]], list[str]]:
+        """Resolve references and output names once per registry snapshot."""
+        snapshot = self._snapshot(cached=True)
+        key: tuple[Any, ...] | None = None
+        if isinstance(features, list | tuple) and all(isinstance(f, str) for f in features):
+            key = (*features, full_feature_names)
+            hit = self._online_plans.get(key)
+            if hit is not None and hit[0] is snapshot:
+                return hit[1], hit[2]
+        requests = self._resolve(features, snapshot)
+        names: list[str] = []
+        for view, feats in requests:
+            names += [f"{view.name}__{f}" if full_feature_names else f for f in feats]
+        if len(set(names)) != len(names):
+            clash = next(n for n in names if names.count(n) > 1)
+            raise InvalidArgument(
+                f"output column {clash!r} would appear twice; pass full_feature_names=True"
+            )
+        if key is not None:
+            if len(self._online_plans) > 256:
+                self._online_plans.clear()
+            self._online_plans[key] = (snapshot, requests, names)
+        return requests, names
+
     def get_online_features(
         self,
         features: Sequence[str] | FeatureService,
@@ -655,8 +684,13 @@ class FeatureStore:
             NotFound: An unknown view or feature.
             SchemaMismatch: A missing join key, a key value of the wrong type.
         """
-        requests = self._resolve(features, self._snapshot(cached=True))
-        if isinstance(entity_rows, Mapping):
+        requests, names = self._online_plan(features, full_feature_names)
+        if type(entity_rows) is list and len(entity_rows) == 1 and type(entity_rows[0]) is dict:
+            # The serving path: one entity as a plain dict (skips the ABC checks below).
+            keys = list(entity_rows[0])
+            columns = {k: [v] for k, v in entity_rows[0].items()}
+            n = 1
+        elif isinstance(entity_rows, Mapping):
             keys = list(entity_rows)
             columns = {k: list(entity_rows[k]) for k in keys}
             n = len(columns[keys[0]]) if keys else 0
@@ -678,22 +712,18 @@ class FeatureStore:
                 columns[k] = [r[k] for r in rows]
         if n == 0:
             raise InvalidArgument("entity_rows is empty: expected at least one entity")
-        names: list[str] = []
-        for view, feats in requests:
+        for view, _ in requests:
             missing_keys = [k for k in view.join_keys if k not in columns]
             if missing_keys:
                 raise SchemaMismatch(
                     f"entity_rows lack join key(s) {missing_keys} of feature view "
                     f"{view.name!r}: they have {keys}"
                 )
-            names += [f"{view.name}__{f}" if full_feature_names else f for f in feats]
-        taken = set(keys)
-        for name in names:
-            if name in taken:
-                raise InvalidArgument(
-                    f"output column {name!r} would appear twice; pass full_feature_names=True"
-                )
-            taken.add(name)
+        clash = next((name for name in names if name in columns), None)
+        if clash is not None:
+            raise InvalidArgument(
+                f"output column {clash!r} would appear twice; pass full_feature_names=True"
+            )
         out: dict[str, Any] = dict(columns)
         statuses: dict[str, Any] = {}
         it = iter(names)
