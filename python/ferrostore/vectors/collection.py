@@ -305,6 +305,23 @@ class Collection:
             assert engine is not None
         engine.write(valid_ids, vectors, docs, _validation.dump_metadatas(metas), mode=mode)
         self._refresh_count(engine)
+        self._record_lineage(engine, metas, len(valid_ids))
+
+    def _record_lineage(self, engine: Any, metas: Any, count: int) -> None:
+        """Record the write in lineage, with the documents' ``source`` metadata as inputs."""
+        from ferrostore.lineage.recording import record_collection_write
+
+        sources = [
+            str(m["source"]) for m in (metas or []) if isinstance(m, dict) and m.get("source")
+        ]
+        record_collection_write(
+            self._client._db,
+            self.name,
+            dimension=engine.dim,
+            space=engine.space,
+            sources=sources,
+            count=count,
+        )
 
     def add(
         self,
