@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import enum
 from typing import Any
 
@@ -37,20 +38,21 @@ __all__ = [
 ]
 
 
-class FeastType:
+class FeastType(abc.ABC):
     """Base class of feature value types."""
 
     name: str
 
     @property
+    @abc.abstractmethod
     def online_type(self) -> str:
         """The online store's name of this type (``int64``, ``list_float32``...)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def to_arrow(self) -> pa.DataType:
         """The Arrow type of this value type."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def accepts(self, arrow_type: pa.DataType) -> bool:
         """Whether a source column of ``arrow_type`` can be read as this type.
 
@@ -62,7 +64,6 @@ class FeastType:
             floats for float types, strings, binaries, booleans, timestamps, and lists of
             an accepted item type.
         """
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return self.name

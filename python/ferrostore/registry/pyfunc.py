@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import importlib
 import os
 import tempfile
@@ -59,23 +60,23 @@ _MODEL_FILE = "python_model.pkl"
 _LOADERS = ("ferrostore.registry.pyfunc", "ferrostore.registry.sklearn")
 
 
-class PythonModel:
-    """Base class of custom Python models: override :meth:`predict` (and ``load_context``).
+class PythonModel(abc.ABC):
+    """Base class of custom Python models: implement :meth:`predict` (and ``load_context``).
 
     ``predict`` may be declared ``predict(self, context, model_input, params=None)`` (MLflow 2)
     or ``predict(self, model_input, params=None)``.
     """
 
     def load_context(self, context: PythonModelContext) -> None:
-        """Load what the model needs from ``context.artifacts`` (local file paths)."""
+        """Load what the model needs from ``context.artifacts`` (local file paths).
 
-    def predict(self, context: PythonModelContext, model_input: Any, params: Any = None) -> Any:
-        """Return predictions for ``model_input``.
-
-        Raises:
-            NotImplementedError: Subclasses must override it.
+        Optional: the default loads nothing.
         """
-        raise NotImplementedError("PythonModel subclasses must implement predict()")
+        del context
+
+    @abc.abstractmethod
+    def predict(self, context: PythonModelContext, model_input: Any, params: Any = None) -> Any:
+        """Return predictions for ``model_input`` (abstract, as in MLflow)."""
 
 
 class _StoreModelFiles:
