@@ -194,6 +194,35 @@ def test_search_runs(uri: str) -> None:
         mlflow.search_runs([exp_id], order_by=["attributes.color"])
 
 
+def test_search_runs_frame_matches_runs(uri: str) -> None:
+    exp_id = mlflow.create_experiment("frame")
+    client = MlflowClient()
+    for i in range(4):
+        run = client.create_run(exp_id, start_time=1_000 + i, run_name=f"r{i}")
+        metrics = [mlflow.Metric("acc", i / 10, 1, 0), mlflow.Metric(f"m{i}", 1.0, 1, 0)]
+        params = [mlflow.Param("model", "xgb" if i % 2 else "lr")] if i else []
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        if i == 3:
+            client.set_terminated(run.info.run_id)
+    text = "metrics.acc >= 0.1 AND metrics.acc < 0.3"
+    runs = mlflow.search_runs([exp_id], text, output_format="list")
+    df = mlflow.search_runs([exp_id], text)
+    assert [r.info.run_name for r in runs] == ["r2", "r1"]
+    assert list(df["run_id"]) == [r.info.run_id for r in runs]
+    assert list(df.columns[:6]) == [
+        "run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"
+    ]  # fmt: skip
+    assert list(df["metrics.acc"]) == [0.2, 0.1]
+    assert df["metrics.m1"].isna().tolist() == [True, False]
+    assert list(df["params.model"]) == ["lr", "xgb"]
+    assert df["end_time"].isna().all() and str(df["start_time"].dtype) == "datetime64[ns, UTC]"
+    everything = mlflow.search_runs([exp_id], output_format="list")
+    assert [r.data.metrics for r in everything] == [
+        mlflow.get_run(r.info.run_id).data.metrics for r in everything
+    ]
+    assert everything[0].info.status == "FINISHED" and not everything[-1].data.params
+
+
 def test_tracking_uri_default_env_and_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

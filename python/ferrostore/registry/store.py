@@ -11,6 +11,7 @@ transactions are serialized by ``BEGIN IMMEDIATE``).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import getpass
 import json
 import math
@@ -20,7 +21,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -60,7 +61,7 @@ from ferrostore.registry.filters import (
 )
 from ferrostore.registry.uris import parse_model_uri
 
-__all__ = ["DEFAULT_EXPERIMENT_ID", "Store", "current_user", "now_ms"]
+__all__ = ["DEFAULT_EXPERIMENT_ID", "RunTable", "Store", "current_user", "now_ms"]
 
 T = TypeVar("T")
 
@@ -211,6 +212,96 @@ def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
 
 def _metric_from_row(value: float | None, is_nan: bool) -> float:
     return math.nan if is_nan or value is None else float(value)
+
+
+_RUN_INFO_COLUMNS = (
+    "run_id",
+    "experiment_id",
+    "run_name",
+    "user_id",
+    "status",
+    "start_time",
+    "end_time",
+    "lifecycle_stage",
+    "artifact_uri",
+)
+"""The ``runs`` columns of a :class:`RunInfo`, in the order of its fields."""
+
+
+class RunTable(NamedTuple):
+    """Runs as columns, the shape ``search_runs`` builds its DataFrame from.
+
+    ``rows`` hold the :data:`_RUN_INFO_COLUMNS` of each run, in search order; ``metrics``,
+    ``params`` and ``tags`` map each key to ``{run_id: value}`` for the runs that have it.
+    """
+
+    rows: list[tuple[Any, ...]]
+    metrics: dict[str, dict[str, float]]
+    params: dict[str, dict[str, str]]
+    tags: dict[str, dict[str, str]]
+
+    def runs(self) -> list[Run]:
+        """Return the table as :class:`Run` objects, in order."""
+        per_run: dict[str, tuple[dict[str, float], dict[str, str], dict[str, str]]] = {
+            row[0]: ({}, {}, {}) for row in self.rows
+        }
+        for slot, columns in enumerate((self.metrics, self.params, self.tags)):
+            for key, by_run in columns.items():
+                for run_id, value in by_run.items():
+                    per_run[run_id][slot][key] = value  # type: ignore[index]
+        return [Run(info=RunInfo(*row), data=RunData(*per_run[row[0]])) for row in self.rows]
+
+
+def _in_ids(column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
+    """Return ``column IN (:ids)`` with one bound parameter, whatever the number of ids.
+
+    A plain ``IN`` renders one parameter per id, so its SQL (and the prepared statement)
+    changes with every count; this form stays one cached statement. Bind
+    :func:`_ids_param` to ``ids``.
+    """
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam("ids", type_=pg_dialect.ARRAY(sa.Text)))
+    each = sa.func.json_each(sa.bindparam("ids", type_=sa.Text)).table_valued("value")
+    return column.in_(sa.select(each.c.value))
+
+
+def _ids_param(ids: Sequence[Any], dialect: str) -> Any:
+    return list(ids) if dialect == "postgresql" else json.dumps(list(ids))
+
+
+@functools.cache
+def _run_data_queries(dialect: str) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
+    """Return the queries of the latest metrics, params and tags of the runs ``:ids``."""
+    lm, p, tg = t.run_latest_metrics.c, t.run_params.c, t.run_tags.c
+    return (
+        sa.select(lm.run_id, lm.key, lm.value, lm.is_nan).where(_in_ids(lm.run_id, dialect)),
+        sa.select(p.run_id, p.key, p.value).where(_in_ids(p.run_id, dialect)),
+        sa.select(tg.run_id, tg.key, tg.value).where(_in_ids(tg.run_id, dialect)),
+    )
+
+
+def _run_info_row(row: Any) -> tuple[Any, ...]:
+    """Return the :data:`_RUN_INFO_COLUMNS` of a full ``runs`` row."""
+    return tuple(getattr(row, c) for c in _RUN_INFO_COLUMNS)
+
+
+def _run_table(conn: Connection, rows: Sequence[Any]) -> RunTable:
+    """Return the runs ``rows`` (their :data:`_RUN_INFO_COLUMNS`) with their logged data."""
+    metrics: dict[str, dict[str, float]] = defaultdict(dict)
+    params: dict[str, dict[str, str]] = defaultdict(dict)
+    tags: dict[str, dict[str, str]] = defaultdict(dict)
+    if rows:
+        dialect = conn.dialect.name
+        ids = {"ids": _ids_param([row[0] for row in rows], dialect)}
+        metric_query, param_query, tag_query = _run_data_queries(dialect)
+        # .all() fetches in one call; iterating a result fetches row by row, far slower.
+        for run_id, key, value, is_nan in conn.execute(metric_query, ids).all():
+            metrics[key][run_id] = _metric_from_row(value, is_nan)
+        for run_id, key, value in conn.execute(param_query, ids).all():
+            params[key][run_id] = value
+        for run_id, key, value in conn.execute(tag_query, ids).all():
+            tags[key][run_id] = value
+    return RunTable([tuple(row) for row in rows], dict(metrics), dict(params), dict(tags))
 
 
 class Store:
@@ -420,53 +511,12 @@ class Store:
             raise NotFound(f"run {run_id!r} does not exist")
         return row
 
-    def _run_data(self, conn: Connection, run_ids: Sequence[str]) -> dict[str, RunData]:
-        metrics: dict[str, dict[str, float]] = defaultdict(dict)
-        params: dict[str, dict[str, str]] = defaultdict(dict)
-        tags: dict[str, dict[str, str]] = defaultdict(dict)
-        for chunk in _chunks(list(run_ids)):
-            lm = t.run_latest_metrics.c
-            for rid, key, value, is_nan in conn.execute(
-                sa.select(lm.run_id, lm.key, lm.value, lm.is_nan).where(lm.run_id.in_(chunk))
-            ):
-                metrics[rid][key] = _metric_from_row(value, is_nan)
-            for rid, key, value in conn.execute(
-                sa.select(t.run_params.c.run_id, t.run_params.c.key, t.run_params.c.value).where(
-                    t.run_params.c.run_id.in_(chunk)
-                )
-            ):
-                params[rid][key] = value
-            for rid, key, value in conn.execute(
-                sa.select(t.run_tags.c.run_id, t.run_tags.c.key, t.run_tags.c.value).where(
-                    t.run_tags.c.run_id.in_(chunk)
-                )
-            ):
-                tags[rid][key] = value
-        return {
-            rid: RunData(metrics=metrics[rid], params=params[rid], tags=tags[rid])
-            for rid in run_ids
-        }
-
-    @staticmethod
-    def _run_info(row: Any) -> RunInfo:
-        return RunInfo(
-            run_id=row.run_id,
-            experiment_id=row.experiment_id,
-            run_name=row.run_name,
-            user_id=row.user_id,
-            status=row.status,
-            start_time=row.start_time,
-            end_time=row.end_time,
-            lifecycle_stage=row.lifecycle_stage,
-            artifact_uri=row.artifact_uri,
-        )
-
     def get_run(self, run_id: str) -> Run:
         """Return a run with its latest metrics, params and tags. Raises NotFound."""
 
         def work(conn: Connection) -> Run:
             row = self._require_run(conn, run_id)
-            return Run(info=self._run_info(row), data=self._run_data(conn, [run_id])[run_id])
+            return _run_table(conn, [_run_info_row(row)]).runs()[0]
 
         return self._read(work)
 
@@ -649,37 +699,39 @@ class Store:
 
         return self._read(work)
 
-    def _run_clause(self, cmp: Comparison, dialect: str, text: str) -> ColumnElement[bool]:
+    def _run_filter(
+        self, cmp: Comparison, n: int, source: Any, dialect: str, text: str
+    ) -> tuple[Any, ColumnElement[bool] | None]:
+        """Apply one comparison: a WHERE clause on ``runs``, or an inner join on its data.
+
+        Data tables hold one row per (run, key), so a join keeps exactly the runs an
+        ``IN (subquery)`` would; as a join the planner can start from the selective
+        ``(key, value)`` index instead of walking every run of the experiment.
+        """
         r = t.runs.c
         if cmp.kind == "attribute":
             key = cmp.key
             if key in _RUN_ATTRS_STR:
                 check_value_type(cmp, numeric=False, text=text)
-                return compare(r[_RUN_ATTRS_STR[key]], cmp.op, cmp.value, dialect)
+                return source, compare(r[_RUN_ATTRS_STR[key]], cmp.op, cmp.value, dialect)
             if key in _RUN_ATTRS_NUM:
                 check_value_type(cmp, numeric=True, text=text)
-                return compare(r[_RUN_ATTRS_NUM[key]], cmp.op, cmp.value, dialect)
+                return source, compare(r[_RUN_ATTRS_NUM[key]], cmp.op, cmp.value, dialect)
             raise InvalidArgument(
                 f"invalid filter {text!r}: unknown run attribute {key!r}; expected one of "
                 f"{', '.join(sorted([*_RUN_ATTRS_STR, *_RUN_ATTRS_NUM]))}"
             )
+        check_value_type(cmp, numeric=cmp.kind == "metric", text=text)
+        tables = {"metric": t.run_latest_metrics, "param": t.run_params, "tag": t.run_tags}
+        table = tables[cmp.kind].alias(f"f{n}")
+        on = [
+            table.c.run_id == r.run_id,
+            table.c.key == cmp.key,
+            compare(table.c.value, cmp.op, cmp.value, dialect),
+        ]
         if cmp.kind == "metric":
-            check_value_type(cmp, numeric=True, text=text)
-            lm = t.run_latest_metrics.c
-            return r.run_id.in_(
-                sa.select(lm.run_id).where(
-                    lm.key == cmp.key,
-                    lm.is_nan.is_(False),
-                    compare(lm.value, cmp.op, cmp.value, dialect),
-                )
-            )
-        table = t.run_params if cmp.kind == "param" else t.run_tags
-        check_value_type(cmp, numeric=False, text=text)
-        return r.run_id.in_(
-            sa.select(table.c.run_id).where(
-                table.c.key == cmp.key, compare(table.c.value, cmp.op, cmp.value, dialect)
-            )
-        )
+            on.append(table.c.is_nan.is_(False))
+        return source.join(table, sa.and_(*on)), None
 
     def _run_order(self, key: OrderKey, query: Any, n: int) -> tuple[Any, list[Any]]:
         r = t.runs.c
@@ -699,6 +751,49 @@ class Store:
         col = table.c.value
         return query, [col.is_(None), col.asc() if key.ascending else col.desc()]
 
+    def search_run_table(
+        self,
+        experiment_ids: Sequence[str] | None,
+        filter_string: str | None,
+        order_by: Sequence[str] | None,
+        max_results: int,
+        include_deleted: bool = False,
+    ) -> RunTable:
+        """Return the runs matching a filter, in order, as columns; filter and order run in SQL.
+
+        Raises:
+            InvalidArgument: A malformed filter or order_by, or a bad ``max_results``.
+        """
+        comparisons = parse_filter(filter_string)
+        order = parse_order_by(order_by)
+        if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
+            raise InvalidArgument(f"max_results must be a positive integer, got {max_results!r}")
+        self._ensure_default_experiment()
+        dialect = self.db.dialect
+        r = t.runs.c
+        source: Any = t.runs
+        where: list[ColumnElement[bool]] = []
+        if experiment_ids is not None:
+            where.append(r.experiment_id.in_([str(e) for e in experiment_ids]))
+        if not include_deleted:
+            where.append(r.lifecycle_stage == "active")
+        for n, cmp in enumerate(comparisons):
+            source, clause = self._run_filter(cmp, n, source, dialect, filter_string or "")
+            if clause is not None:
+                where.append(clause)
+        order_cols: list[Any] = []
+        for n, key in enumerate(order):
+            source, cols = self._run_order(key, source, n)
+            order_cols.extend(cols)
+        query = (
+            sa.select(*(r[c] for c in _RUN_INFO_COLUMNS))
+            .select_from(source)
+            .where(*where)
+            .order_by(*order_cols, r.start_time.desc(), r.run_id)
+            .limit(max_results)
+        )
+        return self._read(lambda conn: _run_table(conn, conn.execute(query).all()))
+
     def search_runs(
         self,
         experiment_ids: Sequence[str] | None,
@@ -707,34 +802,11 @@ class Store:
         max_results: int,
         include_deleted: bool = False,
     ) -> list[Run]:
-        """Return the runs matching a filter, in order; filter and order run in SQL."""
-        comparisons = parse_filter(filter_string)
-        order = parse_order_by(order_by)
-        if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
-            raise InvalidArgument(f"max_results must be a positive integer, got {max_results!r}")
-        self._ensure_default_experiment()
-        dialect = self.db.dialect
-
-        def work(conn: Connection) -> list[Run]:
-            r = t.runs.c
-            source: Any = t.runs
-            order_cols: list[Any] = []
-            for n, key in enumerate(order):
-                source, cols = self._run_order(key, source, n)
-                order_cols.extend(cols)
-            query = sa.select(t.runs).select_from(source)
-            if experiment_ids is not None:
-                query = query.where(r.experiment_id.in_([str(e) for e in experiment_ids]))
-            if not include_deleted:
-                query = query.where(r.lifecycle_stage == "active")
-            for cmp in comparisons:
-                query = query.where(self._run_clause(cmp, dialect, filter_string or ""))
-            query = query.order_by(*order_cols, r.start_time.desc(), r.run_id).limit(max_results)
-            rows = conn.execute(query).all()
-            data = self._run_data(conn, [row.run_id for row in rows])
-            return [Run(info=self._run_info(row), data=data[row.run_id]) for row in rows]
-
-        return self._read(work)
+        """Return the runs matching a filter, in order (see :meth:`search_run_table`)."""
+        table = self.search_run_table(
+            experiment_ids, filter_string, order_by, max_results, include_deleted
+        )
+        return table.runs()
 
     # ---------------------------------------------------------------- artifacts
 

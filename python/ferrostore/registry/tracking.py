@@ -44,7 +44,13 @@ from ferrostore.registry.entities import (
     RunStatus,
     RunTag,
 )
-from ferrostore.registry.store import DEFAULT_EXPERIMENT_ID, Store, current_user, now_ms
+from ferrostore.registry.store import (
+    DEFAULT_EXPERIMENT_ID,
+    RunTable,
+    Store,
+    current_user,
+    now_ms,
+)
 
 __all__ = [
     "ARTIFACT_ROOT_ENV",
@@ -591,36 +597,35 @@ def search_runs(
             if isinstance(experiment_ids, str)
             else [str(e) for e in experiment_ids]
         )
-    runs = store.search_runs(ids, filter_string, order_by, max_results)
+    table = store.search_run_table(ids, filter_string, order_by, max_results)
     if output_format == "list":
-        return runs
-    return runs_to_frame(runs)
+        return table.runs()
+    return run_table_to_frame(table)
 
 
-def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:
-    """Return runs as MLflow's ``search_runs`` DataFrame."""
-    base: dict[str, list[Any]] = {
-        "run_id": [r.info.run_id for r in runs],
-        "experiment_id": [r.info.experiment_id for r in runs],
-        "status": [r.info.status for r in runs],
-        "artifact_uri": [r.info.artifact_uri for r in runs],
-        "start_time": pd.to_datetime([r.info.start_time for r in runs], unit="ms", utc=True),
+def run_table_to_frame(table: RunTable) -> pd.DataFrame:
+    """Return runs as MLflow's ``search_runs`` DataFrame, built column by column."""
+    columns = list(zip(*table.rows, strict=True)) if table.rows else [()] * 9
+    run_ids, experiment_ids, _, _, statuses, starts, ends, _, artifact_uris = columns
+    frame: dict[str, Any] = {
+        "run_id": list(run_ids),
+        "experiment_id": list(experiment_ids),
+        "status": list(statuses),
+        "artifact_uri": list(artifact_uris),
+        "start_time": pd.to_datetime(list(starts), unit="ms", utc=True),
         "end_time": pd.to_datetime(
-            [r.info.end_time if r.info.end_time is not None else math.nan for r in runs],
-            unit="ms",
-            utc=True,
+            [math.nan if end is None else end for end in ends], unit="ms", utc=True
         ),
     }
-    columns: dict[str, list[Any]] = {}
-    for prefix, attr, missing in (
-        ("metrics", "metrics", math.nan),
-        ("params", "params", None),
-        ("tags", "tags", None),
+    for prefix, by_key, missing in (
+        ("metrics", table.metrics, math.nan),
+        ("params", table.params, None),
+        ("tags", table.tags, None),
     ):
-        keys = sorted({k for r in runs for k in getattr(r.data, attr)})
-        for key in keys:
-            columns[f"{prefix}.{key}"] = [getattr(r.data, attr).get(key, missing) for r in runs]
-    return pd.DataFrame({**base, **columns})
+        for key in sorted(by_key):
+            values = by_key[key]
+            frame[f"{prefix}.{key}"] = [values.get(run_id, missing) for run_id in run_ids]
+    return pd.DataFrame(frame)
 
 
 def register_model(
