@@ -205,6 +205,32 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     return sqlite_dialect.insert(table)
 
 
+_DRIVER_INSERTS: dict[tuple[str, str, tuple[str, ...]], tuple[str, tuple[int, ...] | None]] = {}
+
+
+def _insert_rows(
+    conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """INSERT rows of plain values (str, int, float, bool, None) in one driver executemany.
+
+    SQLAlchemy's executemany processes each parameter of each row in Python, which for
+    thousands of metric points costs more than the insert itself.
+    """
+    key = (conn.dialect.name, table.name, columns)
+    if key not in _DRIVER_INSERTS:
+        compiled = sa.insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
+        names = compiled.positiontup
+        order = None if names is None else tuple(columns.index(n) for n in names)
+        _DRIVER_INSERTS[key] = (compiled.string, order)
+    sql, order = _DRIVER_INSERTS[key]
+    if order is None:
+        conn.exec_driver_sql(sql, [dict(zip(columns, row, strict=True)) for row in rows])
+    elif order == tuple(range(len(columns))):
+        conn.exec_driver_sql(sql, list(rows))
+    else:
+        conn.exec_driver_sql(sql, [tuple(row[i] for i in order) for row in rows])
+
+
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -304,6 +330,56 @@ def _run_table(conn: Connection, rows: Sequence[Any]) -> RunTable:
     return RunTable([tuple(row) for row in rows], dict(metrics), dict(params), dict(tags))
 
 
+_METRIC_COLUMNS = ("run_id", "key", "value", "is_nan", "timestamp", "step")
+_RUN = sa.select(t.runs).where(t.runs.c.run_id == sa.bindparam("run_id"))
+_INSERT_RUN = sa.insert(t.runs)
+_EXPERIMENT_BY = {
+    column: sa.select(
+        t.experiments,
+        t.experiment_tags.c.key.label("tag_key"),
+        t.experiment_tags.c.value.label("tag_value"),
+    )
+    .select_from(t.experiments.outerjoin(t.experiment_tags))
+    .where(t.experiments.c[column] == sa.bindparam("value"))
+    for column in ("experiment_id", "name")
+}
+_INSERT_RUN_TAGS = sa.insert(t.run_tags)
+_EXPERIMENT_STAGE = sa.select(t.experiments.c.lifecycle_stage).where(
+    t.experiments.c.experiment_id == sa.bindparam("experiment_id")
+)
+_RUN_STAGE = sa.select(t.runs.c.lifecycle_stage).where(t.runs.c.run_id == sa.bindparam("run_id"))
+_RUN_PARAMS = sa.select(t.run_params.c.key, t.run_params.c.value).where(
+    t.run_params.c.run_id == sa.bindparam("run_id")
+)
+
+
+@functools.cache
+def _run_writes(dialect: str) -> tuple[Any, Any, Any]:
+    """Return the param insert, tag upsert and latest-metric upsert statements of a dialect."""
+    insert = pg_dialect.insert if dialect == "postgresql" else sqlite_dialect.insert
+    params = insert(t.run_params).on_conflict_do_nothing()
+    tags = insert(t.run_tags)
+    tags = tags.on_conflict_do_update(
+        index_elements=["run_id", "key"], set_={"value": tags.excluded.value}
+    )
+    lm = t.run_latest_metrics
+    latest = insert(lm)
+    ex = latest.excluded
+    latest = latest.on_conflict_do_update(
+        index_elements=["run_id", "key"],
+        set_={"value": ex.value, "is_nan": ex.is_nan, "timestamp": ex.timestamp, "step": ex.step},
+        where=(ex.step > lm.c.step) | ((ex.step == lm.c.step) & (ex.timestamp >= lm.c.timestamp)),
+    )
+    return params, tags, latest
+
+
+def _check_step(key: str, step: object, timestamp: object) -> None:
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise InvalidArgument(f"metric {key!r}: step {step!r} must be an integer")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+        raise InvalidArgument(f"metric {key!r}: timestamp {timestamp!r} must be ms")
+
+
 class Store:
     """Tracking and registry operations on one metadata database and artifact store.
 
@@ -387,34 +463,27 @@ class Store:
 
         return self._write(work)
 
-    def _experiment(self, conn: Connection, where: ColumnElement[bool]) -> Experiment | None:
-        row = conn.execute(sa.select(t.experiments).where(where)).mappings().first()
-        if row is None:
+    def _experiment(self, conn: Connection, by: str, value: str) -> Experiment | None:
+        """Return the experiment whose column ``by`` (experiment_id or name) is ``value``."""
+        rows = conn.execute(_EXPERIMENT_BY[by], {"value": value}).all()
+        if not rows:
             return None
-        tags = dict(
-            conn.execute(
-                sa.select(t.experiment_tags.c.key, t.experiment_tags.c.value).where(
-                    t.experiment_tags.c.experiment_id == row["experiment_id"]
-                )
-            ).all()
-        )
+        row = rows[0]
         return Experiment(
-            experiment_id=row["experiment_id"],
-            name=row["name"],
-            artifact_location=row["artifact_location"],
-            lifecycle_stage=row["lifecycle_stage"],
-            tags=tags,
-            creation_time=row["creation_time"],
-            last_update_time=row["last_update_time"],
+            experiment_id=row.experiment_id,
+            name=row.name,
+            artifact_location=row.artifact_location,
+            lifecycle_stage=row.lifecycle_stage,
+            tags={r.tag_key: r.tag_value for r in rows if r.tag_key is not None},
+            creation_time=row.creation_time,
+            last_update_time=row.last_update_time,
         )
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         """Return the experiment with this id. Raises NotFound."""
         self._ensure_default_experiment()
         exp_id = str(experiment_id)
-        exp = self._read(
-            lambda conn: self._experiment(conn, t.experiments.c.experiment_id == exp_id)
-        )
+        exp = self._read(lambda conn: self._experiment(conn, "experiment_id", exp_id))
         if exp is None:
             raise NotFound(f"experiment id {exp_id!r} does not exist")
         return exp
@@ -423,7 +492,7 @@ class Store:
         """Return the experiment named ``name``, or None."""
         check_name(name, "experiment name")
         self._ensure_default_experiment()
-        return self._read(lambda conn: self._experiment(conn, t.experiments.c.name == name))
+        return self._read(lambda conn: self._experiment(conn, "name", name))
 
     def search_experiments(self) -> list[Experiment]:
         """Return every active experiment, by id."""
@@ -435,7 +504,7 @@ class Store:
                     t.experiments.c.lifecycle_stage == "active"
                 )
             ).scalars()
-            out = [self._experiment(conn, t.experiments.c.experiment_id == i) for i in ids]
+            out = [self._experiment(conn, "experiment_id", i) for i in ids]
             return sorted((e for e in out if e), key=lambda e: int(e.experiment_id))
 
         return self._read(work)
@@ -469,31 +538,28 @@ class Store:
         start = start_time if start_time is not None else now_ms()
 
         def work(conn: Connection) -> None:
-            exp = conn.execute(
-                sa.select(t.experiments.c.lifecycle_stage).where(
-                    t.experiments.c.experiment_id == exp_id
-                )
-            ).first()
+            exp = conn.execute(_EXPERIMENT_STAGE, {"experiment_id": exp_id}).first()
             if exp is None:
                 raise NotFound(f"experiment id {exp_id!r} does not exist")
             if exp[0] != "active":
                 raise InvalidArgument(f"experiment id {exp_id!r} is deleted; cannot add runs")
             conn.execute(
-                sa.insert(t.runs).values(
-                    run_id=run_id,
-                    experiment_id=exp_id,
-                    run_name=name,
-                    user_id=user,
-                    status=RunStatus.RUNNING,
-                    start_time=start,
-                    end_time=None,
-                    lifecycle_stage="active",
-                    artifact_uri=f"runs:/{run_id}",
-                    parent_run_id=parent_run_id,
-                )
+                _INSERT_RUN,
+                {
+                    "run_id": run_id,
+                    "experiment_id": exp_id,
+                    "run_name": name,
+                    "user_id": user,
+                    "status": RunStatus.RUNNING,
+                    "start_time": start,
+                    "end_time": None,
+                    "lifecycle_stage": "active",
+                    "artifact_uri": f"runs:/{run_id}",
+                    "parent_run_id": parent_run_id,
+                },
             )
             conn.execute(
-                sa.insert(t.run_tags),
+                _INSERT_RUN_TAGS,
                 [{"run_id": run_id, "key": k, "value": v} for k, v in tag_rows.items()],
             )
 
@@ -501,12 +567,20 @@ class Store:
         _emit(
             "run_started", store=self, run_id=run_id, experiment_id=exp_id, run_name=name, user=user
         )
-        return self.get_run(run_id)
+        # What was just written: a new run has no metrics or params yet.
+        info = RunInfo(
+            run_id, exp_id, name, user, RunStatus.RUNNING, start, None, "active", f"runs:/{run_id}"
+        )
+        return Run(info=info, data=RunData(metrics={}, params={}, tags=dict(tag_rows)))
 
-    def _require_run(self, conn: Connection, run_id: str) -> sa.Row[Any]:
+    @staticmethod
+    def _check_run_id(run_id: object) -> str:
         if not isinstance(run_id, str) or not run_id:
             raise InvalidArgument(f"run_id must be a non-empty string, got {run_id!r}")
-        row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).first()
+        return run_id
+
+    def _require_run(self, conn: Connection, run_id: str) -> sa.Row[Any]:
+        row = conn.execute(_RUN, {"run_id": self._check_run_id(run_id)}).first()
         if row is None:
             raise NotFound(f"run {run_id!r} does not exist")
         return row
@@ -534,25 +608,27 @@ class Store:
                 f"invalid run status {status!r}; expected one of {', '.join(RunStatus.ALL)}"
             )
 
+        values: dict[str, Any] = {}
+        if status is not None:
+            values["status"] = status
+            values["end_time"] = None
+        if run_name is not None:
+            values["run_name"] = check_name(run_name, "run_name")
+        update = sa.update(t.runs).where(t.runs.c.run_id == sa.bindparam("rid"))
+
         def work(conn: Connection) -> None:
-            self._require_run(conn, run_id)
-            values: dict[str, Any] = {}
-            if status is not None:
-                values["status"] = status
-                values["end_time"] = (
-                    (end_time or now_ms()) if RunStatus.is_terminated(status) else None
-                )
+            if status is not None and RunStatus.is_terminated(status):
+                values["end_time"] = end_time or now_ms()
+            if not values:
+                self._require_run(conn, run_id)
+                return
+            # The UPDATE doubles as the existence check: no row matched, no run.
+            rid = self._check_run_id(run_id)
+            if conn.execute(update.values(**values), {"rid": rid}).rowcount == 0:
+                raise NotFound(f"run {run_id!r} does not exist")
             if run_name is not None:
-                values["run_name"] = check_name(run_name, "run_name")
-                conn.execute(
-                    _insert(conn, t.run_tags)
-                    .values(run_id=run_id, key="mlflow.runName", value=run_name)
-                    .on_conflict_do_update(
-                        index_elements=["run_id", "key"], set_={"value": run_name}
-                    )
-                )
-            if values:
-                conn.execute(sa.update(t.runs).where(t.runs.c.run_id == run_id).values(**values))
+                tags = _run_writes(conn.dialect.name)[1]
+                conn.execute(tags, [{"run_id": run_id, "key": "mlflow.runName", "value": run_name}])
 
         self._write(work)
         if status is not None and RunStatus.is_terminated(status):
@@ -593,49 +669,37 @@ class Store:
                 )
             param_rows[key] = value
         tag_rows = {_check_key(x.key, "tag"): _check_value(x.value, "tag", x.key) for x in tags}
-        metric_rows: list[dict[str, Any]] = []
-        latest: dict[str, dict[str, Any]] = {}
+        metric_rows: list[tuple[Any, ...]] = []
+        latest: dict[str, tuple[Any, ...]] = {}
+        checked: set[str] = set()
         for m in metrics:
-            key = _check_key(m.key, "metric")
-            value = _metric_value(key, m.value)
-            if isinstance(m.step, bool) or not isinstance(m.step, int):
-                raise InvalidArgument(f"metric {key!r}: step {m.step!r} must be an integer")
-            if isinstance(m.timestamp, bool) or not isinstance(m.timestamp, int):
-                raise InvalidArgument(f"metric {key!r}: timestamp {m.timestamp!r} must be ms")
-            nan = math.isnan(value)
-            row = {
-                "run_id": run_id,
-                "key": key,
-                "value": None if nan else value,
-                "is_nan": nan,
-                "timestamp": m.timestamp,
-                "step": m.step,
-            }
+            key, value, step, timestamp = m.key, m.value, m.step, m.timestamp
+            if key not in checked:
+                checked.add(_check_key(key, "metric"))
+            if type(value) is not float:  # floats, the common case, need no conversion
+                value = _metric_value(key, value)
+            if type(step) is not int or type(timestamp) is not int:
+                _check_step(key, step, timestamp)
+            nan = value != value
+            row = (run_id, key, None if nan else value, nan, timestamp, step)
             metric_rows.append(row)
             best = latest.get(key)
-            if best is None or (row["step"], row["timestamp"]) >= (best["step"], best["timestamp"]):
+            if best is None or (step, timestamp) >= (best[5], best[4]):
                 latest[key] = row
 
         def work(conn: Connection) -> None:
-            run = self._require_run(conn, run_id)
-            if run.lifecycle_stage != "active":
+            stage = conn.execute(_RUN_STAGE, {"run_id": self._check_run_id(run_id)}).scalar()
+            if stage is None:
+                raise NotFound(f"run {run_id!r} does not exist")
+            if stage != "active":
                 raise InvalidArgument(f"run {run_id!r} is deleted; cannot log to it")
+            insert_params, upsert_tags, upsert_latest = _run_writes(conn.dialect.name)
             if param_rows:
-                keys = list(param_rows)
                 conn.execute(
-                    _insert(conn, t.run_params)
-                    .values(
-                        [{"run_id": run_id, "key": k, "value": v} for k, v in param_rows.items()]
-                    )
-                    .on_conflict_do_nothing()
+                    insert_params,
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in param_rows.items()],
                 )
-                stored = dict(
-                    conn.execute(
-                        sa.select(t.run_params.c.key, t.run_params.c.value).where(
-                            t.run_params.c.run_id == run_id, t.run_params.c.key.in_(keys)
-                        )
-                    ).all()
-                )
+                stored = dict(conn.execute(_RUN_PARAMS, {"run_id": run_id}).all())
                 for key, value in param_rows.items():
                     if stored.get(key) != value:
                         raise AlreadyExists(
@@ -643,13 +707,9 @@ class Store:
                             f"params are write-once, cannot set it to {value!r}"
                         )
             if tag_rows:
-                stmt = _insert(conn, t.run_tags).values(
-                    [{"run_id": run_id, "key": k, "value": v} for k, v in tag_rows.items()]
-                )
                 conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
-                    )
+                    upsert_tags,
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in tag_rows.items()],
                 )
                 if "mlflow.runName" in tag_rows:
                     conn.execute(
@@ -658,24 +718,10 @@ class Store:
                         .values(run_name=tag_rows["mlflow.runName"])
                     )
             if metric_rows:
-                conn.execute(sa.insert(t.run_metrics), metric_rows)
-                lm = t.run_latest_metrics
-                stmt = _insert(conn, lm).values(list(latest.values()))
-                ex = stmt.excluded
-                newer = (ex.step > lm.c.step) | (
-                    (ex.step == lm.c.step) & (ex.timestamp >= lm.c.timestamp)
-                )
+                _insert_rows(conn, t.run_metrics, _METRIC_COLUMNS, metric_rows)
                 conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["run_id", "key"],
-                        set_={
-                            "value": ex.value,
-                            "is_nan": ex.is_nan,
-                            "timestamp": ex.timestamp,
-                            "step": ex.step,
-                        },
-                        where=newer,
-                    )
+                    upsert_latest,
+                    [dict(zip(_METRIC_COLUMNS, row, strict=True)) for row in latest.values()],
                 )
 
         self._write(work)
