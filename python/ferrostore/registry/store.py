@@ -10,6 +10,7 @@ transactions are serialized by ``BEGIN IMMEDIATE``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import getpass
@@ -19,7 +20,7 @@ import re
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -69,7 +70,6 @@ DEFAULT_EXPERIMENT_ID = "0"
 _DEFAULT_EXPERIMENT_NAME = "Default"
 _MAX_KEY = 250
 _MAX_VALUE = 8000
-_CHUNK = 500
 _ALIAS = re.compile(r"[A-Za-z0-9_\-]{1,255}")
 _RESERVED_ALIAS = re.compile(r"(?i:latest|v\d+)")
 _STAGE_BY_LOWER = {s.lower(): s for s in STAGES}
@@ -199,10 +199,15 @@ def _metric_value(key: str, value: object) -> float:
     return float(value)
 
 
-def _insert(conn: Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
+def _dialect_insert(dialect: str, table: sa.Table) -> Any:
+    """Return the dialect's INSERT of ``table`` (the one with ``on_conflict_*``)."""
+    if dialect == "postgresql":
         return pg_dialect.insert(table)
     return sqlite_dialect.insert(table)
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    return _dialect_insert(conn.dialect.name, table)
 
 
 _DRIVER_INSERTS: dict[tuple[str, str, tuple[str, ...]], tuple[str, tuple[int, ...] | None]] = {}
@@ -229,11 +234,6 @@ def _insert_rows(
         conn.exec_driver_sql(sql, list(rows))
     else:
         conn.exec_driver_sql(sql, [tuple(row[i] for i in order) for row in rows])
-
-
-def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _metric_from_row(value: float | None, is_nan: bool) -> float:
@@ -278,7 +278,7 @@ class RunTable(NamedTuple):
         return [Run(info=RunInfo(*row), data=RunData(*per_run[row[0]])) for row in self.rows]
 
 
-def _in_ids(column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
+def _in_ids(column: ColumnElement[Any], dialect: str, type_: Any = sa.Text) -> ColumnElement[bool]:
     """Return ``column IN (:ids)`` with one bound parameter, whatever the number of ids.
 
     A plain ``IN`` renders one parameter per id, so its SQL (and the prepared statement)
@@ -286,7 +286,7 @@ def _in_ids(column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
     :func:`_ids_param` to ``ids``.
     """
     if dialect == "postgresql":
-        return column == sa.any_(sa.bindparam("ids", type_=pg_dialect.ARRAY(sa.Text)))
+        return column == sa.any_(sa.bindparam("ids", type_=pg_dialect.ARRAY(type_)))
     each = sa.func.json_each(sa.bindparam("ids", type_=sa.Text)).table_valued("value")
     return column.in_(sa.select(each.c.value))
 
@@ -353,17 +353,67 @@ _RUN_PARAMS = sa.select(t.run_params.c.key, t.run_params.c.value).where(
 )
 
 
+_rm, _mv, _mt, _al = (
+    t.registered_models.c,
+    t.model_versions.c,
+    t.model_version_tags.c,
+    t.registered_model_aliases.c,
+)
+_LOCK_MODEL = sa.select(_rm.name).where(_rm.name == sa.bindparam("name")).with_for_update()
+_MODEL = sa.select(_rm.name).where(_rm.name == sa.bindparam("name"))
+_VERSION = sa.select(t.model_versions).where(
+    _mv.name == sa.bindparam("name"), _mv.version == sa.bindparam("version")
+)
+_INSERT_EVENT = sa.insert(t.model_registry_events)
+_INSERT_VERSION = sa.insert(t.model_versions)
+_INSERT_VERSION_TAGS = sa.insert(t.model_version_tags)
+_TOUCH_MODEL = (
+    sa.update(t.registered_models)
+    .where(_rm.name == sa.bindparam("model"))
+    .values(last_updated_time=sa.bindparam("now"))
+)
+_SET_STAGE = (
+    sa.update(t.model_versions)
+    .where(_mv.name == sa.bindparam("model"), _mv.version == sa.bindparam("number"))
+    .values(current_stage=sa.bindparam("stage"), last_updated_time=sa.bindparam("now"))
+)
+_VERSION_TAGS = sa.select(_mt.key, _mt.value).where(
+    _mt.name == sa.bindparam("name"), _mt.version == sa.bindparam("version")
+)
+_MODEL_ALIASES = (
+    sa.select(_al.alias, _al.version).where(_al.name == sa.bindparam("name")).order_by(_al.alias)
+)
+_MODEL_ARTIFACT = sa.select(t.run_artifacts.c.path).where(
+    t.run_artifacts.c.run_id == sa.bindparam("run_id"),
+    t.run_artifacts.c.path == sa.bindparam("path"),
+)
+_RUN_EXISTS = sa.select(t.runs.c.run_id).where(t.runs.c.run_id == sa.bindparam("run_id"))
+
+
+@functools.cache
+def _ensure_model(dialect: str) -> Any:
+    """Return the INSERT of a registered model that does nothing when it exists."""
+    return _dialect_insert(dialect, t.registered_models).on_conflict_do_nothing()
+
+
+@functools.cache
+def _version_tags_of(dialect: str) -> sa.Select[Any]:
+    """Return the query of the tags of the versions ``:ids`` of model ``:name``."""
+    return sa.select(_mt.version, _mt.key, _mt.value).where(
+        _mt.name == sa.bindparam("name"), _in_ids(_mt.version, dialect, sa.BigInteger)
+    )
+
+
 @functools.cache
 def _run_writes(dialect: str) -> tuple[Any, Any, Any]:
     """Return the param insert, tag upsert and latest-metric upsert statements of a dialect."""
-    insert = pg_dialect.insert if dialect == "postgresql" else sqlite_dialect.insert
-    params = insert(t.run_params).on_conflict_do_nothing()
-    tags = insert(t.run_tags)
+    params = _dialect_insert(dialect, t.run_params).on_conflict_do_nothing()
+    tags = _dialect_insert(dialect, t.run_tags)
     tags = tags.on_conflict_do_update(
         index_elements=["run_id", "key"], set_={"value": tags.excluded.value}
     )
     lm = t.run_latest_metrics
-    latest = insert(lm)
+    latest = _dialect_insert(dialect, lm)
     ex = latest.excluded
     latest = latest.on_conflict_do_update(
         index_elements=["run_id", "key"],
@@ -928,21 +978,15 @@ class Store:
     # ----------------------------------------------------------------- registry
 
     def _lock_model(self, conn: Connection, name: str) -> None:
-        rm = t.registered_models.c
-        row = conn.execute(sa.select(rm.name).where(rm.name == name).with_for_update()).first()
-        if row is None:
+        if conn.execute(_LOCK_MODEL, {"name": name}).first() is None:
             raise NotFound(f"registered model {name!r} does not exist")
 
     def _require_model(self, conn: Connection, name: str) -> None:
-        rm = t.registered_models.c
-        if conn.execute(sa.select(rm.name).where(rm.name == name)).first() is None:
+        if conn.execute(_MODEL, {"name": name}).first() is None:
             raise NotFound(f"registered model {name!r} does not exist")
 
     def _require_version(self, conn: Connection, name: str, version: int) -> Any:
-        mv = t.model_versions.c
-        row = conn.execute(
-            sa.select(t.model_versions).where(mv.name == name, mv.version == version)
-        ).first()
+        row = conn.execute(_VERSION, {"name": name, "version": version}).first()
         if row is None:
             self._require_model(conn, name)
             raise NotFound(f"registered model {name!r} has no version {version}")
@@ -962,24 +1006,26 @@ class Store:
         timestamp: int | None = None,
     ) -> None:
         conn.execute(
-            sa.insert(t.model_registry_events).values(
-                name=name,
-                version=version,
-                kind=kind,
-                from_stage=from_stage,
-                to_stage=to_stage,
-                alias=alias,
-                actor=actor,
-                timestamp=timestamp or now_ms(),
-            )
+            _INSERT_EVENT,
+            {
+                "name": name,
+                "version": version,
+                "kind": kind,
+                "from_stage": from_stage,
+                "to_stage": to_stage,
+                "alias": alias,
+                "actor": actor,
+                "timestamp": timestamp or now_ms(),
+            },
         )
 
     def _touch_model(self, conn: Connection, name: str, now: int) -> None:
-        conn.execute(
-            sa.update(t.registered_models)
-            .where(t.registered_models.c.name == name)
-            .values(last_updated_time=now)
-        )
+        conn.execute(_TOUCH_MODEL, {"model": name, "now": now})
+
+    def _lock_and_touch_model(self, conn: Connection, name: str, now: int) -> None:
+        """Set a model's update time, which locks its row until commit (as ``_lock_model``)."""
+        if conn.execute(_TOUCH_MODEL, {"model": name, "now": now}).rowcount == 0:
+            raise NotFound(f"registered model {name!r} does not exist")
 
     def create_registered_model(
         self, name: str, tags: Mapping[str, Any] | None = None, description: str | None = None
@@ -1017,19 +1063,17 @@ class Store:
         by_name: dict[str, list[int]] = defaultdict(list)
         for row in rows:
             by_name[row.name].append(int(row.version))
-        mt = t.model_version_tags.c
-        al = t.registered_model_aliases.c
         for name, numbers in by_name.items():
-            for chunk in _chunks(numbers):
-                for version, key, value in conn.execute(
-                    sa.select(mt.version, mt.key, mt.value).where(
-                        mt.name == name, mt.version.in_(chunk)
-                    )
-                ):
-                    tags[(name, int(version))][key] = value
-            for alias, version in conn.execute(
-                sa.select(al.alias, al.version).where(al.name == name).order_by(al.alias)
-            ):
+            if len(numbers) == 1:
+                params = {"name": name, "version": numbers[0]}
+                found = [(numbers[0], k, v) for k, v in conn.execute(_VERSION_TAGS, params).all()]
+            else:
+                dialect = conn.dialect.name
+                params = {"name": name, "ids": _ids_param(numbers, dialect)}
+                found = conn.execute(_version_tags_of(dialect), params).all()
+            for version, key, value in found:
+                tags[(name, int(version))][key] = value
+            for alias, version in conn.execute(_MODEL_ALIASES, {"name": name}).all():
                 aliases[(name, int(version))].append(alias)
         return [
             ModelVersion(
@@ -1227,16 +1271,11 @@ class Store:
             row = self._resolve_version(conn, uri)
             return row.source, row.run_id
         assert parsed.run_id is not None
-        run = conn.execute(
-            sa.select(t.runs.c.run_id).where(t.runs.c.run_id == parsed.run_id)
-        ).first()
-        if run is None:
-            raise NotFound(f"model URI {uri!r}: run {parsed.run_id} does not exist")
-        a = t.run_artifacts.c
-        found = conn.execute(
-            sa.select(a.path).where(a.run_id == parsed.run_id, a.path == f"{parsed.path}/MLmodel")
-        ).first()
-        if found is None:
+        # run_artifacts rows exist only for existing runs, so one query checks both.
+        params = {"run_id": parsed.run_id, "path": f"{parsed.path}/MLmodel"}
+        if conn.execute(_MODEL_ARTIFACT, params).first() is None:
+            if conn.execute(_RUN_EXISTS, {"run_id": parsed.run_id}).first() is None:
+                raise NotFound(f"model URI {uri!r}: run {parsed.run_id} does not exist")
             raise NotFound(
                 f"model URI {uri!r}: run {parsed.run_id} has no model at {parsed.path!r} "
                 "(no MLmodel file logged there)"
@@ -1307,7 +1346,7 @@ class Store:
         }
         user = user_id or current_user()
 
-        def work(conn: Connection) -> int:
+        def work(conn: Connection) -> ModelVersion:
             resolved, source_run = self.resolve_source(conn, source)
             if run_id is not None and source_run is not None and run_id != source_run:
                 raise InvalidArgument(
@@ -1316,49 +1355,63 @@ class Store:
             now = now_ms()
             if create_model:
                 conn.execute(
-                    _insert(conn, t.registered_models)
-                    .values(name=name, creation_time=now, last_updated_time=now, description=None)
-                    .on_conflict_do_nothing()
+                    _ensure_model(conn.dialect.name),
+                    {"name": name, "creation_time": now, "last_updated_time": now},
                 )
-            self._lock_model(conn, name)
+            self._lock_and_touch_model(conn, name, now)
             version = self.db.next_value(conn, f"model_version:{name}")
+            created = ModelVersion(
+                name=name,
+                version=version,
+                creation_timestamp=now,
+                last_updated_timestamp=now,
+                description=description,
+                user_id=user,
+                current_stage="None",
+                source=resolved,
+                run_id=run_id or source_run,
+                status="READY",
+                run_link=run_link,
+                tags=dict(tag_rows),
+                aliases=[],  # numbers are never reused, so no alias can name this one yet
+            )
             conn.execute(
-                sa.insert(t.model_versions).values(
-                    name=name,
-                    version=version,
-                    creation_time=now,
-                    last_updated_time=now,
-                    description=description,
-                    user_id=user,
-                    current_stage="None",
-                    source=resolved,
-                    run_id=run_id or source_run,
-                    run_link=run_link,
-                    status="READY",
-                )
+                _INSERT_VERSION,
+                {
+                    "name": name,
+                    "version": version,
+                    "creation_time": now,
+                    "last_updated_time": now,
+                    "description": description,
+                    "user_id": user,
+                    "current_stage": "None",
+                    "source": resolved,
+                    "run_id": created.run_id,
+                    "run_link": run_link,
+                    "status": "READY",
+                },
             )
             if tag_rows:
                 conn.execute(
-                    sa.insert(t.model_version_tags),
+                    _INSERT_VERSION_TAGS,
                     [
                         {"name": name, "version": version, "key": k, "value": v}
                         for k, v in tag_rows.items()
                     ],
                 )
             self._event(conn, name, version, "created", user, to_stage="None", timestamp=now)
-            self._touch_model(conn, name, now)
-            return version
+            return created
 
-        version = self._write(work)
+        created = self._write(work)
         _emit(
             "model_version_created",
             store=self,
             name=name,
-            version=version,
+            version=created.version,
             source=source,
             user=user,
         )
-        return self.get_model_version(name, version)
+        return created
 
     def get_model_version(self, name: str, version: int | str) -> ModelVersion:
         """Return one model version. Raises NotFound."""
@@ -1461,11 +1514,11 @@ class Store:
             )
         moved: list[tuple[int, str, str]] = []
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> ModelVersion:
             moved.clear()
-            self._lock_model(conn, name)
-            row = self._require_version(conn, name, number)
             now = now_ms()
+            self._lock_and_touch_model(conn, name, now)
+            row = self._require_version(conn, name, number)
             mv = t.model_versions.c
             if archive_existing_versions:
                 others = conn.execute(
@@ -1474,11 +1527,8 @@ class Store:
                     )
                 ).all()
                 for other, old in others:
-                    conn.execute(
-                        sa.update(t.model_versions)
-                        .where(mv.name == name, mv.version == other)
-                        .values(current_stage="Archived", last_updated_time=now)
-                    )
+                    params = {"model": name, "number": other, "stage": "Archived", "now": now}
+                    conn.execute(_SET_STAGE, params)
                     self._event(
                         conn,
                         name,
@@ -1490,11 +1540,7 @@ class Store:
                         timestamp=now,
                     )
                     moved.append((int(other), old, "Archived"))
-            conn.execute(
-                sa.update(t.model_versions)
-                .where(mv.name == name, mv.version == number)
-                .values(current_stage=target, last_updated_time=now)
-            )
+            conn.execute(_SET_STAGE, {"model": name, "number": number, "stage": target, "now": now})
             self._event(
                 conn,
                 name,
@@ -1506,9 +1552,10 @@ class Store:
                 timestamp=now,
             )
             moved.append((number, row.current_stage, target))
-            self._touch_model(conn, name, now)
+            before = self._model_versions(conn, [row])[0]
+            return dataclasses.replace(before, current_stage=target, last_updated_timestamp=now)
 
-        self._write(work)
+        after = self._write(work)
         for moved_version, old, new in moved:
             _emit(
                 "stage_transitioned",
@@ -1519,7 +1566,7 @@ class Store:
                 to_stage=new,
                 approved_by=actor,
             )
-        return self.get_model_version(name, number)
+        return after
 
     def set_alias(self, name: str, alias: str, version: int | str, actor: str) -> None:
         """Point an alias at a version (moving it if set), recording who did it."""
