@@ -539,6 +539,38 @@ def _worker(
         results.put(("error", traceback.format_exc()))
 
 
+def _write_elsewhere(uri: str, artifact_root: str, exp_id: str, source: str) -> None:
+    _use(uri, artifact_root)
+    with mlflow.start_run(experiment_id=exp_id, run_name="other"):
+        mlflow.log_metric("acc", 0.99)
+    version = mlflow.register_model(source, "seen", tags={"shard": "7"}).version
+    MlflowClient().transition_model_version_stage("seen", version, "Staging")
+
+
+def test_repeated_searches_see_another_process_writes(
+    uri: str, tmp_path: Path, data: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    run_id = _train_run(data)
+    exp_id = mlflow.create_experiment("elsewhere")
+    client = MlflowClient()
+    mlflow.register_model(f"runs:/{run_id}/model", "seen", tags={"shard": "7"})
+    runs_query, versions_query = "metrics.acc > 0.5", "name = 'seen' AND tags.shard = '7'"
+    assert len(mlflow.search_runs([exp_id], runs_query)) == 0
+    assert [v.version for v in client.search_model_versions(versions_query)] == [1]
+    ctx = multiprocessing.get_context("spawn")
+    args = (uri, str(tmp_path / "artifacts"), exp_id, f"runs:/{run_id}/model")
+    proc = ctx.Process(target=_write_elsewhere, args=args)
+    proc.start()
+    proc.join(TIMEOUT_S)
+    assert proc.exitcode == 0
+    assert list(mlflow.search_runs([exp_id], runs_query)["metrics.acc"]) == [0.99]
+    found = client.search_model_versions(versions_query)
+    assert [(v.version, v.current_stage) for v in found] == [(2, "Staging"), (1, "None")]
+    assert len(mlflow.search_runs([exp_id], runs_query, max_results=1)) == 1
+    with pytest.raises(errors.InvalidArgument):  # equal to 1, yet not a cached query's key
+        mlflow.search_runs([exp_id], runs_query, max_results=True)
+
+
 def _run_workers(kind: str, uri: str, artifact_root: str, arg: str) -> list[Any]:
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Event(), ctx.Queue()

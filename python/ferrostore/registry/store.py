@@ -795,58 +795,6 @@ class Store:
 
         return self._read(work)
 
-    def _run_filter(
-        self, cmp: Comparison, n: int, source: Any, dialect: str, text: str
-    ) -> tuple[Any, ColumnElement[bool] | None]:
-        """Apply one comparison: a WHERE clause on ``runs``, or an inner join on its data.
-
-        Data tables hold one row per (run, key), so a join keeps exactly the runs an
-        ``IN (subquery)`` would; as a join the planner can start from the selective
-        ``(key, value)`` index instead of walking every run of the experiment.
-        """
-        r = t.runs.c
-        if cmp.kind == "attribute":
-            key = cmp.key
-            if key in _RUN_ATTRS_STR:
-                check_value_type(cmp, numeric=False, text=text)
-                return source, compare(r[_RUN_ATTRS_STR[key]], cmp.op, cmp.value, dialect)
-            if key in _RUN_ATTRS_NUM:
-                check_value_type(cmp, numeric=True, text=text)
-                return source, compare(r[_RUN_ATTRS_NUM[key]], cmp.op, cmp.value, dialect)
-            raise InvalidArgument(
-                f"invalid filter {text!r}: unknown run attribute {key!r}; expected one of "
-                f"{', '.join(sorted([*_RUN_ATTRS_STR, *_RUN_ATTRS_NUM]))}"
-            )
-        check_value_type(cmp, numeric=cmp.kind == "metric", text=text)
-        tables = {"metric": t.run_latest_metrics, "param": t.run_params, "tag": t.run_tags}
-        table = tables[cmp.kind].alias(f"f{n}")
-        on = [
-            table.c.run_id == r.run_id,
-            table.c.key == cmp.key,
-            compare(table.c.value, cmp.op, cmp.value, dialect),
-        ]
-        if cmp.kind == "metric":
-            on.append(table.c.is_nan.is_(False))
-        return source.join(table, sa.and_(*on)), None
-
-    def _run_order(self, key: OrderKey, query: Any, n: int) -> tuple[Any, list[Any]]:
-        r = t.runs.c
-        if key.kind == "attribute":
-            col_name = {**_RUN_ATTRS_STR, **_RUN_ATTRS_NUM}.get(key.key)
-            if col_name is None:
-                raise InvalidArgument(f"order_by: unknown run attribute {key.key!r}")
-            col = r[col_name]
-            return query, [col.asc() if key.ascending else col.desc()]
-        if key.kind == "metric":
-            table = t.run_latest_metrics.alias(f"ob{n}")
-        elif key.kind == "param":
-            table = t.run_params.alias(f"ob{n}")
-        else:
-            table = t.run_tags.alias(f"ob{n}")
-        query = query.outerjoin(table, sa.and_(table.c.run_id == r.run_id, table.c.key == key.key))
-        col = table.c.value
-        return query, [col.is_(None), col.asc() if key.ascending else col.desc()]
-
     def search_run_table(
         self,
         experiment_ids: Sequence[str] | None,
@@ -860,34 +808,11 @@ class Store:
         Raises:
             InvalidArgument: A malformed filter or order_by, or a bad ``max_results``.
         """
-        comparisons = parse_filter(filter_string)
-        order = parse_order_by(order_by)
-        if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
-            raise InvalidArgument(f"max_results must be a positive integer, got {max_results!r}")
+        ids = None if experiment_ids is None else tuple(str(e) for e in experiment_ids)
+        order = None if order_by is None else tuple(order_by)
+        args = (ids, filter_string, order, max_results, include_deleted, self.db.dialect)
+        query = _cached(_run_query, *args)
         self._ensure_default_experiment()
-        dialect = self.db.dialect
-        r = t.runs.c
-        source: Any = t.runs
-        where: list[ColumnElement[bool]] = []
-        if experiment_ids is not None:
-            where.append(r.experiment_id.in_([str(e) for e in experiment_ids]))
-        if not include_deleted:
-            where.append(r.lifecycle_stage == "active")
-        for n, cmp in enumerate(comparisons):
-            source, clause = self._run_filter(cmp, n, source, dialect, filter_string or "")
-            if clause is not None:
-                where.append(clause)
-        order_cols: list[Any] = []
-        for n, key in enumerate(order):
-            source, cols = self._run_order(key, source, n)
-            order_cols.extend(cols)
-        query = (
-            sa.select(*(r[c] for c in _RUN_INFO_COLUMNS))
-            .select_from(source)
-            .where(*where)
-            .order_by(*order_cols, r.start_time.desc(), r.run_id)
-            .limit(max_results)
-        )
         return self._read(lambda conn: _run_table(conn, conn.execute(query).all()))
 
     def search_runs(
@@ -1652,44 +1577,8 @@ class Store:
         self, filter_string: str | None, max_results: int, order_by: Sequence[str] | None
     ) -> list[ModelVersion]:
         """Return model versions matching a filter; runs in SQL."""
-        comparisons = parse_filter(filter_string)
-        order = parse_order_by(order_by)
-        text = filter_string or ""
-        dialect = self.db.dialect
-        mv = t.model_versions.c
-        query = sa.select(t.model_versions)
-        for cmp in comparisons:
-            if cmp.kind == "attribute" and cmp.key in _MV_ATTRS_STR:
-                check_value_type(cmp, numeric=False, text=text)
-                query = query.where(compare(mv[_MV_ATTRS_STR[cmp.key]], cmp.op, cmp.value, dialect))
-            elif cmp.kind == "attribute" and cmp.key in _MV_ATTRS_NUM:
-                check_value_type(cmp, numeric=True, text=text)
-                query = query.where(compare(mv[_MV_ATTRS_NUM[cmp.key]], cmp.op, cmp.value, dialect))
-            elif cmp.kind == "tag":
-                check_value_type(cmp, numeric=False, text=text)
-                mt = t.model_version_tags.c
-                query = query.where(
-                    sa.tuple_(mv.name, mv.version).in_(
-                        sa.select(mt.name, mt.version).where(
-                            mt.key == cmp.key, compare(mt.value, cmp.op, cmp.value, dialect)
-                        )
-                    )
-                )
-            else:
-                raise InvalidArgument(
-                    f"invalid filter {text!r}: model versions filter on "
-                    f"{', '.join(sorted([*_MV_ATTRS_STR, *_MV_ATTRS_NUM]))} or tags.<key>, "
-                    f"not {cmp.kind}.{cmp.key}"
-                )
-        order_cols = []
-        for key in order:
-            col_name = {**_MV_ATTRS_STR, **_MV_ATTRS_NUM}.get(key.key)
-            if key.kind != "attribute" or col_name is None:
-                raise InvalidArgument(f"order_by: model versions cannot sort by {key.key!r}")
-            order_cols.append(mv[col_name].asc() if key.ascending else mv[col_name].desc())
-        query = query.order_by(*order_cols, mv.name, mv.version.desc()).limit(
-            _positive(max_results)
-        )
+        order = None if order_by is None else tuple(order_by)
+        query = _cached(_version_query, filter_string, max_results, order, self.db.dialect)
         return self._read(lambda conn: self._model_versions(conn, conn.execute(query).all()))
 
     def delete_model_version(self, name: str, version: int | str, actor: str) -> None:
@@ -1853,6 +1742,156 @@ def _positive(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidArgument(f"max_results must be a positive integer, got {value!r}")
     return value
+
+
+def _run_filter(
+    cmp: Comparison, n: int, source: Any, dialect: str, text: str
+) -> tuple[Any, ColumnElement[bool] | None]:
+    """Apply one comparison: a WHERE clause on ``runs``, or an inner join on its data.
+
+    Data tables hold one row per (run, key), so a join keeps exactly the runs an
+    ``IN (subquery)`` would; as a join the planner can start from the selective
+    ``(key, value)`` index instead of walking every run of the experiment.
+    """
+    r = t.runs.c
+    if cmp.kind == "attribute":
+        key = cmp.key
+        if key in _RUN_ATTRS_STR:
+            check_value_type(cmp, numeric=False, text=text)
+            return source, compare(r[_RUN_ATTRS_STR[key]], cmp.op, cmp.value, dialect)
+        if key in _RUN_ATTRS_NUM:
+            check_value_type(cmp, numeric=True, text=text)
+            return source, compare(r[_RUN_ATTRS_NUM[key]], cmp.op, cmp.value, dialect)
+        raise InvalidArgument(
+            f"invalid filter {text!r}: unknown run attribute {key!r}; expected one of "
+            f"{', '.join(sorted([*_RUN_ATTRS_STR, *_RUN_ATTRS_NUM]))}"
+        )
+    check_value_type(cmp, numeric=cmp.kind == "metric", text=text)
+    tables = {"metric": t.run_latest_metrics, "param": t.run_params, "tag": t.run_tags}
+    table = tables[cmp.kind].alias(f"f{n}")
+    on = [
+        table.c.run_id == r.run_id,
+        table.c.key == cmp.key,
+        compare(table.c.value, cmp.op, cmp.value, dialect),
+    ]
+    if cmp.kind == "metric":
+        on.append(table.c.is_nan.is_(False))
+    return source.join(table, sa.and_(*on)), None
+
+
+def _run_order(key: OrderKey, query: Any, n: int) -> tuple[Any, list[Any]]:
+    r = t.runs.c
+    if key.kind == "attribute":
+        col_name = {**_RUN_ATTRS_STR, **_RUN_ATTRS_NUM}.get(key.key)
+        if col_name is None:
+            raise InvalidArgument(f"order_by: unknown run attribute {key.key!r}")
+        col = r[col_name]
+        return query, [col.asc() if key.ascending else col.desc()]
+    if key.kind == "metric":
+        table = t.run_latest_metrics.alias(f"ob{n}")
+    elif key.kind == "param":
+        table = t.run_params.alias(f"ob{n}")
+    else:
+        table = t.run_tags.alias(f"ob{n}")
+    query = query.outerjoin(table, sa.and_(table.c.run_id == r.run_id, table.c.key == key.key))
+    col = table.c.value
+    return query, [col.is_(None), col.asc() if key.ascending else col.desc()]
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _run_query(
+    experiment_ids: tuple[str, ...] | None,
+    filter_string: str | None,
+    order_by: tuple[str, ...] | None,
+    max_results: int,
+    include_deleted: bool,
+    dialect: str,
+) -> sa.Select[Any]:
+    """Return the query of ``search_runs``; raises InvalidArgument for bad input."""
+    comparisons = parse_filter(filter_string)
+    order = parse_order_by(order_by)
+    if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
+        raise InvalidArgument(f"max_results must be a positive integer, got {max_results!r}")
+    r = t.runs.c
+    source: Any = t.runs
+    where: list[ColumnElement[bool]] = []
+    if experiment_ids is not None:
+        where.append(r.experiment_id.in_(experiment_ids))
+    if not include_deleted:
+        where.append(r.lifecycle_stage == "active")
+    for n, cmp in enumerate(comparisons):
+        source, clause = _run_filter(cmp, n, source, dialect, filter_string or "")
+        if clause is not None:
+            where.append(clause)
+    order_cols: list[Any] = []
+    for n, key in enumerate(order):
+        source, cols = _run_order(key, source, n)
+        order_cols.extend(cols)
+    return (
+        sa.select(*(r[c] for c in _RUN_INFO_COLUMNS))
+        .select_from(source)
+        .where(*where)
+        .order_by(*order_cols, r.start_time.desc(), r.run_id)
+        .limit(max_results)
+    )
+
+
+def _cached(builder: Any, *args: Any) -> Any:
+    """Call an ``lru_cache``'d query builder; uncached when an argument is unhashable.
+
+    The builders depend on their arguments only (no data), so a cached statement is never
+    stale; unhashable (bad) input still gets the builder's own error.
+    """
+    try:
+        hash(args)
+    except TypeError:
+        return builder.__wrapped__(*args)
+    return builder(*args)
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _version_query(
+    filter_string: str | None,
+    max_results: int,
+    order_by: tuple[str, ...] | None,
+    dialect: str,
+) -> sa.Select[Any]:
+    """Return the query of ``search_model_versions``; raises InvalidArgument for bad input."""
+    comparisons = parse_filter(filter_string)
+    order = parse_order_by(order_by)
+    text = filter_string or ""
+    mv = t.model_versions.c
+    query = sa.select(t.model_versions)
+    for cmp in comparisons:
+        if cmp.kind == "attribute" and cmp.key in _MV_ATTRS_STR:
+            check_value_type(cmp, numeric=False, text=text)
+            query = query.where(compare(mv[_MV_ATTRS_STR[cmp.key]], cmp.op, cmp.value, dialect))
+        elif cmp.kind == "attribute" and cmp.key in _MV_ATTRS_NUM:
+            check_value_type(cmp, numeric=True, text=text)
+            query = query.where(compare(mv[_MV_ATTRS_NUM[cmp.key]], cmp.op, cmp.value, dialect))
+        elif cmp.kind == "tag":
+            check_value_type(cmp, numeric=False, text=text)
+            mt = t.model_version_tags.c
+            query = query.where(
+                sa.tuple_(mv.name, mv.version).in_(
+                    sa.select(mt.name, mt.version).where(
+                        mt.key == cmp.key, compare(mt.value, cmp.op, cmp.value, dialect)
+                    )
+                )
+            )
+        else:
+            raise InvalidArgument(
+                f"invalid filter {text!r}: model versions filter on "
+                f"{', '.join(sorted([*_MV_ATTRS_STR, *_MV_ATTRS_NUM]))} or tags.<key>, "
+                f"not {cmp.kind}.{cmp.key}"
+            )
+    order_cols = []
+    for key in order:
+        col_name = {**_MV_ATTRS_STR, **_MV_ATTRS_NUM}.get(key.key)
+        if key.kind != "attribute" or col_name is None:
+            raise InvalidArgument(f"order_by: model versions cannot sort by {key.key!r}")
+        order_cols.append(mv[col_name].asc() if key.ascending else mv[col_name].desc())
+    return query.order_by(*order_cols, mv.name, mv.version.desc()).limit(_positive(max_results))
 
 
 _ADJECTIVES = (
