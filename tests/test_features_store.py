@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ferrostore.errors import InvalidArgument, SchemaMismatch
 from ferrostore.features import (
     Entity,
     FeatureService,
@@ -143,8 +144,6 @@ def test_historical_ttl_ties_and_rows_before_data(repo: Path):
 
 
 def test_full_feature_names_and_collisions(sqlite_repo: Path):
-    from ferrostore.errors import InvalidArgument
-
     with FeatureStore(repo_path=sqlite_repo) as store:
         store.apply([customer, customer_view()])
         entity_df = pa.table({"customer_id": [1], "event_timestamp": [day(6)], "spend": [0.0]})
@@ -268,6 +267,43 @@ def test_materialize_online_ttl_and_newer_wins(repo: Path):
             (day(6), day(40)),
             (day(0), day(2)),
         ]
+
+
+def test_online_entity_rows_in_every_shape(sqlite_repo: Path):
+    import numpy as np
+
+    with FeatureStore(repo_path=sqlite_repo) as store:
+        store.apply([customer, customer_view(ttl=dt.timedelta(0))])
+        store.materialize(day(0), day(40))
+        refs = ["customer_stats:orders", "customer_stats:spend"]
+        expected = store.get_online_features(refs, [{"customer_id": k} for k in (2, 1, 9)])
+        want = expected.to_dict()
+        assert want["customer_id"] == [2, 1, 9] and want["orders"][2] is None
+        for rows in (
+            {"customer_id": [2, 1, 9]},
+            {"customer_id": np.array([2, 1, 9])},
+            {"customer_id": pa.array([2, 1, 9])},
+            {"customer_id": pd.Series([2, 1, 9])},
+            ({"customer_id": k} for k in (2, 1, 9)),  # not a list: the general path
+            [pd.Series({"customer_id": k}).to_dict() for k in (2, 1, 9)],
+        ):
+            got = store.get_online_features(refs, rows if isinstance(rows, dict) else list(rows))
+            assert got.to_dict() == want
+            assert got.statuses == expected.statuses
+        # Every row must hold every key; extra keys come back as columns.
+        with pytest.raises(SchemaMismatch, match="entity row 0 lacks join key 'request_id'"):
+            store.get_online_features(
+                refs, [{"customer_id": 1}, {"customer_id": 1, "request_id": "r"}]
+            )
+        got = store.get_online_features(
+            refs, [{"customer_id": 1, "request_id": "a"}, {"customer_id": 1, "request_id": "b"}]
+        )
+        assert got.to_dict()["request_id"] == ["a", "b"]
+        assert got.to_dict()["orders"] == [3, 3]
+        with pytest.raises(InvalidArgument, match="different lengths"):
+            store.get_online_features(refs, {"customer_id": [1, 2], "request_id": ["a"]})
+        with pytest.raises(InvalidArgument, match="list of dicts"):
+            store.get_online_features(refs, "customer_id")
 
 
 def test_online_ttl_is_enforced_at_read_time(sqlite_repo: Path):

@@ -8,6 +8,12 @@ import pyarrow as pa
 
 __version__: str
 
+class KeyReadPlan:
+    """Views, features and output names of :meth:`OnlineStore.read_into`, resolved once."""
+
+    def __init__(self, views: Sequence[tuple[str, list[str], list[str], list[str]]]) -> None:
+        """``views``: (view, join key names, feature names, output names) per view."""
+
 class OnlineStore:
     """An LMDB online store folder; use :class:`ferrostore.features.OnlineStore`."""
 
@@ -57,6 +63,17 @@ class OnlineStore:
         with_status: bool = False,
     ) -> Any:
         """One-entity read: a dict, or (dict, status bytes, event µs) with ``with_status``."""
+    def read_into(
+        self,
+        plan: KeyReadPlan,
+        columns: dict[str, list[Any]],
+        rows: int,
+        out: dict[str, Any],
+        statuses: dict[str, Any],
+        *,
+        now_micros: int | None = None,
+    ) -> None:
+        """Key-value read: fills ``out`` (name to values) and ``statuses`` (name to bytes)."""
     def count(self, view: str) -> int:
         """Entities stored for a view."""
     def clear_view(self, view: str) -> int:

@@ -365,6 +365,30 @@ class OnlineStore:
         )
         return list(values.values()), [_STATUSES[s] for s in statuses], event_ts
 
+    def read_into(
+        self,
+        plan: _core.KeyReadPlan,
+        columns: dict[str, list[Any]],
+        rows: int,
+        out: dict[str, Any],
+        statuses: dict[str, Any],
+        *,
+        now: dt.datetime | None = None,
+    ) -> None:
+        """Read entities given as Python key values, without Arrow: the serving path.
+
+        Args:
+            plan: The views, features and output names to read, resolved once.
+            columns: Join key name to a list of ``rows`` key values.
+            rows: The number of entities.
+            out: Receives each output name's list of values (null unless present).
+            statuses: Receives each output name's :class:`FieldStatus` numbers as bytes.
+            now: The time ttl is measured against; defaults to the current time.
+        """
+        self._store.read_into(
+            plan, columns, rows, out, statuses, now_micros=None if now is None else _micros(now)
+        )
+
     def count(self, view: str) -> int:
         """The number of entities stored for ``view``."""
         return self._store.count(view)

@@ -24,7 +24,8 @@ from typing import Any, Self
 import pyarrow as pa
 import pyarrow.types as pat
 
-from ferrostore._arrow import to_record_batch, to_table
+from ferrostore import _core
+from ferrostore._arrow import to_table
 from ferrostore.errors import InvalidArgument, NotFound, SchemaMismatch
 from ferrostore.features import offline
 from ferrostore.features._progress import Progress
@@ -117,6 +118,15 @@ def _as_list(objects: Any) -> list[Any]:
     return list(objects)
 
 
+def _python_values(values: Any) -> list[Any]:
+    """A column of key values (list, NumPy, pandas or Arrow) as a list of Python values."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values.to_pylist()
+    if hasattr(values, "tolist"):
+        return list(values.tolist())
+    return list(values)
+
+
 class FeatureStore:
     """A feature repo: its registry in the metadata database, Parquet sources, LMDB online store.
 
@@ -146,7 +156,9 @@ class FeatureStore:
         self._cache: tuple[float, dict[str, dict[str, Any]]] | None = None
         # Resolved feature references of online reads, per registry snapshot: the serving
         # path asks for the same features on every call.
-        self._online_plans: dict[tuple[Any, ...], tuple[Any, list[Any], list[str]]] = {}
+        self._online_plans: dict[
+            tuple[Any, ...], tuple[Any, list[Any], list[str], _core.KeyReadPlan]
+        ] = {}
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -635,7 +647,7 @@ class FeatureStore:
 
     def _online_plan(
         self, features: Sequence[str] | FeatureService, full_feature_names: bool
-    ) -> tuple[list[tuple[FeatureView, list[str]]], list[str]]:
+    ) -> tuple[list[tuple[FeatureView, list[str]]], list[str], _core.KeyReadPlan]:
         """Resolve references and output names once per registry snapshot."""
         snapshot = self._snapshot(cached=True)
         key: tuple[Any, ...] | None = None
@@ -643,21 +655,67 @@ class FeatureStore:
             key = (*features, full_feature_names)
             hit = self._online_plans.get(key)
             if hit is not None and hit[0] is snapshot:
-                return hit[1], hit[2]
+                return hit[1], hit[2], hit[3]
         requests = self._resolve(features, snapshot)
         names: list[str] = []
+        planned = []
         for view, feats in requests:
-            names += [f"{view.name}__{f}" if full_feature_names else f for f in feats]
+            view_names = [f"{view.name}__{f}" if full_feature_names else f for f in feats]
+            planned.append((view.name, view.join_keys, list(feats), view_names))
+            names += view_names
         if len(set(names)) != len(names):
             clash = next(n for n in names if names.count(n) > 1)
             raise InvalidArgument(
                 f"output column {clash!r} would appear twice; pass full_feature_names=True"
             )
+        plan = _core.KeyReadPlan(planned)
         if key is not None:
             if len(self._online_plans) > 256:
                 self._online_plans.clear()
-            self._online_plans[key] = (snapshot, requests, names)
-        return requests, names
+            self._online_plans[key] = (snapshot, requests, names, plan)
+        return requests, names, plan
+
+    @staticmethod
+    def _entity_columns(
+        entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+    ) -> tuple[dict[str, list[Any]], int]:
+        """Entity rows (dicts, or a dict of columns) as key columns and their length."""
+        if type(entity_rows) is list and entity_rows and type(entity_rows[0]) is dict:
+            # The serving path: rows of plain dicts with the same keys skip the checks below.
+            n = len(entity_rows)
+            if n == 1:
+                return {k: [v] for k, v in entity_rows[0].items()}, 1
+            try:
+                columns = {k: [r[k] for r in entity_rows] for k in entity_rows[0]}
+            except (KeyError, TypeError):
+                pass
+            else:
+                if sum(map(len, entity_rows)) == n * len(columns):
+                    return columns, n
+        if isinstance(entity_rows, Mapping):
+            columns = {k: _python_values(entity_rows[k]) for k in entity_rows}
+            n = len(next(iter(columns.values()))) if columns else 0
+            if any(len(c) != n for c in columns.values()):
+                raise InvalidArgument(
+                    f"entity_rows columns have different lengths: "
+                    f"{ {k: len(c) for k, c in columns.items()} }"
+                )
+            return columns, n
+        if isinstance(entity_rows, str) or not isinstance(entity_rows, Sequence):
+            raise InvalidArgument(
+                f"entity_rows={entity_rows!r}: expected a list of dicts of join keys"
+            )
+        rows = list(entity_rows)
+        if not all(isinstance(r, Mapping) for r in rows):
+            raise InvalidArgument("entity_rows must be dicts of join key values")
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        columns = {}
+        for k in keys:
+            missing = [i for i, r in enumerate(rows) if k not in r]
+            if missing:
+                raise SchemaMismatch(f"entity row {missing[0]} lacks join key {k!r}")
+            columns[k] = [r[k] for r in rows]
+        return columns, len(rows)
 
     def get_online_features(
         self,
@@ -684,41 +742,18 @@ class FeatureStore:
             NotFound: An unknown view or feature.
             SchemaMismatch: A missing join key, a key value of the wrong type.
         """
-        requests, names = self._online_plan(features, full_feature_names)
-        if type(entity_rows) is list and len(entity_rows) == 1 and type(entity_rows[0]) is dict:
-            # The serving path: one entity as a plain dict (skips the ABC checks below).
-            keys = list(entity_rows[0])
-            columns = {k: [v] for k, v in entity_rows[0].items()}
-            n = 1
-        elif isinstance(entity_rows, Mapping):
-            keys = list(entity_rows)
-            columns = {k: list(entity_rows[k]) for k in keys}
-            n = len(columns[keys[0]]) if keys else 0
-        else:
-            if isinstance(entity_rows, str) or not isinstance(entity_rows, Sequence):
-                raise InvalidArgument(
-                    f"entity_rows={entity_rows!r}: expected a list of dicts of join keys"
-                )
-            rows = list(entity_rows)
-            if not all(isinstance(r, Mapping) for r in rows):
-                raise InvalidArgument("entity_rows must be dicts of join key values")
-            keys = list(dict.fromkeys(k for r in rows for k in r))
-            n = len(rows)
-            columns = {}
-            for k in keys:
-                missing = [i for i, r in enumerate(rows) if k not in r]
-                if missing:
-                    raise SchemaMismatch(f"entity row {missing[0]} lacks join key {k!r}")
-                columns[k] = [r[k] for r in rows]
+        requests, names, plan = self._online_plan(features, full_feature_names)
+        columns, n = self._entity_columns(entity_rows)
         if n == 0:
             raise InvalidArgument("entity_rows is empty: expected at least one entity")
         for view, _ in requests:
-            missing_keys = [k for k in view.join_keys if k not in columns]
-            if missing_keys:
-                raise SchemaMismatch(
-                    f"entity_rows lack join key(s) {missing_keys} of feature view "
-                    f"{view.name!r}: they have {keys}"
-                )
+            for k in view.join_keys:
+                if k not in columns:
+                    missing_keys = [k for k in view.join_keys if k not in columns]
+                    raise SchemaMismatch(
+                        f"entity_rows lack join key(s) {missing_keys} of feature view "
+                        f"{view.name!r}: they have {list(columns)}"
+                    )
         clash = next((name for name in names if name in columns), None)
         if clash is not None:
             raise InvalidArgument(
@@ -726,22 +761,5 @@ class FeatureStore:
             )
         out: dict[str, Any] = dict(columns)
         statuses: dict[str, Any] = {}
-        it = iter(names)
-        if n == 1:
-            for view, feats in requests:
-                key = [columns[k][0] for k in view.join_keys]
-                values, status, _ = self.online_store.read_one_with_status(view.name, key, feats)
-                for value, st in zip(values, status, strict=True):
-                    name = next(it)
-                    out[name] = [value]
-                    statuses[name] = [st]
-        else:
-            needed = list(dict.fromkeys(k for view, _ in requests for k in view.join_keys))
-            batch = to_record_batch({k: columns[k] for k in needed}, what="entity_rows")
-            result = self.online_store.read(batch, {v.name: f for v, f in requests})
-            for view, feats in requests:
-                for f in feats:
-                    name = next(it)
-                    out[name] = result.values.column(f"{view.name}:{f}")
-                    statuses[name] = result.statuses.column(f"{view.name}:{f}")
+        self.online_store.read_into(plan, columns, n, out, statuses)
         return OnlineResponse(out, statuses, names)

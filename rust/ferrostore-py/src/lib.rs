@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<online::OnlineStore>()?;
+    m.add_class::<online::KeyReadPlan>()?;
     m.add_function(wrap_pyfunction!(join::point_in_time_join, m)?)?;
     m.add_class::<vectors::VectorCollection>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

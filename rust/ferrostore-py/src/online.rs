@@ -5,8 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arrow_array::RecordBatch;
 use ferrostore_core::online::codec::{KeyValue, Value};
 use ferrostore_core::online::{
-    Column, OnSchemaChange, OnlineStore as CoreStore, ValueType, ViewRequest, ViewSchema, ViewSpec,
-    WriteOptions,
+    Column, KeysRequest, OnSchemaChange, OnlineStore as CoreStore, ValueType, ViewRequest,
+    ViewSchema, ViewSpec, WriteOptions,
 };
 use ferrostore_core::Error;
 use pyo3::prelude::*;
@@ -97,6 +97,85 @@ fn key_value(obj: &Bound<'_, PyAny>) -> PyResult<KeyValue> {
                 .map_or_else(|_| "?".into(), |n| n.to_string())
         )),
     ))
+}
+
+/// Views, features and output column names of a key read, resolved once and reused.
+/// See `ferrostore/_core.pyi`.
+#[pyclass(frozen, module = "ferrostore._core")]
+pub struct KeyReadPlan {
+    views: Vec<PlannedView>,
+}
+
+/// (view, join key names, feature names, output column names), as Python passes them.
+type PlannedViewArgs = (String, Vec<String>, Vec<String>, Vec<String>);
+
+struct PlannedView {
+    view: String,
+    join_keys: Vec<Py<PyString>>,
+    features: Vec<String>,
+    names: Vec<Py<PyString>>,
+}
+
+#[pymethods]
+impl KeyReadPlan {
+    /// `views`: (view, join key names, feature names, output column names) per view.
+    #[new]
+    fn new(py: Python<'_>, views: Vec<PlannedViewArgs>) -> PyResult<Self> {
+        let views = views
+            .into_iter()
+            .map(|(view, join_keys, features, names)| {
+                if names.len() != features.len() {
+                    return Err(to_py_err(
+                        py,
+                        &Error::InvalidArgument(format!(
+                            "view '{view}': {} output names for {} features",
+                            names.len(),
+                            features.len()
+                        )),
+                    ));
+                }
+                let intern = |v: Vec<String>| -> Vec<Py<PyString>> {
+                    v.iter().map(|n| PyString::intern(py, n).unbind()).collect()
+                };
+                Ok(PlannedView {
+                    view,
+                    join_keys: intern(join_keys),
+                    features,
+                    names: intern(names),
+                })
+            })
+            .collect::<PyResult<_>>()?;
+        Ok(KeyReadPlan { views })
+    }
+}
+
+/// Below this many lookups a read keeps the GIL: releasing it costs more than it frees.
+const HOLD_GIL_LOOKUPS: usize = 64;
+
+/// The `rows` key values of column `name` of `columns` (a dict of lists).
+fn key_column<'py>(
+    columns: &Bound<'py, PyDict>,
+    name: &Bound<'py, PyString>,
+    rows: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    let py = columns.py();
+    let Some(column) = columns.get_item(name)? else {
+        return Err(to_py_err(
+            py,
+            &Error::SchemaMismatch(format!("entity rows lack join key {name}")),
+        ));
+    };
+    let list = column.cast_into::<PyList>().map_err(PyErr::from)?;
+    if list.len() != rows {
+        return Err(to_py_err(
+            py,
+            &Error::InvalidArgument(format!(
+                "join key column {name} has {} values: expected {rows}",
+                list.len()
+            )),
+        ));
+    }
+    Ok(list)
 }
 
 /// A handle on an LMDB online store folder. See `ferrostore/_core.pyi`.
@@ -237,6 +316,78 @@ impl OnlineStore {
         Ok((dict, PyBytes::new(py, &statuses), row.event_ts)
             .into_pyobject(py)?
             .into_any())
+    }
+
+    /// Reads `rows` entities whose join keys are in `columns` (key name to a list of
+    /// values) for each view of `plan`; sets `out[name]` to a list of values and
+    /// `statuses[name]` to the status bytes of each output column.
+    #[pyo3(signature = (plan, columns, rows, out, statuses, *, now_micros=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn read_into<'py>(
+        &self,
+        py: Python<'py>,
+        plan: &KeyReadPlan,
+        columns: &Bound<'py, PyDict>,
+        rows: usize,
+        out: &Bound<'py, PyDict>,
+        statuses: &Bound<'py, PyDict>,
+        now_micros: Option<i64>,
+    ) -> PyResult<()> {
+        let mut keys: Vec<Vec<KeyValue>> = Vec::with_capacity(plan.views.len());
+        for view in &plan.views {
+            let lists = view
+                .join_keys
+                .iter()
+                .map(|k| key_column(columns, k.bind(py), rows))
+                .collect::<PyResult<Vec<_>>>()?;
+            let mut view_keys = Vec::with_capacity(rows * lists.len());
+            for row in 0..rows {
+                for list in &lists {
+                    view_keys.push(key_value(&list.get_item(row)?)?);
+                }
+            }
+            keys.push(view_keys);
+        }
+        let features: Vec<Vec<&str>> = plan
+            .views
+            .iter()
+            .map(|v| v.features.iter().map(String::as_str).collect())
+            .collect();
+        let requests: Vec<KeysRequest<'_>> = plan
+            .views
+            .iter()
+            .zip(&keys)
+            .zip(&features)
+            .map(|((v, k), f)| KeysRequest {
+                view: &v.view,
+                features: Some(f),
+                keys: k,
+            })
+            .collect();
+        let now = now_micros.unwrap_or_else(current_micros);
+        let reads = if rows * requests.len() < HOLD_GIL_LOOKUPS {
+            run_holding_gil(py, || self.store.read_keys(&requests, now))?
+        } else {
+            run(py, || self.store.read_keys(&requests, now))?
+        };
+        for (view, mut read) in plan.views.iter().zip(reads) {
+            let width = view.names.len();
+            for (j, name) in view.names.iter().enumerate() {
+                let column = (0..rows).map(|r| {
+                    value_to_py(
+                        py,
+                        std::mem::replace(&mut read.values[r * width + j], Value::Null),
+                    )
+                });
+                let column = column.collect::<PyResult<Vec<_>>>()?;
+                out.set_item(name.bind(py), PyList::new(py, column)?)?;
+                let status: Vec<u8> = (0..rows)
+                    .map(|r| read.statuses[r * width + j] as u8)
+                    .collect();
+                statuses.set_item(name.bind(py), PyBytes::new(py, &status))?;
+            }
+        }
+        Ok(())
     }
 
     fn count(&self, py: Python<'_>, view: String) -> PyResult<u64> {

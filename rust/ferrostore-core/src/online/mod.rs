@@ -126,6 +126,40 @@ pub struct RowRead {
     pub event_ts: Option<i64>,
 }
 
+/// One view's part of a [`OnlineStore::read_keys`] request.
+#[derive(Debug, Clone, Copy)]
+pub struct KeysRequest<'a> {
+    pub view: &'a str,
+    /// Features wanted, in output order; `None` for all of the view's.
+    pub features: Option<&'a [&'a str]>,
+    /// Each entity's join key values in the view's join key order, entity after entity.
+    pub keys: &'a [KeyValue],
+}
+
+/// One view's result of [`OnlineStore::read_keys`], row-major: entity `r`'s value of
+/// the `j`-th returned feature is at `r * features.len() + j`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowsRead {
+    /// The view's schema as of the read.
+    pub schema: Arc<ViewSchema>,
+    /// The schema index of each returned feature.
+    pub features: Vec<usize>,
+    pub values: Vec<Value>,
+    pub statuses: Vec<Status>,
+    /// Per entity: the stored row's event time, `None` when not found.
+    pub event_ts: Vec<Option<i64>>,
+}
+
+impl RowsRead {
+    fn push_missing(&mut self, status: Status, event_ts: Option<i64>) {
+        for _ in 0..self.features.len() {
+            self.values.push(Value::Null);
+            self.statuses.push(status);
+        }
+        self.event_ts.push(event_ts);
+    }
+}
+
 /// A parsed schema and the stored bytes it was parsed from.
 type CachedSchema = (Vec<u8>, Arc<ViewSchema>);
 
@@ -746,10 +780,113 @@ impl OnlineStore {
         Ok(found)
     }
 
-    /// Reads one entity of one view without Arrow: the low-latency path.
+    /// Reads entities given as key values (no Arrow) from several views in one read
+    /// transaction: the low-latency path for small requests.
+    ///
+    /// Each request's `keys` hold, entity after entity, one value per join key of its
+    /// view. Values older than a view's ttl at `now_micros` come back null with status
+    /// `OutsideMaxAge`.
     ///
     /// # Errors
-    /// As [`OnlineStore::read`]; `SchemaMismatch` when `key` does not match the join keys.
+    /// `NotFound` for an unknown view or feature; `SchemaMismatch` when a key does not
+    /// match the view's join keys in number or type.
+    pub fn read_keys(
+        &self,
+        requests: &[KeysRequest<'_>],
+        now_micros: i64,
+    ) -> Result<Vec<RowsRead>> {
+        let txn = self.read_txn()?;
+        let mut out = Vec::with_capacity(requests.len());
+        let mut encoded: Vec<u8> = Vec::new();
+        let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut scratch: Vec<u8> = Vec::with_capacity(32);
+        for request in requests {
+            let schema = self.schema_in(&txn, request.view)?;
+            let wanted = wanted_features(&schema, request.features)?;
+            let arity = schema.join_keys.len();
+            if arity == 0 || request.keys.len() % arity != 0 {
+                return Err(Error::SchemaMismatch(format!(
+                    "view '{}' has join keys {}: got {} key values, not a multiple of {arity}",
+                    schema.name,
+                    describe(&schema.join_keys),
+                    request.keys.len()
+                )));
+            }
+            encoded.clear();
+            spans.clear();
+            for key in request.keys.chunks_exact(arity) {
+                codec::key_prefix(schema.view_id, &mut scratch);
+                for (col, value) in schema.join_keys.iter().zip(key) {
+                    codec::encode_key_value(&col.name, col.value_type, value, &mut scratch)?;
+                }
+                let start = encoded.len();
+                encoded.extend_from_slice(&scratch);
+                spans.push(start..encoded.len());
+            }
+            let rows = spans.len();
+            // Key order touches each B-tree page once (see `lookup_sorted`).
+            let mut order: Vec<usize> = (0..rows).collect();
+            if rows > 1 {
+                order.sort_unstable_by(|&a, &b| {
+                    encoded[spans[a].clone()].cmp(&encoded[spans[b].clone()])
+                });
+            }
+            let mut found: Vec<Option<&[u8]>> = vec![None; rows];
+            for &row in &order {
+                found[row] = self
+                    .shared
+                    .data
+                    .get(&txn, &encoded[spans[row].clone()])
+                    .map_err(self.lmdb("reading"))?;
+            }
+            let width = wanted.len();
+            let mut read = RowsRead {
+                schema: Arc::clone(&schema),
+                features: wanted,
+                values: Vec::with_capacity(rows * width),
+                statuses: Vec::with_capacity(rows * width),
+                event_ts: Vec::with_capacity(rows),
+            };
+            let mut all: Vec<Option<&[u8]>> = vec![None; schema.features.len()];
+            for bytes in found {
+                let Some(bytes) = bytes else {
+                    read.push_missing(Status::NotFound, None);
+                    continue;
+                };
+                let stored = StoredRow::parse(bytes, schema.features.len())?;
+                if expired(&schema, stored.event_ts, now_micros) {
+                    read.push_missing(Status::OutsideMaxAge, Some(stored.event_ts));
+                    continue;
+                }
+                all.fill(None);
+                stored.for_each(&schema.features, |i, v| {
+                    all[i] = v;
+                    Ok(())
+                })?;
+                for &i in &read.features {
+                    match all[i] {
+                        Some(v) => {
+                            read.values
+                                .push(codec::decode_value(schema.features[i].value_type, v)?);
+                            read.statuses.push(Status::Present);
+                        }
+                        None => {
+                            read.values.push(Value::Null);
+                            read.statuses.push(Status::NullValue);
+                        }
+                    }
+                }
+                read.event_ts.push(Some(stored.event_ts));
+            }
+            out.push(read);
+        }
+        Ok(out)
+    }
+
+    /// Reads one entity of one view: [`OnlineStore::read_keys`] for a single key.
+    ///
+    /// # Errors
+    /// As [`OnlineStore::read_keys`].
     pub fn read_one(
         &self,
         view: &str,
@@ -757,65 +894,28 @@ impl OnlineStore {
         features: Option<&[&str]>,
         now_micros: i64,
     ) -> Result<RowRead> {
-        let txn = self.read_txn()?;
-        let schema = self.schema_in(&txn, view)?;
-        if key.len() != schema.join_keys.len() {
+        let request = KeysRequest {
+            view,
+            features,
+            keys: key,
+        };
+        let read = self
+            .read_keys(std::slice::from_ref(&request), now_micros)?
+            .pop()
+            .ok_or_else(|| Error::Storage("a read of one view returned nothing".into()))?;
+        if read.event_ts.len() != 1 {
             return Err(Error::SchemaMismatch(format!(
                 "view '{view}' has join keys {}: got {} key values",
-                describe(&schema.join_keys),
+                describe(&read.schema.join_keys),
                 key.len()
             )));
         }
-        let mut encoded = Vec::with_capacity(32);
-        codec::key_prefix(schema.view_id, &mut encoded);
-        for (col, value) in schema.join_keys.iter().zip(key) {
-            codec::encode_key_value(&col.name, col.value_type, value, &mut encoded)?;
-        }
-        let wanted = wanted_features(&schema, features)?;
-        let missing = |status, event_ts| RowRead {
-            schema: Arc::clone(&schema),
-            features: wanted.clone(),
-            values: vec![Value::Null; wanted.len()],
-            statuses: vec![status; wanted.len()],
-            event_ts,
-        };
-        let Some(bytes) = self
-            .shared
-            .data
-            .get(&txn, &encoded)
-            .map_err(self.lmdb("reading"))?
-        else {
-            return Ok(missing(Status::NotFound, None));
-        };
-        let stored = StoredRow::parse(bytes, schema.features.len())?;
-        if expired(&schema, stored.event_ts, now_micros) {
-            return Ok(missing(Status::OutsideMaxAge, Some(stored.event_ts)));
-        }
-        let mut all: Vec<Option<&[u8]>> = vec![None; schema.features.len()];
-        stored.for_each(&schema.features, |i, v| {
-            all[i] = v;
-            Ok(())
-        })?;
-        let mut values = Vec::with_capacity(wanted.len());
-        let mut statuses = Vec::with_capacity(wanted.len());
-        for &i in &wanted {
-            match all[i] {
-                Some(v) => {
-                    values.push(codec::decode_value(schema.features[i].value_type, v)?);
-                    statuses.push(Status::Present);
-                }
-                None => {
-                    values.push(Value::Null);
-                    statuses.push(Status::NullValue);
-                }
-            }
-        }
         Ok(RowRead {
-            event_ts: Some(stored.event_ts),
-            features: wanted,
-            schema,
-            values,
-            statuses,
+            schema: read.schema,
+            features: read.features,
+            values: read.values,
+            statuses: read.statuses,
+            event_ts: read.event_ts.into_iter().next().flatten(),
         })
     }
 }

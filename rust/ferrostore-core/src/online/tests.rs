@@ -516,3 +516,108 @@ fn same_path_shares_one_environment_and_delete_works() {
     store.drop_all().unwrap();
     assert!(store.views().unwrap().is_empty());
 }
+
+#[test]
+fn read_keys_reads_many_entities_of_several_views_in_input_order() {
+    let (_dir, store) = open();
+    store
+        .register_view(&spec(Some(10_000_000)), OnSchemaChange::Error)
+        .unwrap();
+    let mut other = spec(None);
+    other.name = "other".into();
+    store.register_view(&other, OnSchemaChange::Error).unwrap();
+    let opts = WriteOptions::default();
+    store
+        .write(
+            "customer",
+            &[batch(
+                &[3, 1, 2],
+                &[100, 100, 50],
+                &[Some(30), Some(10), None],
+            )],
+            &opts,
+        )
+        .unwrap();
+    store
+        .write("other", &[batch(&[2], &[1], &[Some(7)])], &opts)
+        .unwrap();
+    let keys = [2, 9, 1, 3, 1].map(KeyValue::Int);
+    let requests = [
+        KeysRequest {
+            view: "customer",
+            features: Some(&["name", "total"]),
+            keys: &keys,
+        },
+        KeysRequest {
+            view: "other",
+            features: None,
+            keys: &keys[..2],
+        },
+    ];
+    // At t = 105 s, entity 2 (written at 50 s) is past the 10 s ttl.
+    let reads = store.read_keys(&requests, 105_000_000).unwrap();
+    let customer = &reads[0];
+    assert_eq!(customer.features, vec![2, 0]);
+    assert_eq!(
+        customer.event_ts,
+        vec![
+            Some(50_000_000),
+            None,
+            Some(100_000_000),
+            Some(100_000_000),
+            Some(100_000_000)
+        ]
+    );
+    let s = "x".to_owned();
+    assert_eq!(
+        customer.values,
+        vec![
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::String(s.clone()),
+            Value::Int64(10),
+            Value::String(s.clone()),
+            Value::Int64(30),
+            Value::String(s),
+            Value::Int64(10),
+        ]
+    );
+    assert_eq!(
+        &customer.statuses[..4],
+        &[
+            Status::OutsideMaxAge,
+            Status::OutsideMaxAge,
+            Status::NotFound,
+            Status::NotFound
+        ]
+    );
+    let other = &reads[1];
+    assert_eq!(other.values[0], Value::Int64(7));
+    assert_eq!(other.statuses[3..], [Status::NotFound; 3]);
+    // A key of the wrong type or arity, an unknown feature: errors, nothing read.
+    let wrong = [KeyValue::String("1".into())];
+    let bad = KeysRequest {
+        view: "customer",
+        features: None,
+        keys: &wrong,
+    };
+    assert!(matches!(
+        store.read_keys(&[bad], 0),
+        Err(Error::SchemaMismatch(_))
+    ));
+    let unknown = KeysRequest {
+        view: "customer",
+        features: Some(&["nope"]),
+        keys: &keys,
+    };
+    assert!(matches!(
+        store.read_keys(&[unknown], 0),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.read_one("customer", &keys[..2], None, 0),
+        Err(Error::SchemaMismatch(_))
+    ));
+}
