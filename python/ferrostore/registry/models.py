@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 MLMODEL_FILE = "MLmodel"
+# libyaml's parser when PyYAML was built with it: the pure-Python one is ~10x slower.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def package_versions(*names: str) -> dict[str, str]:
@@ -188,7 +190,7 @@ class LocalModelFiles:
 def read_mlmodel(files: ModelFiles, where: str) -> dict[str, Any]:
     """Read and parse the MLmodel file of a stored model."""
     try:
-        content = yaml.safe_load(files.read(MLMODEL_FILE))
+        content = yaml.load(files.read(MLMODEL_FILE), Loader=_YAML_LOADER)
     except yaml.YAMLError as err:
         raise SchemaMismatch(f"model {where}: MLmodel file is not valid YAML: {err}") from err
     if not isinstance(content, dict) or "flavors" not in content:

@@ -82,9 +82,10 @@ class PythonModel(abc.ABC):
 class _StoreModelFiles:
     """The files of a model logged in a run, read from the content-addressed store."""
 
-    def __init__(self, store: Store, run_id: str, path: str) -> None:
-        self.store, self.run_id, self.path = store, run_id, path
-        self.manifest = store.artifact_manifest(run_id, path)
+    def __init__(
+        self, store: Store, run_id: str, path: str, manifest: dict[str, tuple[str, int]]
+    ) -> None:
+        self.store, self.run_id, self.path, self.manifest = store, run_id, path, manifest
 
     def read(self, name: str) -> bytes:
         entry = self.manifest.get(f"{self.path}/{name}")
@@ -118,8 +119,7 @@ def open_model(model_uri: str | os.PathLike[str]) -> tuple[ModelFiles, dict[str,
     else:
         uri = os.fspath(model_uri)
         store = tracking.store_for()
-        run_id, path = store.resolve_model_uri(uri)
-        files = _StoreModelFiles(store, run_id, path)
+        files = _StoreModelFiles(store, *store.resolve_model(uri))
     where = os.fspath(model_uri)
     return files, read_mlmodel(files, where), where
 

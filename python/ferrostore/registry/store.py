@@ -390,6 +390,28 @@ _MODEL_ARTIFACT = sa.select(t.run_artifacts.c.path).where(
 _RUN_EXISTS = sa.select(t.runs.c.run_id).where(t.runs.c.run_id == sa.bindparam("run_id"))
 
 
+_ARTIFACTS = sa.select(
+    t.run_artifacts.c.path, t.run_artifacts.c.sha256, t.run_artifacts.c.size
+).where(t.run_artifacts.c.run_id == sa.bindparam("run_id"))
+_ARTIFACTS_UNDER = _ARTIFACTS.where(
+    sa.or_(
+        t.run_artifacts.c.path == sa.bindparam("prefix"),
+        sa.func.substr(t.run_artifacts.c.path, 1, sa.bindparam("length")) == sa.bindparam("folder"),
+    )
+)
+
+
+def _manifest(conn: Connection, run_id: str, prefix: str) -> dict[str, tuple[str, int]]:
+    """Return ``{path: (sha256, size)}`` of a run's artifacts under a normalized ``prefix``."""
+    if not prefix:
+        rows = conn.execute(_ARTIFACTS, {"run_id": run_id}).all()
+    else:
+        folder = prefix + "/"
+        params = {"run_id": run_id, "prefix": prefix, "length": len(folder), "folder": folder}
+        rows = conn.execute(_ARTIFACTS_UNDER, params).all()
+    return {path: (digest, size) for path, digest, size in rows}
+
+
 @functools.cache
 def _ensure_model(dialect: str) -> Any:
     """Return the INSERT of a registered model that does nothing when it exists."""
@@ -861,15 +883,7 @@ class Store:
 
         def work(conn: Connection) -> dict[str, tuple[str, int]]:
             self._require_run(conn, run_id)
-            a = t.run_artifacts.c
-            query = sa.select(a.path, a.sha256, a.size).where(a.run_id == run_id)
-            if prefix:
-                query = query.where(
-                    sa.or_(
-                        a.path == prefix, sa.func.substr(a.path, 1, len(prefix) + 1) == prefix + "/"
-                    )
-                )
-            return {p: (h, s) for p, h, s in conn.execute(query)}
+            return _manifest(conn, run_id, prefix)
 
         return self._read(work)
 
@@ -1237,16 +1251,20 @@ class Store:
             raise NotFound(f"model URI {uri!r}: model {name!r} has no version in {parsed.stage!r}")
         return row
 
-    def resolve_model_uri(self, uri: str) -> tuple[str, str]:
-        """Return the run id and artifact path holding the model a URI names."""
+    def resolve_model(self, uri: str) -> tuple[str, str, dict[str, tuple[str, int]]]:
+        """Return the run id, artifact path and artifact manifest of the model a URI names.
 
-        def work(conn: Connection) -> tuple[str, str]:
+        The manifest is ``{path: (sha256, size)}`` of the files under the model's path.
+        """
+
+        def work(conn: Connection) -> tuple[str, str, dict[str, tuple[str, int]]]:
             source, _ = self.resolve_source(conn, uri)
             parsed = parse_model_uri(source)
             assert parsed.run_id is not None
-            # A version's source must still hold a model (its run may have been deleted).
-            self.resolve_source(conn, source)
-            return parsed.run_id, parsed.path
+            if source != uri:
+                # A version's source must still hold a model (its run may have been deleted).
+                self.resolve_source(conn, source)
+            return parsed.run_id, parsed.path, _manifest(conn, parsed.run_id, parsed.path)
 
         return self._read(work)
 
