@@ -1,8 +1,8 @@
 """The objects the registry returns, shaped like MLflow's entities.
 
-They are plain frozen dataclasses: snapshots of the database when the call returned. Fields
-carry MLflow's names (``run.info.run_id``, ``model_version.current_stage``...), times are
-milliseconds since the Unix epoch as in MLflow.
+They are frozen dataclasses with slots (cheaper to create): snapshots of the database when
+the call returned. Fields carry MLflow's names (``run.info.run_id``,
+``model_version.current_stage``...), times are milliseconds since the Unix epoch as in MLflow.
 
 Example:
     >>> Metric("acc", 0.9, 0, 0).value
@@ -53,7 +53,7 @@ class RunStatus:
         return status in ("FINISHED", "FAILED", "KILLED")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Metric:
     """One point of a metric: key, value, timestamp (ms) and step."""
 
@@ -63,7 +63,7 @@ class Metric:
     step: int
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Param:
     """One run parameter."""
 
@@ -71,7 +71,7 @@ class Param:
     value: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class RunTag:
     """One run tag."""
 
@@ -79,7 +79,7 @@ class RunTag:
     value: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Experiment:
     """An experiment: a named group of runs."""
 
@@ -92,7 +92,7 @@ class Experiment:
     last_update_time: int
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class RunInfo:
     """The attributes of a run (MLflow's ``RunInfo``)."""
 
@@ -112,7 +112,7 @@ class RunInfo:
         return self.run_id
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class RunData:
     """What was logged in a run: latest metric values, params and tags."""
 
@@ -121,7 +121,7 @@ class RunData:
     tags: dict[str, str]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Run:
     """A run: its :class:`RunInfo` and :class:`RunData`."""
 
@@ -129,7 +129,7 @@ class Run:
     data: RunData
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ModelVersion:
     """One version of a registered model (MLflow's ``ModelVersion``)."""
 
@@ -149,7 +149,7 @@ class ModelVersion:
     status_message: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class RegisteredModel:
     """A registered model: its description, tags, aliases and latest version per stage."""
 
@@ -162,7 +162,7 @@ class RegisteredModel:
     latest_versions: list[ModelVersion]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ModelVersionEvent:
     """One entry of a model's history: who did what to which version, and when.
 
@@ -181,7 +181,7 @@ class ModelVersionEvent:
     timestamp: int
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class StageAssignment:
     """A version that held a stage at a given time, with who put it there and when."""
 
@@ -192,7 +192,7 @@ class StageAssignment:
     since: int
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ModelEvaluation:
     """An evaluation of a model version on a dataset (Vertex AI's model evaluation)."""
 
@@ -205,7 +205,7 @@ class ModelEvaluation:
     timestamp: int
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ModelInfo:
     """What ``log_model`` returns: where the model was stored and its metadata."""
 
@@ -219,7 +219,7 @@ class ModelInfo:
     registered_model_version: int | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class FileInfo:
     """One entry of a run's artifact listing: a file (with its size) or a folder."""
 
