@@ -9,7 +9,7 @@
 //!
 //! The kernel groups feature rows by encoded key with a hash map, sorts each group by time
 //! (in parallel), then answers each entity row with a binary search (in parallel) and
-//! gathers the feature columns with Arrow's `take`.
+//! gathers the feature columns with Arrow's `take` (`interleave` across several batches).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -179,16 +179,19 @@ fn key_columns(
 
 /// Joins `features` onto `entities` as of each entity row's time.
 ///
+/// `features` may come in several batches of one schema (as a Parquet scan yields them):
+/// rows are addressed across them without concatenating them first.
+///
 /// Returns one batch with a column per `spec.columns` output name and one row per entity
 /// row, in input order.
 ///
 /// # Errors
-/// `InvalidArgument` for an inconsistent spec; `SchemaMismatch` for a missing column, key
-/// types that differ between the sides (integer vs string), a non-timestamp time column or
-/// null entity timestamps.
+/// `InvalidArgument` for an inconsistent spec or no feature batch; `SchemaMismatch` for a
+/// missing column, key types that differ between the sides (integer vs string), a
+/// non-timestamp time column or null entity timestamps.
 pub fn point_in_time_join(
     entities: &RecordBatch,
-    features: &RecordBatch,
+    features: &[RecordBatch],
     spec: &JoinSpec,
 ) -> Result<RecordBatch> {
     if spec.entity_keys.is_empty() || spec.entity_keys.len() != spec.feature_keys.len() {
@@ -205,22 +208,32 @@ pub fn point_in_time_join(
             )));
         }
     }
+    if features.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no feature batch: pass at least one, possibly empty".into(),
+        ));
+    }
     let ttl = spec.ttl_micros.filter(|t| *t > 0);
-    if u32::try_from(features.num_rows()).is_err() {
+    let feature_rows: usize = features.iter().map(RecordBatch::num_rows).sum();
+    if u32::try_from(feature_rows).is_err() {
         return Err(Error::InvalidArgument(format!(
-            "{} feature rows exceed the 4,294,967,295 rows one join handles",
-            features.num_rows()
+            "{feature_rows} feature rows exceed the 4,294,967,295 rows one join handles"
         )));
     }
 
     let entity_key_cols = key_columns(entities, &spec.entity_keys, "entity rows")?;
-    let feature_key_cols = key_columns(features, &spec.feature_keys, "feature rows")?;
-    for (i, ((et, _), (ft, _))) in entity_key_cols.iter().zip(&feature_key_cols).enumerate() {
-        if et != ft {
-            return Err(Error::SchemaMismatch(format!(
-                "join key '{}' is {et} in the entity rows but '{}' is {ft} in the feature rows",
-                spec.entity_keys[i], spec.feature_keys[i]
-            )));
+    let feature_key_cols = features
+        .iter()
+        .map(|b| key_columns(b, &spec.feature_keys, "feature rows"))
+        .collect::<Result<Vec<_>>>()?;
+    for batch_keys in &feature_key_cols {
+        for (i, ((et, _), (ft, _))) in entity_key_cols.iter().zip(batch_keys).enumerate() {
+            if et != ft {
+                return Err(Error::SchemaMismatch(format!(
+                    "join key '{}' is {et} in the entity rows but '{}' is {ft} in the feature rows",
+                    spec.entity_keys[i], spec.feature_keys[i]
+                )));
+            }
         }
     }
     let entity_ts_array = timestamps(entities, &spec.entity_timestamp, "entity rows")?;
@@ -234,43 +247,74 @@ pub fn point_in_time_join(
     let entity_ts = entity_ts_array
         .as_primitive::<TimestampMicrosecondType>()
         .values();
-    let feature_ts_array = timestamps(features, &spec.feature_timestamp, "feature rows")?;
-    let feature_ts = feature_ts_array.as_primitive::<TimestampMicrosecondType>();
-    let created_array = match &spec.created_timestamp {
-        Some(name) => Some(timestamps(features, name, "feature rows")?),
+    // Feature times (and created times, null oldest) as one column across the batches.
+    let ts_arrays = features
+        .iter()
+        .map(|b| timestamps(b, &spec.feature_timestamp, "feature rows"))
+        .collect::<Result<Vec<_>>>()?;
+    let feature_ts: Vec<i64> = ts_arrays
+        .iter()
+        .flat_map(|a| a.as_primitive::<TimestampMicrosecondType>().values().iter())
+        .copied()
+        .collect();
+    let created: Option<Vec<i64>> = match &spec.created_timestamp {
+        Some(name) => {
+            let mut all = Vec::with_capacity(feature_rows);
+            for batch in features {
+                let array = timestamps(batch, name, "feature rows")?;
+                let array = array.as_primitive::<TimestampMicrosecondType>();
+                all.extend(array.iter().map(|c| c.unwrap_or(i64::MIN)));
+            }
+            Some(all)
+        }
         None => None,
     };
-    let created = created_array
-        .as_ref()
-        .map(|a| a.as_primitive::<TimestampMicrosecondType>());
-    let sources = spec
-        .columns
+    let sources = features
         .iter()
-        .map(|(source, _)| column(features, source, "feature rows").cloned())
+        .map(|batch| {
+            spec.columns
+                .iter()
+                .map(|(source, _)| column(batch, source, "feature rows").cloned())
+                .collect::<Result<Vec<_>>>()
+        })
         .collect::<Result<Vec<_>>>()?;
 
-    // Group feature rows by key; entity rows find their group.
-    let valid_ts = |row: usize| !feature_ts.is_null(row);
-    let (group_of, n_groups, entity_group) = match (&feature_key_cols[..], &entity_key_cols[..]) {
+    // Group feature rows by key (rows with a null time never match); entity rows find
+    // their group.
+    let (group_of, n_groups, entity_group) = match &entity_key_cols[..] {
         // One integer key, the common case: hash the integers themselves.
-        ([(ValueType::Int64, f)], [(ValueType::Int64, e)]) => {
-            let (f, e) = (
-                f.as_primitive::<arrow_array::types::Int64Type>(),
-                e.as_primitive::<arrow_array::types::Int64Type>(),
-            );
+        [(ValueType::Int64, e)] => {
+            let e = e.as_primitive::<arrow_array::types::Int64Type>();
+            let feature_keys = feature_key_cols.iter().zip(&ts_arrays).flat_map(|(k, ts)| {
+                let f = k[0].1.as_primitive::<arrow_array::types::Int64Type>();
+                (0..f.len())
+                    .map(move |row| (f.is_valid(row) && ts.is_valid(row)).then(|| f.value(row)))
+            });
             group_ids(
-                |row| (f.is_valid(row) && valid_ts(row)).then(|| f.value(row)),
-                features.num_rows(),
+                feature_keys,
+                feature_rows,
                 |row| e.is_valid(row).then(|| e.value(row)),
                 entities.num_rows(),
             )
         }
         _ => {
-            let (f_arena, f_spans) = encode_keys(&feature_key_cols, features.num_rows())?;
+            let encoded = feature_key_cols
+                .iter()
+                .zip(features)
+                .map(|(k, b)| encode_keys(k, b.num_rows()))
+                .collect::<Result<Vec<_>>>()?;
+            let feature_keys = encoded
+                .iter()
+                .zip(&ts_arrays)
+                .flat_map(|((arena, spans), ts)| {
+                    spans.iter().enumerate().map(move |(row, span)| {
+                        key_slice(arena, *span).filter(|_| ts.is_valid(row))
+                    })
+                });
             let (e_arena, e_spans) = encode_keys(&entity_key_cols, entities.num_rows())?;
             group_ids(
-                |row| key_slice(&f_arena, f_spans[row]).filter(|_| valid_ts(row)),
-                features.num_rows(),
+                feature_keys,
+                feature_rows,
                 |row| key_slice(&e_arena, e_spans[row]),
                 entities.num_rows(),
             )
@@ -295,25 +339,13 @@ pub fn point_in_time_join(
             cursor[g as usize] += 1;
         }
     }
+    drop(group_of);
     let sort_key = |row: u32| {
         let row = row as usize;
-        (
-            feature_ts.value(row),
-            created.map_or(0, |c| {
-                if c.is_null(row) {
-                    i64::MIN
-                } else {
-                    c.value(row)
-                }
-            }),
-            row,
-        )
+        (feature_ts[row], created.as_ref().map_or(0, |c| c[row]), row)
     };
     sort_groups(&mut order, &offsets, &sort_key);
-    let sorted_ts: Vec<i64> = order
-        .par_iter()
-        .map(|&r| feature_ts.value(r as usize))
-        .collect();
+    let sorted_ts: Vec<i64> = order.par_iter().map(|&r| feature_ts[r as usize]).collect();
 
     // Answer each entity row.
     let matches: Vec<Option<u32>> = entity_group
@@ -334,14 +366,8 @@ pub fn point_in_time_join(
             }
         })
         .collect();
-    let indices = UInt32Array::from(matches);
 
-    let columns = sources
-        .par_iter()
-        .map(|source| {
-            arrow_select::take::take(source.as_ref(), &indices, None).map_err(Error::from)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let columns = gather(&sources, features, &matches)?;
     let fields: Vec<Field> = spec
         .columns
         .iter()
@@ -356,6 +382,56 @@ pub fn point_in_time_join(
     )?)
 }
 
+/// The output columns: row `matches[i]` (a row number across all batches) of each source
+/// column, null where there is no match.
+fn gather(
+    sources: &[Vec<ArrayRef>],
+    features: &[RecordBatch],
+    matches: &[Option<u32>],
+) -> Result<Vec<ArrayRef>> {
+    let width = sources.first().map_or(0, Vec::len);
+    if let [one] = sources {
+        let indices = UInt32Array::from(matches.to_vec());
+        return one
+            .par_iter()
+            .map(|source| {
+                arrow_select::take::take(source.as_ref(), &indices, None).map_err(Error::from)
+            })
+            .collect();
+    }
+    // Batch starts; unmatched rows point at a one-row null array after the batches.
+    let mut starts = Vec::with_capacity(features.len() + 1);
+    let mut total = 0usize;
+    for batch in features {
+        starts.push(total);
+        total += batch.num_rows();
+    }
+    let null_slot = features.len();
+    let indices: Vec<(usize, usize)> = matches
+        .par_iter()
+        .map(|m| match m {
+            Some(row) => {
+                let row = *row as usize;
+                let b = starts.partition_point(|&s| s <= row) - 1;
+                (b, row - starts[b])
+            }
+            None => (null_slot, 0),
+        })
+        .collect();
+    (0..width)
+        .into_par_iter()
+        .map(|c| {
+            let null = arrow_array::new_null_array(sources[0][c].data_type(), 1);
+            let arrays: Vec<&dyn Array> = sources
+                .iter()
+                .map(|cols| cols[c].as_ref())
+                .chain(std::iter::once(null.as_ref()))
+                .collect();
+            arrow_select::interleave::interleave(&arrays, &indices).map_err(Error::from)
+        })
+        .collect()
+}
+
 fn key_slice(arena: &[u8], span: Option<(u32, u32)>) -> Option<&[u8]> {
     span.map(|(a, b)| &arena[a as usize..b as usize])
 }
@@ -363,18 +439,21 @@ fn key_slice(arena: &[u8], span: Option<(u32, u32)>) -> Option<&[u8]> {
 /// Numbers the distinct keys of the feature rows (`u32::MAX` for rows that cannot match)
 /// and finds each entity row's group.
 fn group_ids<K: std::hash::Hash + Eq + Send + Sync>(
-    feature_key: impl Fn(usize) -> Option<K>,
+    feature_keys: impl Iterator<Item = Option<K>>,
     feature_rows: usize,
     entity_key: impl Fn(usize) -> Option<K> + Sync,
     entity_rows: usize,
 ) -> (Vec<u32>, usize, Vec<Option<u32>>) {
     let mut groups: FxMap<K, u32> = FxMap::default();
-    let mut group_of = vec![u32::MAX; feature_rows];
-    for (row, slot) in group_of.iter_mut().enumerate() {
-        if let Some(key) = feature_key(row) {
-            let next = u32::try_from(groups.len()).unwrap_or(u32::MAX);
-            *slot = *groups.entry(key).or_insert(next);
-        }
+    let mut group_of = Vec::with_capacity(feature_rows);
+    for key in feature_keys {
+        group_of.push(match key {
+            Some(key) => {
+                let next = u32::try_from(groups.len()).unwrap_or(u32::MAX);
+                *groups.entry(key).or_insert(next)
+            }
+            None => u32::MAX,
+        });
     }
     let entity_group = (0..entity_rows)
         .into_par_iter()

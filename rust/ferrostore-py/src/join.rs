@@ -7,13 +7,17 @@ use pyo3_arrow::PyRecordBatch;
 
 use crate::error::run;
 
-fn one_batch(py: Python<'_>, data: AnyRecordBatch) -> PyResult<arrow_array::RecordBatch> {
+/// The batches of `data` (zero-copy); one empty batch when it has none.
+fn batches(data: AnyRecordBatch) -> PyResult<Vec<arrow_array::RecordBatch>> {
     let reader = data.into_reader()?;
     let schema = reader.schema();
-    let batches = reader
+    let mut batches = reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PyErr::from(pyo3_arrow::error::PyArrowError::from(e)))?;
-    run(py, || single_batch(schema, &batches))
+    if batches.is_empty() {
+        batches.push(arrow_array::RecordBatch::new_empty(schema));
+    }
+    Ok(batches)
 }
 
 /// Point-in-time join of `features` onto `entities`; see `ferrostore/_core.pyi`.
@@ -32,8 +36,10 @@ pub fn point_in_time_join<'py>(
     ttl_micros: Option<i64>,
     columns: Vec<(String, String)>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let entities = one_batch(py, entities)?;
-    let features = one_batch(py, features)?;
+    let entities = batches(entities)?;
+    let schema = entities[0].schema();
+    let entities = run(py, || single_batch(schema, &entities))?;
+    let features = batches(features)?;
     let spec = JoinSpec {
         entity_keys,
         feature_keys,

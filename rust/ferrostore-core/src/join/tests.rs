@@ -92,10 +92,23 @@ proptest! {
         rows in prop::collection::vec((0i64..6, 0i64..20, 0i64..3, any::<i64>()), 0..60),
         probes in prop::collection::vec((0i64..7, 0i64..25), 0..40),
         ttl in prop::option::of(0i64..8),
+        cuts in prop::collection::vec(0usize..60, 0..4),
     ) {
         let (ids, ts): (Vec<i64>, Vec<i64>) = probes.into_iter().unzip();
-        let out = point_in_time_join(&entities(&ids, &ts), &features(&rows), &spec(ttl, true)).unwrap();
-        prop_assert_eq!(values(&out), reference(&ids, &ts, &rows, ttl));
+        let want = reference(&ids, &ts, &rows, ttl);
+        let out = point_in_time_join(&entities(&ids, &ts), &[features(&rows)], &spec(ttl, true)).unwrap();
+        prop_assert_eq!(values(&out), want.clone());
+        // The same rows in several batches (some empty) give the same answer.
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(rows.len())).collect();
+        cuts.sort_unstable();
+        let mut batches = Vec::new();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([rows.len()]) {
+            batches.push(features(&rows[start..cut]));
+            start = cut;
+        }
+        let out = point_in_time_join(&entities(&ids, &ts), &batches, &spec(ttl, true)).unwrap();
+        prop_assert_eq!(values(&out), want);
     }
 }
 
@@ -109,7 +122,7 @@ fn window_is_inclusive_and_ties_go_to_latest_created() {
     ];
     let out = point_in_time_join(
         &entities(&[1, 1, 1, 2, 3], &[9, 10, 25, 9, 30]),
-        &features(&rows),
+        &[features(&rows)],
         &spec(Some(5), true),
     )
     .unwrap();
@@ -120,7 +133,7 @@ fn window_is_inclusive_and_ties_go_to_latest_created() {
     // ttl boundary: 20 >= 25 - 5 is inside, 26 - 5 = 21 > 20 is outside.
     let out = point_in_time_join(
         &entities(&[1, 1], &[25, 26]),
-        &features(&rows),
+        &[features(&rows)],
         &spec(Some(5), true),
     )
     .unwrap();
@@ -170,7 +183,11 @@ fn string_and_composite_keys_and_timestamp_units() {
         ttl_micros: None,
         columns: vec![("v".into(), "out".into())],
     };
-    let out = point_in_time_join(&ents, &feats, &spec).unwrap();
+    let out = point_in_time_join(&ents, std::slice::from_ref(&feats), &spec).unwrap();
+    let v: Vec<_> = out.column(0).as_string::<i32>().iter().collect();
+    assert_eq!(v, vec![Some("one"), None, None]);
+    let split = [feats.slice(0, 1), feats.slice(1, 0), feats.slice(1, 2)];
+    let out = point_in_time_join(&ents, &split, &spec).unwrap();
     let v: Vec<_> = out.column(0).as_string::<i32>().iter().collect();
     assert_eq!(v, vec![Some("one"), None, None]);
     assert_eq!(out.schema().field(0).name(), "out");
@@ -187,13 +204,28 @@ fn bad_input_is_named() {
         ),
     ])
     .unwrap();
-    let err = point_in_time_join(&ents, &features(&rows), &spec(None, false)).unwrap_err();
+    let err = point_in_time_join(&ents, &[features(&rows)], &spec(None, false)).unwrap_err();
     assert!(matches!(err, Error::SchemaMismatch(m) if m.contains("'id'") && m.contains("string")));
     let mut s = spec(None, false);
     s.entity_timestamp = "missing".into();
-    let err = point_in_time_join(&entities(&[1], &[1]), &features(&rows), &s).unwrap_err();
+    let err = point_in_time_join(&entities(&[1], &[1]), &[features(&rows)], &s).unwrap_err();
     assert!(matches!(err, Error::SchemaMismatch(m) if m.contains("'missing'")));
     let empty = features(&[]);
-    let out = point_in_time_join(&entities(&[1], &[1]), &empty, &spec(None, true)).unwrap();
+    let out = point_in_time_join(&entities(&[1], &[1]), &[empty], &spec(None, true)).unwrap();
     assert_eq!(values(&out), vec![None]);
+}
+
+#[test]
+fn several_batches_with_strings_and_no_batch_at_all() {
+    let rows = [(1, 10, 0, 100), (2, 5, 0, 500), (1, 20, 0, 200)];
+    let batches = [features(&rows[..1]), features(&[]), features(&rows[1..])];
+    let out = point_in_time_join(
+        &entities(&[1, 2, 1, 3], &[15, 9, 25, 30]),
+        &batches,
+        &spec(None, true),
+    )
+    .unwrap();
+    assert_eq!(values(&out), vec![Some(100), Some(500), Some(200), None]);
+    let err = point_in_time_join(&entities(&[1], &[1]), &[], &spec(None, true)).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)));
 }
