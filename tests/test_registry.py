@@ -280,6 +280,17 @@ def test_pyfunc_model_with_context_and_signature(uri: str, tmp_path: Path) -> No
         mlflow.pyfunc.log_model("bad", python_model=object())
 
 
+def test_loaded_metadata_is_fresh_and_follows_the_mlmodel_file(uri: str, tmp_path: Path) -> None:
+    folder = tmp_path / "local"
+    mlflow.pyfunc.save_model(folder, python_model=_NoContext())
+    first = mlflow.pyfunc.load_model(folder)
+    first.metadata["flavors"]["python_function"]["loader_module"] = "changed"
+    assert mlflow.pyfunc.load_model(folder).loader_module == "ferrostore.registry.pyfunc"
+    mlmodel = folder / "MLmodel"
+    mlmodel.write_text(mlmodel.read_text().replace("run_id: null", "run_id: edited"))
+    assert mlflow.pyfunc.load_model(folder).metadata["run_id"] == "edited"
+
+
 def test_sklearn_model_roundtrip(uri: str, data: tuple[pd.DataFrame, pd.Series]) -> None:
     X, _ = data
     run_id = _train_run(data)

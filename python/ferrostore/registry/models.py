@@ -14,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 import importlib.metadata
 import inspect
 import os
@@ -187,10 +189,23 @@ class LocalModelFiles:
         return self.folder / prefix
 
 
+@functools.lru_cache(maxsize=64)
+def _parse_mlmodel(text: bytes) -> Any:
+    # Keyed by the file's bytes, so a cached parse is never stale.
+    return yaml.load(text, Loader=_YAML_LOADER)
+
+
 def read_mlmodel(files: ModelFiles, where: str) -> dict[str, Any]:
-    """Read and parse the MLmodel file of a stored model."""
+    """Read and parse the MLmodel file of a stored model.
+
+    Returns:
+        The content, a fresh object the caller may change.
+
+    Raises:
+        SchemaMismatch: The file is not YAML or names no flavors.
+    """
     try:
-        content = yaml.load(files.read(MLMODEL_FILE), Loader=_YAML_LOADER)
+        content = copy.deepcopy(_parse_mlmodel(files.read(MLMODEL_FILE)))
     except yaml.YAMLError as err:
         raise SchemaMismatch(f"model {where}: MLmodel file is not valid YAML: {err}") from err
     if not isinstance(content, dict) or "flavors" not in content:
