@@ -131,6 +131,13 @@ def test_metrics_history_latest_and_nan(uri: str) -> None:
     acc = client.get_metric_history(run.info.run_id, "acc")
     assert acc[0].value == 0.5 and math.isnan(acc[1].value)
     assert "bad" not in metrics
+    points = [mlflow.Metric("big", 0.1 * i, 7, i) for i in range(250)]  # several statements
+    points[100] = mlflow.Metric("big", float("nan"), 7, 100)
+    client.log_batch(run.info.run_id, points[::-1])
+    big = client.get_metric_history(run.info.run_id, "big")
+    assert [m.step for m in big] == list(range(250)) and math.isnan(big[100].value)
+    assert [m.value for m in big[:100]] == [0.1 * i for i in range(100)]
+    assert mlflow.get_run(run.info.run_id).data.metrics["big"] == 0.1 * 249
 
 
 def test_artifacts_are_content_addressed(uri: str, tmp_path: Path) -> None:
