@@ -254,7 +254,13 @@ def scan(
     start: int | None,
     end: int | None,
 ) -> pa.Table:
-    """As :func:`scan_batches`, as one table (an empty one when no row matches)."""
+    """The rows of a source that may hold event times in ``[start, end]`` (µs, UTC).
+
+    As :func:`scan_batches`, as one table, except that only whole row groups are skipped
+    (by their statistics): rows are not filtered one by one, since the point-in-time join
+    ignores rows outside its window anyway, at no cost, while a row filter here costs a
+    pass and a copy of every column (about 2.5x the read itself).
+    """
     dataset = _dataset(source, root)
     columns = _project(source, view_columns)
     missing = [c for c in columns if c not in dataset.schema.names]
@@ -264,7 +270,16 @@ def scan(
         )
     expr = _filter(dataset.schema, source.timestamp_field, start, end)
     try:
-        table = dataset.to_table(columns=columns, filter=expr)
+        if expr is not None:
+            row_groups = [
+                row_group
+                for fragment in dataset.get_fragments(filter=expr)
+                for row_group in fragment.split_by_row_group(expr)
+            ]
+            dataset = ds.FileSystemDataset(
+                row_groups, dataset.schema, dataset.format, dataset.filesystem
+            )
+        table = dataset.to_table(columns=columns)
     except (pa.ArrowException, OSError) as exc:
         raise StorageError(f"reading Parquet source {source.path!r} failed: {exc}") from exc
     return _rename(table, source)

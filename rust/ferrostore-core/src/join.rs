@@ -279,8 +279,16 @@ pub fn point_in_time_join(
         })
         .collect::<Result<Vec<_>>>()?;
 
-    // Group feature rows by key (rows with a null time never match); entity rows find
-    // their group.
+    // Only feature times in [earliest entity time - ttl, latest entity time] can match.
+    let window = match (entity_ts.iter().min(), entity_ts.iter().max()) {
+        (Some(&lo), Some(&hi)) => ttl.map_or(i64::MIN, |t| lo.saturating_sub(t))..=hi,
+        _ => i64::MIN..=i64::MAX, // no entity rows: nothing is looked up
+    };
+    let usable = |ts: &ArrayRef, row: usize| {
+        ts.is_valid(row)
+            && window.contains(&ts.as_primitive::<TimestampMicrosecondType>().value(row))
+    };
+    // Group usable feature rows by key; entity rows find their group.
     let (group_of, n_groups, entity_group) = match &entity_key_cols[..] {
         // One integer key, the common case: hash the integers themselves.
         [(ValueType::Int64, e)] => {
@@ -288,7 +296,7 @@ pub fn point_in_time_join(
             let feature_keys = feature_key_cols.iter().zip(&ts_arrays).flat_map(|(k, ts)| {
                 let f = k[0].1.as_primitive::<arrow_array::types::Int64Type>();
                 (0..f.len())
-                    .map(move |row| (f.is_valid(row) && ts.is_valid(row)).then(|| f.value(row)))
+                    .map(move |row| (f.is_valid(row) && usable(ts, row)).then(|| f.value(row)))
             });
             group_ids(
                 feature_keys,
@@ -307,9 +315,10 @@ pub fn point_in_time_join(
                 .iter()
                 .zip(&ts_arrays)
                 .flat_map(|((arena, spans), ts)| {
-                    spans.iter().enumerate().map(move |(row, span)| {
-                        key_slice(arena, *span).filter(|_| ts.is_valid(row))
-                    })
+                    spans
+                        .iter()
+                        .enumerate()
+                        .map(move |(row, span)| key_slice(arena, *span).filter(|_| usable(ts, row)))
                 });
             let (e_arena, e_spans) = encode_keys(&entity_key_cols, entities.num_rows())?;
             group_ids(
@@ -320,7 +329,8 @@ pub fn point_in_time_join(
             )
         }
     };
-    // Counting sort of rows by group, then each group sorted by (event, created, row).
+    // Counting sort of (event time, row) by group, then each group sorted; ties on event
+    // time are settled at lookup by (created, row), rarely more than one row.
     let mut offsets = vec![0usize; n_groups + 1];
     for &g in &group_of {
         if g != u32::MAX {
@@ -330,22 +340,21 @@ pub fn point_in_time_join(
     for i in 1..offsets.len() {
         offsets[i] += offsets[i - 1];
     }
-    let mut order = vec![0u32; offsets[n_groups]];
+    let mut sorted = vec![(0i64, 0u32); offsets[n_groups]];
     let mut cursor = offsets.clone();
     for (row, &g) in group_of.iter().enumerate() {
         if g != u32::MAX {
             // Row counts fit u32 (checked above).
-            order[cursor[g as usize]] = row as u32;
+            sorted[cursor[g as usize]] = (feature_ts[row], row as u32);
             cursor[g as usize] += 1;
         }
     }
-    drop(group_of);
-    let sort_key = |row: u32| {
-        let row = row as usize;
-        (feature_ts[row], created.as_ref().map_or(0, |c| c[row]), row)
+    drop((group_of, cursor, feature_ts));
+    sort_groups(&mut sorted, &offsets);
+    let tie_rank = |row: u32| {
+        let created = created.as_ref().map_or(0, |c| c[row as usize]);
+        (created, row)
     };
-    sort_groups(&mut order, &offsets, &sort_key);
-    let sorted_ts: Vec<i64> = order.par_iter().map(|&r| feature_ts[r as usize]).collect();
 
     // Answer each entity row.
     let matches: Vec<Option<u32>> = entity_group
@@ -353,17 +362,19 @@ pub fn point_in_time_join(
         .enumerate()
         .map(|(row, group)| {
             let g = (*group)? as usize;
-            let (lo, hi) = (offsets[g], offsets[g + 1]);
+            let group = &sorted[offsets[g]..offsets[g + 1]];
             let ts = entity_ts[row];
-            let p = sorted_ts[lo..hi].partition_point(|&t| t <= ts);
-            if p == 0 {
+            let p = group.partition_point(|&(t, _)| t <= ts);
+            let (found_ts, _) = *group.get(p.checked_sub(1)?)?;
+            if ttl.is_some_and(|ttl| found_ts < ts.saturating_sub(ttl)) {
                 return None;
             }
-            let pos = lo + p - 1;
-            match ttl {
-                Some(ttl) if sorted_ts[pos] < ts.saturating_sub(ttl) => None,
-                _ => Some(order[pos]),
-            }
+            group[..p]
+                .iter()
+                .rev()
+                .take_while(|&&(t, _)| t == found_ts)
+                .map(|&(_, r)| r)
+                .max_by_key(|&r| tie_rank(r))
         })
         .collect();
 
@@ -477,13 +488,13 @@ pub fn single_batch(
     }
 }
 
-/// Sorts each group's slice of `order` by `key`, groups split across threads.
-fn sort_groups<K: Ord>(order: &mut [u32], offsets: &[usize], key: &(impl Fn(u32) -> K + Sync)) {
+/// Sorts each group's slice of `items`, groups split across threads.
+fn sort_groups<T: Ord + Send>(items: &mut [T], offsets: &[usize]) {
     let threads = rayon::current_num_threads().max(1);
-    let target = order.len() / (threads * 4) + 1;
-    // Cut `order` at group boundaries into chunks of about `target` rows.
-    let mut chunks: Vec<(&mut [u32], Vec<usize>)> = Vec::new();
-    let mut rest: &mut [u32] = order;
+    let target = items.len() / (threads * 4) + 1;
+    // Cut `items` at group boundaries into chunks of about `target` rows.
+    let mut chunks: Vec<(&mut [T], Vec<usize>)> = Vec::new();
+    let mut rest: &mut [T] = items;
     let mut consumed = 0;
     let mut bounds = vec![0usize];
     for window in offsets.windows(2) {
@@ -500,7 +511,11 @@ fn sort_groups<K: Ord>(order: &mut [u32], offsets: &[usize], key: &(impl Fn(u32)
     }
     chunks.into_par_iter().for_each(|(chunk, bounds)| {
         for w in bounds.windows(2) {
-            chunk[w[0]..w[1]].sort_unstable_by_key(|&r| key(r));
+            let group = &mut chunk[w[0]..w[1]];
+            // Sources are often written in time order: skip groups already sorted.
+            if !group.windows(2).all(|w| w[0] <= w[1]) {
+                group.sort_unstable();
+            }
         }
     });
 }
