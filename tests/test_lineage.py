@@ -419,3 +419,105 @@ def test_store_accepts_an_open_database(tmp_path: Path) -> None:
         store.put_context_type(ContextType("X"))
         store.close()  # does not close the shared database
         assert MetadataStore(db).get_context_type("X").name == "X"
+
+
+def test_batched_writes_store_what_one_statement_per_row_did(store: MetadataStore) -> None:
+    # Repeated external ids in one call: the later put updates (a None uri keeps the stored
+    # one, properties merge, the last value wins) and the ids are the same.
+    first, again = store.put_artifacts(
+        [
+            Artifact(
+                type="Dataset", external_id="x", uri="u1", properties={"rows": 1},
+                custom_properties={"k": 1, "only_first": "a"},
+            ),
+            Artifact(
+                type="Dataset", external_id="x", properties={"split": "s"},
+                custom_properties={"k": 2},
+            ),
+        ]
+    )  # fmt: skip
+    assert first == again
+    (stored,) = store.get_artifacts_by_id([first])
+    assert stored.uri == "u1"
+    assert stored.properties == {"rows": 1, "split": "s"}
+    assert stored.custom_properties == {"k": 2, "only_first": "a"}
+    # Events keep their order (ids) and the first of a repeated (artifact, execution, type).
+    data = Artifact(type="Dataset", external_id="ds")
+    run, ids, (ctx,) = store.put_execution(
+        Execution(type="Trainer", last_known_state="COMPLETE"),
+        [
+            (Artifact(type="Model", external_id="m"), Event(EventType.OUTPUT, path=["out"])),
+            (data, Event(EventType.INPUT, path=[0])),
+            (data, Event(EventType.INPUT, path=[1])),
+        ],
+        [Context(type="Experiment", name="e", properties={"owner": "me"})],
+    )
+    assert ids[1] == ids[2]
+    events = store.get_events_by_execution_ids([run])
+    assert [(e.type, e.artifact_id, e.path) for e in events] == [
+        (EventType.OUTPUT, ids[0], ["out"]),
+        (EventType.INPUT, ids[1], [0]),
+    ]
+    assert [a.id for a in store.get_artifacts_by_context(ctx)] == sorted(set(ids))
+    assert [e.id for e in store.get_executions_by_context(ctx)] == [run]
+    assert store.get_contexts_by_id([ctx])[0].properties == {"owner": "me"}
+
+
+def test_identical_puts_in_one_transaction_write_once(store: MetadataStore) -> None:
+    import sqlalchemy as sa
+
+    seen: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO lineage_artifacts "):
+            seen.append(statement)
+
+    node = Artifact(type="Dataset", external_id="same", properties={"rows": 3})
+    sa.event.listen(store.db.engine, "before_cursor_execute", count)
+    try:
+        ids = store.put_artifacts([node, node, Artifact(type="Dataset", name="other"), node])
+    finally:
+        sa.event.remove(store.db.engine, "before_cursor_execute", count)
+    assert ids[0] == ids[1] == ids[3] != ids[2]
+    # The node without an external id may have written any row: the last put runs again.
+    assert len(seen) == 3
+    assert store.get_artifacts_by_id([ids[0]])[0].properties == {"rows": 3}
+
+
+def test_cached_types_see_properties_declared_elsewhere(metadata_url: str) -> None:
+    with MetadataStore(metadata_url) as one, MetadataStore(metadata_url) as two:
+        one.put_artifact_type(ArtifactType("Table", {"rows": "INT"}))
+        one.put_artifacts([Artifact(type="Table", properties={"rows": 1})])  # type cached
+        two.put_artifact_type(ArtifactType("Table", {"owner": "STRING"}))
+        (new,) = one.put_artifacts([Artifact(type="Table", properties={"owner": "me"})])
+        assert one.get_artifacts_by_id([new])[0].properties == {"owner": "me"}
+        with pytest.raises(SchemaMismatch, match="not declared"):
+            one.put_artifacts([Artifact(type="Table", properties={"nope": 1})])
+
+
+def test_types_of_a_rolled_back_transaction_are_not_cached(store: MetadataStore) -> None:
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), store.db.transaction() as conn:
+        store._put_type(conn, ArtifactType("Temp", {"n": "INT"}))
+        store._put_node(conn, Artifact(type="Temp", properties={"n": 1}), 1)
+        raise Abort
+    with pytest.raises(NotFound, match="'Temp' does not exist"):
+        store.put_artifacts([Artifact(type="Temp")])
+
+
+def test_write_statements_are_built_once_per_dialect() -> None:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from ferrostore.lineage.store import _node_insert
+
+    for name, dialect in (("sqlite", sqlite.dialect()), ("postgresql", postgresql.dialect())):
+        stmt = _node_insert(name, "artifact", ("external_id",))
+        assert stmt is _node_insert(name, "artifact", ("external_id",))
+        sql = str(stmt.compile(dialect=dialect))
+        assert "ON CONFLICT (external_id) DO UPDATE" in sql
+        assert "coalesce(excluded.uri, lineage_artifacts.uri)" in sql
+    assert _node_insert("sqlite", "artifact", None) is not _node_insert(
+        "postgresql", "artifact", None
+    )

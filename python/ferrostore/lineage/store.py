@@ -26,9 +26,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -107,6 +109,111 @@ def now_ms() -> int:
 def _insert(conn: Connection, table: sa.Table) -> Any:
     dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
     return dialect.insert(table)
+
+
+# Write-path statements are built once per dialect with bind parameters only: building an
+# upsert (``excluded`` especially) and its cache key costs far more than running it.
+_NODE_COLUMNS = {
+    "artifact": ("name", "external_id", "last_update_time", "uri", "state"),
+    "execution": ("name", "external_id", "last_update_time", "state"),
+    "context": ("name", "external_id", "last_update_time"),
+}
+_lt, _ltp = t.lineage_types.c, t.lineage_type_properties.c
+_TYPE_ID = sa.select(_lt.id).where(
+    _lt.kind == sa.bindparam("kind"), _lt.name == sa.bindparam("name")
+)
+_TYPE_PROPS = sa.select(_ltp.name, _ltp.data_type).where(_ltp.type_id == sa.bindparam("type_id"))
+_ID_BY_EXTERNAL = {
+    k.name: sa.select(k.table.c.id).where(k.table.c.external_id == sa.bindparam("external_id"))
+    for k in _KINDS.values()
+}
+_ID_EXISTS = {
+    k.name: sa.select(k.table.c.id).where(k.table.c.id == sa.bindparam("node_id"))
+    for k in _KINDS.values()
+}
+
+
+def _dialect_insert(dialect: str, table: sa.Table) -> Any:
+    return (pg_dialect if dialect == "postgresql" else sqlite_dialect).insert(table)
+
+
+@functools.cache
+def _node_insert(dialect: str, kind: str, target: tuple[str, ...] | None) -> Any:
+    """``INSERT ... RETURNING id`` of a node; with ``target``, an upsert on that key.
+
+    The upsert sets each given column to its new value unless that is NULL (kept), and only
+    when the existing row has the same type (otherwise no row is returned).
+    """
+    table = _KINDS[kind].table
+    stmt = _dialect_insert(dialect, table)
+    if target is not None:
+        columns = [
+            c for c in _NODE_COLUMNS[kind] if c != "external_id" or target == ("external_id",)
+        ]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(target),
+            set_={c: sa.func.coalesce(stmt.excluded[c], table.c[c]) for c in columns},
+            where=table.c.type_id == stmt.excluded.type_id,
+        )
+    return stmt.returning(table.c.id)
+
+
+@functools.cache
+def _props_upsert(dialect: str, kind: str) -> Any:
+    stmt = _dialect_insert(dialect, _KINDS[kind].props)
+    return stmt.on_conflict_do_update(
+        index_elements=["node_id", "name", "is_custom"],
+        set_={
+            c: stmt.excluded[c] for c in ("data_type", "int_value", "double_value", "string_value")
+        },
+    )
+
+
+@functools.cache
+def _insert_ignore(dialect: str, table: sa.Table) -> Any:
+    stmt = _dialect_insert(dialect, table)
+    if table is t.lineage_events:
+        return stmt.on_conflict_do_nothing(index_elements=["artifact_id", "execution_id", "type"])
+    return stmt.on_conflict_do_nothing()
+
+
+class _Batch:
+    """Writes of one unit of work deferred to its end, each table in one ``executemany``.
+
+    Property rows, events and context links are only written, never read back, by the
+    recorders, so writing them after the nodes, in the same transaction, stores the same rows.
+    Rows repeating a key keep what a statement per row would have stored: the last property
+    value (upsert), the first event and link (``DO NOTHING``).
+    """
+
+    def __init__(self) -> None:
+        self.props: dict[str, dict[tuple[int, str, bool], dict[str, Any]]] = {k: {} for k in _KINDS}
+        self.events: dict[tuple[int, int, str], dict[str, Any]] = {}
+        self.links: dict[sa.Table, dict[tuple[int, int], dict[str, int]]] = {}
+        # external_id -> (parameters of its last upsert, its id): an identical upsert again in
+        # the same transaction changes nothing, so it is skipped.
+        self.nodes: dict[tuple[str, str], tuple[Any, int]] = {}
+
+    def link(self, table: sa.Table, rows: Iterable[dict[str, int]]) -> None:
+        """Queue context links (attributions, associations, parent contexts)."""
+        queued = self.links.setdefault(table, {})
+        for row in rows:
+            queued.setdefault(tuple(row.values()), row)
+
+    def flush(self, conn: Connection) -> None:
+        """Write what was queued, in one statement per table, and forget it."""
+        dialect = conn.dialect.name
+        for kind, rows in self.props.items():
+            if rows:
+                conn.execute(_props_upsert(dialect, kind), list(rows.values()))
+                rows.clear()
+        if self.events:
+            conn.execute(_insert_ignore(dialect, t.lineage_events), list(self.events.values()))
+            self.events.clear()
+        for table, links in self.links.items():
+            if links:
+                conn.execute(_insert_ignore(dialect, table), list(links.values()))
+                links.clear()
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -218,6 +325,11 @@ class MetadataStore:
         else:
             self._db, self._owns_db = MetadataDB(uri), True
         self._type_names: dict[int, str] = {}
+        # (kind, name) -> (type id, declared properties), read in committed state only: types
+        # are never deleted nor retyped, and a property missing here is looked up again.
+        self._types_seen: dict[tuple[str, str], tuple[int, dict[str, PropertyType]]] = {}
+        # Connections that wrote types: what they read may roll back, so it is not cached.
+        self._type_writers: weakref.WeakSet[Connection] = weakref.WeakSet()
 
     @property
     def db(self) -> MetadataDB:
@@ -288,6 +400,7 @@ class MetadataStore:
 
     def _put_type(self, conn: Connection, value: Any, can_add: bool = True) -> int:
         lt, tp = t.lineage_types.c, t.lineage_type_properties.c
+        self._type_writers.add(conn)
         conn.execute(
             _insert(conn, t.lineage_types)
             .values(
@@ -337,8 +450,7 @@ class MetadataStore:
 
     @staticmethod
     def _type_properties(conn: Connection, type_id: int) -> dict[str, PropertyType]:
-        tp = t.lineage_type_properties.c
-        rows = conn.execute(sa.select(tp.name, tp.data_type).where(tp.type_id == type_id))
+        rows = conn.execute(_TYPE_PROPS, {"type_id": type_id}).all()
         return {name: PropertyType(data_type) for name, data_type in rows}
 
     def _get_type(self, kind: str, name: str) -> Any:
@@ -394,7 +506,10 @@ class MetadataStore:
 
     # ------------------------------------------------------------------ nodes
 
-    def _resolve_type(self, conn: Connection, kind: _Kind, node: Any) -> tuple[int, str]:
+    def _resolve_type(
+        self, conn: Connection, kind: _Kind, node: Any
+    ) -> tuple[int, str, dict[str, PropertyType]]:
+        """Return the node's type id, name and declared properties (maybe cached)."""
         lt = t.lineage_types.c
         if node.type_id is not None:
             type_id = _check_id(node.type_id, f"{kind.name} type_id")
@@ -407,23 +522,35 @@ class MetadataStore:
                 raise InvalidArgument(
                     f"{kind.name} has type_id {type_id} ({row.name!r}) but type {node.type!r}"
                 )
-            return type_id, str(row.name)
+            return type_id, str(row.name), self._type_properties(conn, type_id)
         if not isinstance(node.type, str) or not node.type:
             raise InvalidArgument(f"{kind.name} {node!r} needs a type_id or a type name")
-        found = conn.execute(
-            sa.select(lt.id).where(lt.kind == kind.name, lt.name == node.type)
-        ).scalar()
+        key = (kind.name, node.type)
+        cacheable = conn not in self._type_writers
+        seen = self._types_seen.get(key) if cacheable else None
+        if seen is not None:
+            return seen[0], node.type, seen[1]
+        found = conn.execute(_TYPE_ID, {"kind": kind.name, "name": node.type}).scalar()
         if found is None:
             raise NotFound(
                 f"{kind.name} type {node.type!r} does not exist: put_{kind.name}_type it first"
             )
-        return int(found), node.type
+        declared = self._type_properties(conn, int(found))
+        if cacheable:
+            self._types_seen[key] = (int(found), declared)
+        return int(found), node.type, declared
 
     def _property_rows(
-        self, conn: Connection, kind: _Kind, node: Any, type_id: int, type_name: str
+        self,
+        conn: Connection,
+        kind: _Kind,
+        node: Any,
+        type_id: int,
+        type_name: str,
+        declared: dict[str, PropertyType],
     ) -> list[dict[str, Any]]:
-        declared = self._type_properties(conn, type_id)
         rows = []
+        fresh = False
         for custom, values in ((False, node.properties), (True, node.custom_properties)):
             if not isinstance(values, Mapping):
                 raise InvalidArgument(f"{kind.name} properties must be a dict, got {values!r}")
@@ -436,6 +563,11 @@ class MetadataStore:
                 if custom:
                     data_type = _infer_type(value, where)
                 else:
+                    if key not in declared and not fresh:
+                        # Declared since it was cached, maybe by another process.
+                        declared, fresh = self._type_properties(conn, type_id), True
+                        if conn not in self._type_writers:
+                            self._types_seen[(kind.name, type_name)] = (type_id, declared)
                     if key not in declared:
                         raise SchemaMismatch(
                             f"{where} is not declared by the type (declared: "
@@ -453,11 +585,21 @@ class MetadataStore:
         return rows
 
     def _put_node(
-        self, conn: Connection, node: Any, now: int, *, reuse_by_name: bool = False
+        self,
+        conn: Connection,
+        node: Any,
+        now: int,
+        *,
+        reuse_by_name: bool = False,
+        batch: _Batch | None = None,
     ) -> int:
+        """Create or update a node and return its id (see :meth:`put_artifacts`).
+
+        With ``batch``, its properties are queued there instead of written now.
+        """
         kind = _kind_of(node)
         table, col = kind.table, kind.table.c
-        type_id, type_name = self._resolve_type(conn, kind, node)
+        type_id, type_name, declared = self._resolve_type(conn, kind, node)
         if node.name is not None and (not isinstance(node.name, str) or not node.name):
             raise InvalidArgument(f"{kind.name} name must be a non-empty string or None")
         if kind.name == "context" and not node.name:
@@ -480,7 +622,7 @@ class MetadataStore:
             values["state"] = str(
                 _enum(ExecutionState, node.last_known_state, "execution last_known_state")
             )
-        props = self._property_rows(conn, kind, node, type_id, type_name)
+        props = self._property_rows(conn, kind, node, type_id, type_name, declared)
         if node.id is not None:
             node_id = _check_id(node.id, f"{kind.name} id")
             current = conn.execute(sa.select(col.type_id).where(col.id == node_id)).scalar()
@@ -489,48 +631,56 @@ class MetadataStore:
             if int(current) != type_id:
                 raise InvalidArgument(f"{kind.name} {node_id}: its type cannot be changed")
             conn.execute(sa.update(table).where(col.id == node_id).values(**values))
+            if batch is not None:
+                batch.nodes.clear()
         else:
-            insert = _insert(conn, table).values(type_id=type_id, create_time=now, **values)
-            target = None
+            target: tuple[str, ...] | None = None
             if node.external_id is not None:
-                target = ["external_id"]
+                target = ("external_id",)
             elif reuse_by_name and node.name is not None:
-                target = ["type_id", "name"]
-                values.pop("external_id")
-            if target is not None:
-                update = {k: v for k, v in values.items() if v is not None}
-                insert = insert.on_conflict_do_update(
-                    index_elements=target,
-                    set_=update,
-                    where=col.type_id == type_id,
-                )
-            found = conn.execute(insert.returning(col.id)).scalar()
+                target = ("type_id", "name")
+            params = {"type_id": type_id, "create_time": now, **values}
+            memo_key = (kind.name, node.external_id) if target == ("external_id",) else None
+            memo_value = (params, props)
+            seen = None
+            if batch is not None:
+                if memo_key is None:  # it may write a row memoized under its external_id
+                    batch.nodes.clear()
+                else:
+                    seen = batch.nodes.get(memo_key)
+            if seen is not None and seen[0] == memo_value:
+                return seen[1]
+            found = conn.execute(
+                _node_insert(conn.dialect.name, kind.name, target), params
+            ).scalar()
             if found is None:
                 raise Conflict(
                     f"{kind.name} with external_id {node.external_id!r} exists with another "
                     f"type than {type_name!r}"
                 )
             node_id = int(found)
-        if props:
-            stmt = _insert(conn, kind.props)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["node_id", "name", "is_custom"],
-                set_={
-                    c: getattr(stmt.excluded, c)
-                    for c in ("data_type", "int_value", "double_value", "string_value")
-                },
+            if batch is not None and memo_key is not None:
+                batch.nodes[memo_key] = (memo_value, node_id)
+        if batch is not None:
+            queued = batch.props[kind.name]
+            for row in props:
+                queued[(node_id, row["name"], row["is_custom"])] = {"node_id": node_id, **row}
+        elif props:
+            conn.execute(
+                _props_upsert(conn.dialect.name, kind.name),
+                [{"node_id": node_id, **row} for row in props],
             )
-            conn.execute(stmt, [{"node_id": node_id, **row} for row in props])
         return node_id
 
-    def _ensure_node(self, conn: Connection, node: Any, now: int) -> int:
+    def _ensure_node(
+        self, conn: Connection, node: Any, now: int, *, batch: _Batch | None = None
+    ) -> int:
         """Return the id of the node with ``node.external_id``, creating it only if missing."""
         kind = _kind_of(node)
-        col = kind.table.c
-        found = conn.execute(sa.select(col.id).where(col.external_id == node.external_id)).scalar()
+        found = conn.execute(_ID_BY_EXTERNAL[kind.name], {"external_id": node.external_id}).scalar()
         if found is not None:
             return int(found)
-        return self._put_node(conn, node, now)
+        return self._put_node(conn, node, now, batch=batch)
 
     def _put_many(self, nodes: Sequence[Any], cls: type[Any]) -> list[int]:
         if isinstance(nodes, cls) or not isinstance(nodes, Sequence):
@@ -541,7 +691,10 @@ class MetadataStore:
 
         def work(conn: Connection) -> list[int]:
             now = now_ms()
-            return [self._put_node(conn, node, now) for node in nodes]
+            batch = _Batch()
+            ids = [self._put_node(conn, node, now, batch=batch) for node in nodes]
+            batch.flush(conn)
+            return ids
 
         return self._db.run_in_transaction(work)
 
@@ -573,7 +726,14 @@ class MetadataStore:
         """Create or update contexts; see :meth:`put_artifacts` (names are required)."""
         return self._put_many(contexts, Context)
 
-    def _put_event(self, conn: Connection, event: Event, now: int) -> None:
+    def _put_event(
+        self, conn: Connection, event: Event, now: int, *, batch: _Batch | None = None
+    ) -> None:
+        """Record an event; with ``batch``, queue it there.
+
+        Queued events skip the existence checks: their ids must come from this transaction
+        (just written or read), and the foreign keys still refuse any other.
+        """
         if not isinstance(event, Event):
             raise InvalidArgument(f"expected an Event, got {event!r}")
         kind = _enum(EventType, event.type, "event type")
@@ -585,25 +745,22 @@ class MetadataStore:
                 raise InvalidArgument(f"event path step {step!r} must be an int or a str")
         a, e = _node_key("artifact", artifact_id), _node_key("execution", execution_id)
         src, dst = (a, e) if kind.is_input else (e, a)
-        for node_id, table, what in (
-            (artifact_id, t.lineage_artifacts, "artifact"),
-            (execution_id, t.lineage_executions, "execution"),
-        ):
-            if conn.execute(sa.select(table.c.id).where(table.c.id == node_id)).first() is None:
+        row = {
+            "artifact_id": artifact_id,
+            "execution_id": execution_id,
+            "type": str(kind),
+            "path": json.dumps(path) if path else None,
+            "src_node": src,
+            "dst_node": dst,
+            "milliseconds_since_epoch": event.milliseconds_since_epoch or now,
+        }
+        if batch is not None:
+            batch.events.setdefault((artifact_id, execution_id, row["type"]), row)
+            return
+        for node_id, what in ((artifact_id, "artifact"), (execution_id, "execution")):
+            if conn.execute(_ID_EXISTS[what], {"node_id": node_id}).first() is None:
                 raise NotFound(f"event refers to {what} {node_id}, which does not exist")
-        conn.execute(
-            _insert(conn, t.lineage_events)
-            .values(
-                artifact_id=artifact_id,
-                execution_id=execution_id,
-                type=str(kind),
-                path=json.dumps(path) if path else None,
-                src_node=src,
-                dst_node=dst,
-                milliseconds_since_epoch=event.milliseconds_since_epoch or now,
-            )
-            .on_conflict_do_nothing(index_elements=["artifact_id", "execution_id", "type"])
-        )
+        conn.execute(_insert_ignore(conn.dialect.name, t.lineage_events), row)
 
     def put_events(self, events: Sequence[Event]) -> None:
         """Record events (idempotent: the same artifact, execution and type is stored once).
@@ -624,7 +781,7 @@ class MetadataStore:
 
     def _link(self, conn: Connection, table: sa.Table, rows: list[dict[str, int]]) -> None:
         if rows:
-            conn.execute(_insert(conn, table).on_conflict_do_nothing(), rows)
+            conn.execute(_insert_ignore(conn.dialect.name, table), rows)
 
     def put_attributions_and_associations(
         self, attributions: Sequence[Attribution], associations: Sequence[Association]
@@ -758,10 +915,11 @@ class MetadataStore:
         reuse: bool = True,
     ) -> tuple[int, list[int], list[int]]:
         now = now_ms()
-        execution_id = self._put_node(conn, execution, now)
+        batch = _Batch()
+        execution_id = self._put_node(conn, execution, now, batch=batch)
         artifact_ids = []
         for artifact, event in pairs:
-            artifact_id = self._put_node(conn, artifact, now)
+            artifact_id = self._put_node(conn, artifact, now, batch=batch)
             artifact_ids.append(artifact_id)
             if event is not None:
                 linked = Event(
@@ -771,19 +929,19 @@ class MetadataStore:
                     path=event.path,
                     milliseconds_since_epoch=event.milliseconds_since_epoch,
                 )
-                self._put_event(conn, linked, now)
-        context_ids = [self._put_node(conn, c, now, reuse_by_name=reuse) for c in contexts]
+                self._put_event(conn, linked, now, batch=batch)
+        context_ids = [
+            self._put_node(conn, c, now, reuse_by_name=reuse, batch=batch) for c in contexts
+        ]
         for context_id in context_ids:
-            self._link(
-                conn,
+            batch.link(
                 t.lineage_attributions,
                 [{"context_id": context_id, "artifact_id": a} for a in dict.fromkeys(artifact_ids)],
             )
-            self._link(
-                conn,
-                t.lineage_associations,
-                [{"context_id": context_id, "execution_id": execution_id}],
+            batch.link(
+                t.lineage_associations, [{"context_id": context_id, "execution_id": execution_id}]
             )
+        batch.flush(conn)
         return execution_id, artifact_ids, context_ids
 
     # ------------------------------------------------------------------ reads
