@@ -37,9 +37,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ferrostore.lineage.store import MetadataStore, now_ms
+from ferrostore.errors import NotFound
+from ferrostore.lineage.store import MetadataStore, _Batch, now_ms
 from ferrostore.lineage.types import (
     Artifact,
     ArtifactState,
@@ -249,68 +251,103 @@ def _run_state(status: str) -> ExecutionState:
     }.get(status, ExecutionState.UNKNOWN)
 
 
-def _link_named_training_sets(ms: MetadataStore, conn: Connection, run: Any, exec_id: int) -> None:
-    named = run.data.tags.get(TRAINING_SET_TAG, "")
-    uris = [u.strip() for u in named.split(",") if u.strip()]
+# The registry rows a recorder needs, read in its own transaction (one statement each).
+_runs, _experiments, _run_tags = t.runs.c, t.experiments.c, t.run_tags.c
+_RUN_FACTS = (
+    sa.select(
+        _runs.run_name,
+        _runs.user_id,
+        _runs.experiment_id,
+        _runs.status,
+        _experiments.name.label("experiment_name"),
+        _run_tags.value.label("training_sets"),
+    )
+    .select_from(
+        t.runs.join(t.experiments, _experiments.experiment_id == _runs.experiment_id).outerjoin(
+            t.run_tags,
+            sa.and_(_run_tags.run_id == _runs.run_id, _run_tags.key == TRAINING_SET_TAG),
+        )
+    )
+    .where(_runs.run_id == sa.bindparam("run_id"))
+)
+_mv = t.model_versions.c
+_VERSION_FACTS = sa.select(_mv.source, _mv.run_id, _mv.user_id).where(
+    _mv.name == sa.bindparam("name"), _mv.version == sa.bindparam("version")
+)
+_ARTIFACTS_BY_URI = sa.select(t.lineage_artifacts.c.id).where(
+    t.lineage_artifacts.c.uri.in_(sa.bindparam("uris", expanding=True))
+)
+
+
+def _link_named_training_sets(
+    ms: MetadataStore, conn: Connection, named: str | None, exec_id: int, batch: _Batch
+) -> None:
+    uris = [u.strip() for u in (named or "").split(",") if u.strip()]
     if not uris:
         return
-    la = t.lineage_artifacts.c
-    import sqlalchemy as sa
-
-    rows = conn.execute(sa.select(la.id).where(la.uri.in_(uris))).all()
+    rows = conn.execute(_ARTIFACTS_BY_URI, {"uris": uris}).all()
     now = now_ms()
     for (artifact_id,) in rows:
-        ms._put_event(conn, Event(EventType.INPUT, int(artifact_id), exec_id), now)
+        ms._put_event(conn, Event(EventType.INPUT, int(artifact_id), exec_id), now, batch=batch)
 
 
 def _on_run(ms: MetadataStore, store: Any, payload: Mapping[str, Any]) -> None:
-    run = store.get_run(payload["run_id"])
-    info = run.info
-    experiment = store.get_experiment(info.experiment_id)
+    del store
+    run_id = payload["run_id"]
 
     def work(conn: Connection) -> None:
+        info = conn.execute(_RUN_FACTS, {"run_id": run_id}).first()
+        if info is None:
+            raise NotFound(f"run {run_id!r} (or its experiment) does not exist")
         now = now_ms()
+        batch = _Batch()
         execution = _run_execution(
-            info.run_id,
+            run_id,
             run_name=info.run_name,
             user=info.user_id,
             experiment_id=info.experiment_id,
             status=info.status,
         )
         execution.last_known_state = _run_state(info.status)
-        exec_id = ms._put_node(conn, execution, now)
+        exec_id = ms._put_node(conn, execution, now, batch=batch)
         ctx = Context(
             type="ferrostore.Experiment",
-            name=experiment.name,
+            name=info.experiment_name,
             external_id=f"experiment:{info.experiment_id}",
             properties={"experiment_id": info.experiment_id},
         )
-        ctx_id = ms._put_node(conn, ctx, now)
-        ms._link(conn, t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
-        _link_named_training_sets(ms, conn, run, exec_id)
+        ctx_id = ms._put_node(conn, ctx, now, batch=batch)
+        batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
+        _link_named_training_sets(ms, conn, info.training_sets, exec_id, batch)
+        batch.flush(conn)
 
     ms.db.run_in_transaction(work)
 
 
 def _on_model_version(ms: MetadataStore, store: Any, payload: Mapping[str, Any]) -> None:
+    del store
     name, version = payload["name"], int(payload["version"])
-    mv = store.get_model_version(name, version)
 
     def work(conn: Connection) -> None:
+        mv = conn.execute(_VERSION_FACTS, {"name": name, "version": version}).first()
+        if mv is None:
+            raise NotFound(f"registered model {name!r} has no version {version}")
         now = now_ms()
+        batch = _Batch()
         props = {"source": mv.source}
         if mv.run_id:
             props["run_id"] = mv.run_id
         artifact = _model_artifact(name, version, **props)
         artifact.custom_properties = {"registered_by": mv.user_id or ""}
-        artifact_id = ms._put_node(conn, artifact, now)
-        ctx_id = ms._put_node(conn, _model_context(name), now)
-        ms._link(conn, t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": artifact_id}])
+        artifact_id = ms._put_node(conn, artifact, now, batch=batch)
+        ctx_id = ms._put_node(conn, _model_context(name), now, batch=batch)
+        batch.link(t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": artifact_id}])
         if mv.run_id:
             run = _run_execution(mv.run_id)
             run.last_known_state = ExecutionState.UNKNOWN
-            exec_id = ms._ensure_node(conn, run, now)
-            ms._put_event(conn, Event(EventType.OUTPUT, artifact_id, exec_id), now)
+            exec_id = ms._ensure_node(conn, run, now, batch=batch)
+            ms._put_event(conn, Event(EventType.OUTPUT, artifact_id, exec_id), now, batch=batch)
+        batch.flush(conn)
 
     ms.db.run_in_transaction(work)
 
@@ -349,11 +386,13 @@ def _on_approval(ms: MetadataStore, store: Any, payload: Mapping[str, Any], kind
 
     def work(conn: Connection) -> None:
         now = now_ms()
-        exec_id = ms._put_node(conn, execution, now)
-        artifact_id = ms._ensure_node(conn, _model_artifact(name, version), now)
-        ms._put_event(conn, Event(EventType.INPUT, artifact_id, exec_id), now)
-        ctx_id = ms._put_node(conn, _model_context(name), now)
-        ms._link(conn, t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
+        batch = _Batch()
+        exec_id = ms._put_node(conn, execution, now, batch=batch)
+        artifact_id = ms._ensure_node(conn, _model_artifact(name, version), now, batch=batch)
+        ms._put_event(conn, Event(EventType.INPUT, artifact_id, exec_id), now, batch=batch)
+        ctx_id = ms._put_node(conn, _model_context(name), now, batch=batch)
+        batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
+        batch.flush(conn)
 
     ms.db.run_in_transaction(work)
 
@@ -386,7 +425,9 @@ def _feature_db(feature_store: Any) -> MetadataDB:
     return db
 
 
-def _record_view(ms: MetadataStore, conn: Connection, fs: Any, view: Any, now: int) -> int:
+def _record_view(
+    ms: MetadataStore, conn: Connection, fs: Any, view: Any, now: int, batch: _Batch
+) -> int:
     """Record a feature view with its source and definition; return the view's artifact id."""
     from ferrostore.features import offline
 
@@ -403,6 +444,7 @@ def _record_view(ms: MetadataStore, conn: Connection, fs: Any, view: Any, now: i
             custom_properties={"name": getattr(view.source, "name", None) or path},
         ),
         now,
+        batch=batch,
     )
     view_id = ms._put_node(
         conn,
@@ -420,6 +462,7 @@ def _record_view(ms: MetadataStore, conn: Connection, fs: Any, view: Any, now: i
             },
         ),
         now,
+        batch=batch,
     )
     define_id = ms._put_node(
         conn,
@@ -431,18 +474,21 @@ def _record_view(ms: MetadataStore, conn: Connection, fs: Any, view: Any, now: i
             properties={"project": project, "view": view.name},
         ),
         now,
+        batch=batch,
     )
-    ms._put_event(conn, Event(EventType.INPUT, source_id, define_id), now)
-    ms._put_event(conn, Event(EventType.OUTPUT, view_id, define_id), now)
-    ctx_id = _project_context(ms, conn, project, now)
-    ms._link(conn, t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": view_id}])
-    ms._link(conn, t.lineage_associations, [{"context_id": ctx_id, "execution_id": define_id}])
+    ms._put_event(conn, Event(EventType.INPUT, source_id, define_id), now, batch=batch)
+    ms._put_event(conn, Event(EventType.OUTPUT, view_id, define_id), now, batch=batch)
+    ctx_id = _project_context(ms, conn, project, now, batch)
+    batch.link(t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": view_id}])
+    batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": define_id}])
     return view_id
 
 
-def _project_context(ms: MetadataStore, conn: Connection, project: str, now: int) -> int:
+def _project_context(
+    ms: MetadataStore, conn: Connection, project: str, now: int, batch: _Batch
+) -> int:
     ctx = Context(type="ferrostore.FeatureProject", name=project, external_id=f"project:{project}")
-    return ms._put_node(conn, ctx, now)
+    return ms._put_node(conn, ctx, now, batch=batch)
 
 
 def _fingerprint(table: pa.Table) -> str:
@@ -467,7 +513,8 @@ def _write_training_set(
 
     def work(conn: Connection) -> int:
         now = now_ms()
-        view_ids = [_record_view(ms, conn, fs, view, now) for view, _ in requests]
+        batch = _Batch()
+        view_ids = [_record_view(ms, conn, fs, view, now, batch) for view, _ in requests]
         set_id = ms._put_node(
             conn,
             Artifact(
@@ -484,6 +531,7 @@ def _write_training_set(
                 },
             ),
             now,
+            batch=batch,
         )
         build_id = ms._put_node(
             conn,
@@ -495,18 +543,20 @@ def _write_training_set(
                 properties={"project": project},
             ),
             now,
+            batch=batch,
         )
         for view_id in view_ids:
-            ms._put_event(conn, Event(EventType.INPUT, view_id, build_id), now)
-        ms._put_event(conn, Event(EventType.OUTPUT, set_id, build_id), now)
-        ctx_id = _project_context(ms, conn, project, now)
-        ms._link(conn, t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": set_id}])
-        ms._link(conn, t.lineage_associations, [{"context_id": ctx_id, "execution_id": build_id}])
+            ms._put_event(conn, Event(EventType.INPUT, view_id, build_id), now, batch=batch)
+        ms._put_event(conn, Event(EventType.OUTPUT, set_id, build_id), now, batch=batch)
+        ctx_id = _project_context(ms, conn, project, now, batch)
+        batch.link(t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": set_id}])
+        batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": build_id}])
         if run_id is not None:
             run = _run_execution(run_id)
             run.last_known_state = ExecutionState.RUNNING
-            run_exec = ms._ensure_node(conn, run, now)
-            ms._put_event(conn, Event(EventType.INPUT, set_id, run_exec), now)
+            run_exec = ms._ensure_node(conn, run, now, batch=batch)
+            ms._put_event(conn, Event(EventType.INPUT, set_id, run_exec), now, batch=batch)
+        batch.flush(conn)
         return set_id
 
     return uri, ms.db.run_in_transaction(work)
@@ -595,7 +645,8 @@ def record_materialization(
 
         def work(conn: Connection) -> None:
             now = now_ms()
-            view_id = _record_view(ms, conn, feature_store, view, now)
+            batch = _Batch()
+            view_id = _record_view(ms, conn, feature_store, view, now, batch)
             online = Artifact(
                 type="ferrostore.OnlineTable",
                 name=f"{project}/{view.name}",
@@ -603,7 +654,7 @@ def record_materialization(
                 external_id=f"online_table:{project}/{view.name}",
                 properties={"project": project, "view": view.name},
             )
-            online_id = ms._put_node(conn, online, now)
+            online_id = ms._put_node(conn, online, now, batch=batch)
             exec_id = ms._put_node(
                 conn,
                 Execution(
@@ -618,13 +669,13 @@ def record_materialization(
                     },
                 ),
                 now,
+                batch=batch,
             )
-            ms._put_event(conn, Event(EventType.INPUT, view_id, exec_id), now)
-            ms._put_event(conn, Event(EventType.OUTPUT, online_id, exec_id), now)
-            ctx_id = _project_context(ms, conn, project, now)
-            ms._link(
-                conn, t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}]
-            )
+            ms._put_event(conn, Event(EventType.INPUT, view_id, exec_id), now, batch=batch)
+            ms._put_event(conn, Event(EventType.OUTPUT, online_id, exec_id), now, batch=batch)
+            ctx_id = _project_context(ms, conn, project, now, batch)
+            batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
+            batch.flush(conn)
 
         ms.db.run_in_transaction(work)
 
@@ -662,6 +713,7 @@ def record_collection_write(
 
         def work(conn: Connection) -> int:
             now = now_ms()
+            batch = _Batch()
             coll_id = ms._put_node(
                 conn,
                 Artifact(
@@ -672,6 +724,7 @@ def record_collection_write(
                     properties={"collection": collection, "dimension": dimension, "space": space},
                 ),
                 now,
+                batch=batch,
             )
             exec_id = ms._put_node(
                 conn,
@@ -681,6 +734,7 @@ def record_collection_write(
                     properties={"collection": collection, "count": int(count)},
                 ),
                 now,
+                batch=batch,
             )
             for source in dict.fromkeys(sources):
                 source_id = ms._put_node(
@@ -693,9 +747,11 @@ def record_collection_write(
                         properties={"source": source},
                     ),
                     now,
+                    batch=batch,
                 )
-                ms._put_event(conn, Event(EventType.INPUT, source_id, exec_id), now)
-            ms._put_event(conn, Event(EventType.OUTPUT, coll_id, exec_id), now)
+                ms._put_event(conn, Event(EventType.INPUT, source_id, exec_id), now, batch=batch)
+            ms._put_event(conn, Event(EventType.OUTPUT, coll_id, exec_id), now, batch=batch)
+            batch.flush(conn)
             return exec_id
 
         return ms.db.run_in_transaction(work)
@@ -734,6 +790,7 @@ def record_stack_apply(
 
     def work(c: Connection) -> int:
         now = now_ms()
+        batch = _Batch()
         spec_id = ms._put_node(
             c,
             Artifact(
@@ -744,6 +801,7 @@ def record_stack_apply(
                 properties={"stack": stack, "fingerprint": fingerprint, "spec": dict(spec)},
             ),
             now,
+            batch=batch,
         )
         exec_id = ms._put_node(
             c,
@@ -759,12 +817,14 @@ def record_stack_apply(
                 },
             ),
             now,
+            batch=batch,
         )
-        ms._put_event(c, Event(EventType.INPUT, spec_id, exec_id), now)
+        ms._put_event(c, Event(EventType.INPUT, spec_id, exec_id), now, batch=batch)
         ctx = Context(type="ferrostore.Stack", name=stack, external_id=f"stack:{stack}")
-        ctx_id = ms._put_node(c, ctx, now)
-        ms._link(c, t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
-        ms._link(c, t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": spec_id}])
+        ctx_id = ms._put_node(c, ctx, now, batch=batch)
+        batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
+        batch.link(t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": spec_id}])
+        batch.flush(c)
         return exec_id
 
     if conn is not None:
