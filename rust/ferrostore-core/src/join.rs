@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -247,26 +248,17 @@ pub fn point_in_time_join(
     let entity_ts = entity_ts_array
         .as_primitive::<TimestampMicrosecondType>()
         .values();
-    // Feature times (and created times, null oldest) as one column across the batches.
     let ts_arrays = features
         .iter()
         .map(|b| timestamps(b, &spec.feature_timestamp, "feature rows"))
         .collect::<Result<Vec<_>>>()?;
-    let feature_ts: Vec<i64> = ts_arrays
-        .iter()
-        .flat_map(|a| a.as_primitive::<TimestampMicrosecondType>().values().iter())
-        .copied()
-        .collect();
-    let created: Option<Vec<i64>> = match &spec.created_timestamp {
-        Some(name) => {
-            let mut all = Vec::with_capacity(feature_rows);
-            for batch in features {
-                let array = timestamps(batch, name, "feature rows")?;
-                let array = array.as_primitive::<TimestampMicrosecondType>();
-                all.extend(array.iter().map(|c| c.unwrap_or(i64::MIN)));
-            }
-            Some(all)
-        }
+    let created_arrays = match &spec.created_timestamp {
+        Some(name) => Some(
+            features
+                .iter()
+                .map(|b| timestamps(b, name, "feature rows"))
+                .collect::<Result<Vec<_>>>()?,
+        ),
         None => None,
     };
     let sources = features
@@ -279,11 +271,7 @@ pub fn point_in_time_join(
         })
         .collect::<Result<Vec<_>>>()?;
 
-    // Only feature times in [earliest entity time - ttl, latest entity time] can match.
-    let window = match (entity_ts.iter().min(), entity_ts.iter().max()) {
-        (Some(&lo), Some(&hi)) => ttl.map_or(i64::MIN, |t| lo.saturating_sub(t))..=hi,
-        _ => i64::MIN..=i64::MAX, // no entity rows: nothing is looked up
-    };
+    let window = window_of(entity_ts, ttl);
     let usable = |ts: &ArrayRef, row: usize| {
         ts.is_valid(row)
             && window.contains(&ts.as_primitive::<TimestampMicrosecondType>().value(row))
@@ -342,17 +330,30 @@ pub fn point_in_time_join(
     }
     let mut sorted = vec![(0i64, 0u32); offsets[n_groups]];
     let mut cursor = offsets.clone();
-    for (row, &g) in group_of.iter().enumerate() {
+    let feature_ts = ts_arrays
+        .iter()
+        .flat_map(|a| a.as_primitive::<TimestampMicrosecondType>().values().iter());
+    for (row, (&g, &ts)) in group_of.iter().zip(feature_ts).enumerate() {
         if g != u32::MAX {
             // Row counts fit u32 (checked above).
-            sorted[cursor[g as usize]] = (feature_ts[row], row as u32);
+            sorted[cursor[g as usize]] = (ts, row as u32);
             cursor[g as usize] += 1;
         }
     }
-    drop((group_of, cursor, feature_ts));
+    drop((group_of, cursor));
     sort_groups(&mut sorted, &offsets);
+    let starts = batch_starts(features);
+    // Ties on event time: the greatest created time (null oldest), then the later row.
     let tie_rank = |row: u32| {
-        let created = created.as_ref().map_or(0, |c| c[row as usize]);
+        let created = created_arrays.as_ref().map_or(0, |arrays| {
+            let (b, r) = locate(&starts, row as usize);
+            let c = arrays[b].as_primitive::<TimestampMicrosecondType>();
+            if c.is_null(r) {
+                i64::MIN
+            } else {
+                c.value(r)
+            }
+        });
         (created, row)
     };
 
@@ -378,7 +379,7 @@ pub fn point_in_time_join(
         })
         .collect();
 
-    let columns = gather(&sources, features, &matches)?;
+    let columns = gather(&sources, &starts, &matches)?;
     let fields: Vec<Field> = spec
         .columns
         .iter()
@@ -393,11 +394,28 @@ pub fn point_in_time_join(
     )?)
 }
 
+/// The first row number of each batch, counting rows across all of them.
+fn batch_starts(batches: &[RecordBatch]) -> Vec<usize> {
+    let mut starts = Vec::with_capacity(batches.len());
+    let mut total = 0usize;
+    for batch in batches {
+        starts.push(total);
+        total += batch.num_rows();
+    }
+    starts
+}
+
+/// The batch and the row in it of row number `row` (see [`batch_starts`]).
+fn locate(starts: &[usize], row: usize) -> (usize, usize) {
+    let b = starts.partition_point(|&s| s <= row) - 1;
+    (b, row - starts[b])
+}
+
 /// The output columns: row `matches[i]` (a row number across all batches) of each source
 /// column, null where there is no match.
 fn gather(
     sources: &[Vec<ArrayRef>],
-    features: &[RecordBatch],
+    starts: &[usize],
     matches: &[Option<u32>],
 ) -> Result<Vec<ArrayRef>> {
     let width = sources.first().map_or(0, Vec::len);
@@ -410,24 +428,11 @@ fn gather(
             })
             .collect();
     }
-    // Batch starts; unmatched rows point at a one-row null array after the batches.
-    let mut starts = Vec::with_capacity(features.len() + 1);
-    let mut total = 0usize;
-    for batch in features {
-        starts.push(total);
-        total += batch.num_rows();
-    }
-    let null_slot = features.len();
+    // Unmatched rows point at a one-row null array after the batches.
+    let null_slot = sources.len();
     let indices: Vec<(usize, usize)> = matches
         .par_iter()
-        .map(|m| match m {
-            Some(row) => {
-                let row = *row as usize;
-                let b = starts.partition_point(|&s| s <= row) - 1;
-                (b, row - starts[b])
-            }
-            None => (null_slot, 0),
-        })
+        .map(|m| m.map_or((null_slot, 0), |row| locate(starts, row as usize)))
         .collect();
     (0..width)
         .into_par_iter()
@@ -441,6 +446,48 @@ fn gather(
             arrow_select::interleave::interleave(&arrays, &indices).map_err(Error::from)
         })
         .collect()
+}
+
+/// The feature times that can match some entity row at `entity_ts`:
+/// `[earliest - ttl, latest]` (no lower bound without a ttl).
+fn window_of(entity_ts: &[i64], ttl: Option<i64>) -> RangeInclusive<i64> {
+    match (entity_ts.iter().min(), entity_ts.iter().max()) {
+        (Some(&lo), Some(&hi)) => ttl.map_or(i64::MIN, |t| lo.saturating_sub(t))..=hi,
+        _ => i64::MIN..=i64::MAX, // no entity rows: nothing is looked up
+    }
+}
+
+/// The feature times [`point_in_time_join`] of `entities` under `spec` can use: rows
+/// outside it (see [`rows_in_window`]) may be dropped before the join without changing it.
+///
+/// # Errors
+/// `SchemaMismatch` for a missing or non-timestamp entity time column.
+pub fn feature_window(entities: &RecordBatch, spec: &JoinSpec) -> Result<RangeInclusive<i64>> {
+    let ts = timestamps(entities, &spec.entity_timestamp, "entity rows")?;
+    let ts = ts.as_primitive::<TimestampMicrosecondType>();
+    let valid: Vec<i64> = ts.iter().flatten().collect();
+    Ok(window_of(&valid, spec.ttl_micros.filter(|t| *t > 0)))
+}
+
+/// The rows of a feature batch whose event time is in `window` (nulls dropped).
+///
+/// # Errors
+/// `SchemaMismatch` for a missing or non-timestamp event time column.
+pub fn rows_in_window(
+    batch: &RecordBatch,
+    spec: &JoinSpec,
+    window: &RangeInclusive<i64>,
+) -> Result<RecordBatch> {
+    let ts = timestamps(batch, &spec.feature_timestamp, "feature rows")?;
+    let ts = ts.as_primitive::<TimestampMicrosecondType>();
+    let keep: arrow_array::BooleanArray = ts
+        .iter()
+        .map(|t| Some(t.is_some_and(|t| window.contains(&t))))
+        .collect();
+    if keep.true_count() == batch.num_rows() {
+        return Ok(batch.clone());
+    }
+    Ok(arrow_select::filter::filter_record_batch(batch, &keep)?)
 }
 
 fn key_slice(arena: &[u8], span: Option<(u32, u32)>) -> Option<&[u8]> {

@@ -1,6 +1,9 @@
 //! `ferrostore._core.point_in_time_join`: conversions around `ferrostore_core::join`.
 
-use ferrostore_core::join::{point_in_time_join as join, single_batch, JoinSpec};
+use ferrostore_core::join::{
+    feature_window, point_in_time_join as join, rows_in_window, single_batch, JoinSpec,
+};
+use ferrostore_core::Error;
 use pyo3::prelude::*;
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::PyRecordBatch;
@@ -39,7 +42,6 @@ pub fn point_in_time_join<'py>(
     let entities = batches(entities)?;
     let schema = entities[0].schema();
     let entities = run(py, || single_batch(schema, &entities))?;
-    let features = batches(features)?;
     let spec = JoinSpec {
         entity_keys,
         feature_keys,
@@ -49,6 +51,22 @@ pub fn point_in_time_join<'py>(
         ttl_micros,
         columns,
     };
-    let out = run(py, || join(&entities, &features, &spec))?;
+    // Feature batches are read one at a time (from a Parquet scan, as it decodes them) and
+    // only their rows inside the entity rows' window are kept.
+    let reader = features.into_reader()?;
+    let out = run(py, move || {
+        let window = feature_window(&entities, &spec)?;
+        let schema = reader.schema();
+        let mut kept = Vec::new();
+        for batch in reader {
+            let batch =
+                batch.map_err(|e| Error::Storage(format!("reading the feature rows: {e}")))?;
+            kept.push(rows_in_window(&batch, &spec, &window)?);
+        }
+        if kept.is_empty() {
+            kept.push(arrow_array::RecordBatch::new_empty(schema));
+        }
+        join(&entities, &kept, &spec)
+    })?;
     PyRecordBatch::new(out).into_pyarrow(py)
 }
