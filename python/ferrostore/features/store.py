@@ -54,7 +54,10 @@ from ferrostore.metadata import MetadataDB
 __all__ = ["FeatureStore", "RetrievalJob"]
 
 _REGISTRY_CACHE_S = 5.0
-_MATERIALIZE_BATCH_ROWS = 65_536
+# Rows read and written per online write transaction when materializing: the bound on its
+# memory (tens of MB). Each write dedups and sorts its rows, then looks each entity up, so
+# fewer, larger chunks mean fewer lookups (1M rows: 65,536 -> 1.0 s, 262,144 -> 0.74 s).
+_MATERIALIZE_BATCH_ROWS = 262_144
 
 
 class RetrievalJob:
