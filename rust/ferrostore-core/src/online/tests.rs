@@ -621,3 +621,47 @@ fn read_keys_reads_many_entities_of_several_views_in_input_order() {
         Err(Error::SchemaMismatch(_))
     ));
 }
+
+#[test]
+fn read_keys_of_many_entities_match_one_by_one_reads() {
+    let (_dir, store) = open();
+    store
+        .register_view(&spec(Some(50_000_000)), OnSchemaChange::Error)
+        .unwrap();
+    let ids: Vec<i64> = (0..300).collect();
+    let ts: Vec<i64> = ids.iter().map(|i| 10 + i % 100).collect();
+    let totals: Vec<Option<i64>> = ids.iter().map(|&i| (i % 7 != 0).then_some(i)).collect();
+    store
+        .write(
+            "customer",
+            &[batch(&ids, &ts, &totals)],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    // Many keys in no order, with duplicates and unknown ids; at
+    // t = 100 s the rows written before 50 s are past the ttl.
+    let keys: Vec<KeyValue> = (0..500).map(|i| KeyValue::Int((i * 7919) % 420)).collect();
+    let request = KeysRequest {
+        view: "customer",
+        features: Some(&["total", "name"]),
+        keys: &keys,
+    };
+    let read = store.read_keys(&[request], 100_000_000).unwrap().remove(0);
+    assert_eq!(read.event_ts.len(), keys.len());
+    for (row, key) in keys.iter().enumerate() {
+        let one = store
+            .read_one(
+                "customer",
+                std::slice::from_ref(key),
+                Some(&["total", "name"]),
+                100_000_000,
+            )
+            .unwrap();
+        assert_eq!(read.values[row * 2..row * 2 + 2], one.values[..]);
+        assert_eq!(read.statuses[row * 2..row * 2 + 2], one.statuses[..]);
+        assert_eq!(read.event_ts[row], one.event_ts);
+    }
+    assert!(read.statuses.contains(&Status::OutsideMaxAge));
+    assert!(read.statuses.contains(&Status::NotFound));
+    assert!(read.statuses.contains(&Status::NullValue));
+}
