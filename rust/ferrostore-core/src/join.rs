@@ -276,44 +276,39 @@ pub fn point_in_time_join(
         ts.is_valid(row)
             && window.contains(&ts.as_primitive::<TimestampMicrosecondType>().value(row))
     };
-    // Group usable feature rows by key; entity rows find their group.
-    let (group_of, n_groups, entity_group) = match &entity_key_cols[..] {
+    // Entity keys are numbered (one group per distinct key); usable feature rows find
+    // their entity's group, in parallel, and rows of no entity's key drop out.
+    let (entity_group, n_groups, group_of) = match &entity_key_cols[..] {
         // One integer key, the common case: hash the integers themselves.
         [(ValueType::Int64, e)] => {
             let e = e.as_primitive::<arrow_array::types::Int64Type>();
-            let feature_keys = feature_key_cols.iter().zip(&ts_arrays).flat_map(|(k, ts)| {
-                let f = k[0].1.as_primitive::<arrow_array::types::Int64Type>();
-                (0..f.len())
-                    .map(move |row| (f.is_valid(row) && usable(ts, row)).then(|| f.value(row)))
-            });
             group_ids(
-                feature_keys,
-                feature_rows,
                 |row| e.is_valid(row).then(|| e.value(row)),
                 entities.num_rows(),
+                &row_chunks(features),
+                |b, row| {
+                    let f = feature_key_cols[b][0]
+                        .1
+                        .as_primitive::<arrow_array::types::Int64Type>();
+                    (f.is_valid(row) && usable(&ts_arrays[b], row)).then(|| f.value(row))
+                },
             )
         }
         _ => {
             let encoded = feature_key_cols
-                .iter()
+                .par_iter()
                 .zip(features)
                 .map(|(k, b)| encode_keys(k, b.num_rows()))
                 .collect::<Result<Vec<_>>>()?;
-            let feature_keys = encoded
-                .iter()
-                .zip(&ts_arrays)
-                .flat_map(|((arena, spans), ts)| {
-                    spans
-                        .iter()
-                        .enumerate()
-                        .map(move |(row, span)| key_slice(arena, *span).filter(|_| usable(ts, row)))
-                });
             let (e_arena, e_spans) = encode_keys(&entity_key_cols, entities.num_rows())?;
             group_ids(
-                feature_keys,
-                feature_rows,
                 |row| key_slice(&e_arena, e_spans[row]),
                 entities.num_rows(),
+                &row_chunks(features),
+                |b, row| {
+                    let (arena, spans) = &encoded[b];
+                    key_slice(arena, spans[row]).filter(|_| usable(&ts_arrays[b], row))
+                },
             )
         }
     };
@@ -369,6 +364,10 @@ pub fn point_in_time_join(
             let (found_ts, _) = *group.get(p.checked_sub(1)?)?;
             if ttl.is_some_and(|ttl| found_ts < ts.saturating_sub(ttl)) {
                 return None;
+            }
+            let (_, last) = group[p - 1];
+            if p < 2 || group[p - 2].0 != found_ts {
+                return Some(last); // no tie: the common case skips the created times
             }
             group[..p]
                 .iter()
@@ -494,30 +493,50 @@ fn key_slice(arena: &[u8], span: Option<(u32, u32)>) -> Option<&[u8]> {
     span.map(|(a, b)| &arena[a as usize..b as usize])
 }
 
-/// Numbers the distinct keys of the feature rows (`u32::MAX` for rows that cannot match)
-/// and finds each entity row's group.
+/// Numbers the distinct keys of the entity rows (`None` for a null key), then finds the
+/// group of every feature row (`u32::MAX` when it cannot match), chunk by chunk in
+/// parallel; `chunks` are `(batch, rows)` in row order.
 fn group_ids<K: std::hash::Hash + Eq + Send + Sync>(
-    feature_keys: impl Iterator<Item = Option<K>>,
-    feature_rows: usize,
-    entity_key: impl Fn(usize) -> Option<K> + Sync,
+    entity_key: impl Fn(usize) -> Option<K>,
     entity_rows: usize,
-) -> (Vec<u32>, usize, Vec<Option<u32>>) {
+    chunks: &[(usize, std::ops::Range<usize>)],
+    feature_key: impl Fn(usize, usize) -> Option<K> + Sync,
+) -> (Vec<Option<u32>>, usize, Vec<u32>) {
     let mut groups: FxMap<K, u32> = FxMap::default();
-    let mut group_of = Vec::with_capacity(feature_rows);
-    for key in feature_keys {
-        group_of.push(match key {
-            Some(key) => {
+    let entity_group = (0..entity_rows)
+        .map(|row| {
+            entity_key(row).map(|key| {
                 let next = u32::try_from(groups.len()).unwrap_or(u32::MAX);
                 *groups.entry(key).or_insert(next)
-            }
-            None => u32::MAX,
-        });
-    }
-    let entity_group = (0..entity_rows)
-        .into_par_iter()
-        .map(|row| entity_key(row).and_then(|k| groups.get(&k).copied()))
+            })
+        })
         .collect();
-    (group_of, groups.len(), entity_group)
+    let (groups, feature_key) = (&groups, &feature_key);
+    let group_of = chunks
+        .par_iter()
+        .flat_map_iter(|(b, rows)| {
+            rows.clone().map(move |row| {
+                feature_key(*b, row)
+                    .and_then(|key| groups.get(&key).copied())
+                    .unwrap_or(u32::MAX)
+            })
+        })
+        .collect();
+    (entity_group, groups.len(), group_of)
+}
+
+/// `(batch, rows)` pieces of at most 65,536 rows covering every row of `batches` in order.
+fn row_chunks(batches: &[RecordBatch]) -> Vec<(usize, std::ops::Range<usize>)> {
+    const CHUNK: usize = 65_536;
+    batches
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| {
+            (0..batch.num_rows())
+                .step_by(CHUNK)
+                .map(move |start| (b, start..(start + CHUNK).min(batch.num_rows())))
+        })
+        .collect()
 }
 
 /// Concatenates `batches` of one `schema` into a single batch (the join addresses rows by
