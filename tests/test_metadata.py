@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import socket
 import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -26,6 +28,26 @@ def _head() -> str:
 
 
 HEAD = _head()
+
+
+def test_head_revision_constant_is_the_newest_migration():
+    from ferrostore.metadata import db
+
+    assert db.HEAD_REVISION == HEAD
+
+
+def test_opening_an_up_to_date_database_does_not_import_alembic(tmp_path):
+    path = tmp_path / "m.db"
+    MetadataDB(path).close()
+    code = (
+        "import sys; from ferrostore.metadata import MetadataDB; "
+        f"db = MetadataDB({str(path)!r}); db.close(); "
+        "print(any(m == 'alembic' or m.startswith('alembic.') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 N_PROCS = 8
 N_VALUES = 50
 TIMEOUT_S = 60
