@@ -272,9 +272,13 @@ pub fn point_in_time_join(
         .collect::<Result<Vec<_>>>()?;
 
     let window = window_of(entity_ts, ttl);
-    let usable = |ts: &ArrayRef, row: usize| {
-        ts.is_valid(row)
-            && window.contains(&ts.as_primitive::<TimestampMicrosecondType>().value(row))
+    let feature_ts: Vec<&arrow_array::TimestampMicrosecondArray> = ts_arrays
+        .iter()
+        .map(|a| a.as_primitive::<TimestampMicrosecondType>())
+        .collect();
+    let usable = |b: usize, row: usize| {
+        let ts = feature_ts[b];
+        ts.is_valid(row) && window.contains(&ts.value(row))
     };
     // Entity keys are numbered (one group per distinct key); usable feature rows find
     // their entity's group, in parallel, and rows of no entity's key drop out.
@@ -282,15 +286,17 @@ pub fn point_in_time_join(
         // One integer key, the common case: hash the integers themselves.
         [(ValueType::Int64, e)] => {
             let e = e.as_primitive::<arrow_array::types::Int64Type>();
+            let keys: Vec<&arrow_array::Int64Array> = feature_key_cols
+                .iter()
+                .map(|k| k[0].1.as_primitive::<arrow_array::types::Int64Type>())
+                .collect();
             group_ids(
                 |row| e.is_valid(row).then(|| e.value(row)),
                 entities.num_rows(),
                 &row_chunks(features),
                 |b, row| {
-                    let f = feature_key_cols[b][0]
-                        .1
-                        .as_primitive::<arrow_array::types::Int64Type>();
-                    (f.is_valid(row) && usable(&ts_arrays[b], row)).then(|| f.value(row))
+                    let f = keys[b];
+                    (f.is_valid(row) && usable(b, row)).then(|| f.value(row))
                 },
             )
         }
@@ -307,7 +313,7 @@ pub fn point_in_time_join(
                 &row_chunks(features),
                 |b, row| {
                     let (arena, spans) = &encoded[b];
-                    key_slice(arena, spans[row]).filter(|_| usable(&ts_arrays[b], row))
+                    key_slice(arena, spans[row]).filter(|_| usable(b, row))
                 },
             )
         }
@@ -325,15 +331,18 @@ pub fn point_in_time_join(
     }
     let mut sorted = vec![(0i64, 0u32); offsets[n_groups]];
     let mut cursor = offsets.clone();
-    let feature_ts = ts_arrays
-        .iter()
-        .flat_map(|a| a.as_primitive::<TimestampMicrosecondType>().values().iter());
-    for (row, (&g, &ts)) in group_of.iter().zip(feature_ts).enumerate() {
-        if g != u32::MAX {
-            // Row counts fit u32 (checked above).
-            sorted[cursor[g as usize]] = (ts, row as u32);
-            cursor[g as usize] += 1;
+    let mut start = 0usize;
+    for ts in &feature_ts {
+        let ts = ts.values();
+        let groups = &group_of[start..start + ts.len()];
+        for (offset, (&g, &t)) in groups.iter().zip(ts.iter()).enumerate() {
+            if g != u32::MAX {
+                // Row counts fit u32 (checked above).
+                sorted[cursor[g as usize]] = (t, (start + offset) as u32);
+                cursor[g as usize] += 1;
+            }
         }
+        start += ts.len();
     }
     drop((group_of, cursor));
     sort_groups(&mut sorted, &offsets);
@@ -479,10 +488,11 @@ pub fn rows_in_window(
 ) -> Result<RecordBatch> {
     let ts = timestamps(batch, &spec.feature_timestamp, "feature rows")?;
     let ts = ts.as_primitive::<TimestampMicrosecondType>();
-    let keep: arrow_array::BooleanArray = ts
-        .iter()
-        .map(|t| Some(t.is_some_and(|t| window.contains(&t))))
-        .collect();
+    let values = ts.values();
+    let keep =
+        arrow_array::BooleanArray::from(arrow_buffer::BooleanBuffer::collect_bool(ts.len(), |i| {
+            ts.is_valid(i) && window.contains(&values[i])
+        }));
     if keep.true_count() == batch.num_rows() {
         return Ok(batch.clone());
     }
