@@ -100,6 +100,8 @@ def point_in_time_join(
     One output row per entity row, in input order, one column per ``(source, output)``
     pair of ``columns``: the feature row with the same key whose event time is at or before
     the entity time and within ``ttl_micros`` of it (ties: greatest created time), else null.
+    ``features`` may be a stream of batches (an Arrow C stream, read once): each batch keeps
+    only its rows inside the entity rows' time window as it is read.
     """
 
 class VectorCollection:
