@@ -153,16 +153,27 @@ def _window(entity: pa.Table, ttl_days: int) -> tuple[np.datetime64, np.datetime
 # --------------------------------------------------------------------------- workers
 
 
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _rss_now() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return _status_kib("VmRSS:") or 0
 
 
 def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM is this process's own high-water mark. ru_maxrss is not: Linux carries the
+    # parent's peak across fork/vfork + exec, so every worker would report at least the
+    # parent's RSS after it generated the data.
+    hwm = _status_kib("VmHWM:")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
