@@ -142,12 +142,94 @@ impl Bitset {
     }
 }
 
-/// Per-key indexes of the metadata: equality sets and a sorted numeric index.
+/// The slots holding one metadata value: a sorted list while that is smaller than a bitset
+/// spanning the slots, a bitset after. A collection with a distinct value per record (names,
+/// sizes) then costs a few bytes per record, not a bitset per value.
+#[derive(Debug)]
+enum Postings {
+    Sparse(Vec<u64>),
+    Dense(Bitset),
+}
+
+impl Default for Postings {
+    fn default() -> Self {
+        Postings::Sparse(Vec::new())
+    }
+}
+
+impl Postings {
+    fn insert(&mut self, slot: u64) {
+        match self {
+            Postings::Sparse(slots) => {
+                match slots.last() {
+                    Some(&last) if last >= slot => {
+                        if let Err(i) = slots.binary_search(&slot) {
+                            slots.insert(i, slot);
+                        }
+                    }
+                    _ => slots.push(slot),
+                }
+                // A bitset up to the largest slot takes max/8 bytes; the list 8 per slot.
+                let max = slots.last().copied().unwrap_or(0);
+                if slots.len() as u64 * 64 > max {
+                    let mut set = Bitset::with_capacity(max as usize + 1);
+                    for &s in slots.iter() {
+                        set.insert(s);
+                    }
+                    *self = Postings::Dense(set);
+                }
+            }
+            Postings::Dense(set) => set.insert(slot),
+        }
+    }
+
+    fn remove(&mut self, slot: u64) {
+        match self {
+            Postings::Sparse(slots) => {
+                if let Ok(i) = slots.binary_search(&slot) {
+                    slots.remove(i);
+                }
+            }
+            Postings::Dense(set) => set.remove(slot),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Postings::Sparse(slots) => slots.is_empty(),
+            Postings::Dense(set) => set.is_empty(),
+        }
+    }
+
+    /// Adds these slots to `out`.
+    fn union_into(&self, out: &mut Bitset) {
+        match self {
+            Postings::Sparse(slots) => {
+                for &s in slots {
+                    out.insert(s);
+                }
+            }
+            Postings::Dense(set) => out.or(set),
+        }
+    }
+
+    fn to_bitset(&self) -> Bitset {
+        match self {
+            Postings::Sparse(_) => {
+                let mut out = Bitset::default();
+                self.union_into(&mut out);
+                out
+            }
+            Postings::Dense(set) => set.clone(),
+        }
+    }
+}
+
+/// Per-key indexes of the metadata: equality postings and a sorted numeric index.
 #[derive(Debug, Default)]
 pub struct MetadataIndex {
-    eq: HashMap<String, HashMap<EqKey, Bitset>>,
-    numeric: HashMap<String, BTreeMap<OrderedF64, Bitset>>,
-    present: HashMap<String, Bitset>,
+    eq: HashMap<String, HashMap<EqKey, Postings>>,
+    numeric: HashMap<String, BTreeMap<OrderedF64, Postings>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -173,20 +255,17 @@ impl MetadataIndex {
     /// Indexes `metadata` of record `slot`.
     pub fn insert(&mut self, slot: u64, metadata: &[(String, MetaValue)]) {
         for (key, value) in metadata {
-            self.present.entry(key.clone()).or_default().insert(slot);
-            self.eq
-                .entry(key.clone())
-                .or_default()
-                .entry(value.eq_key())
-                .or_default()
-                .insert(slot);
+            let values = match self.eq.get_mut(key) {
+                Some(values) => values,
+                None => self.eq.entry(key.clone()).or_default(),
+            };
+            values.entry(value.eq_key()).or_default().insert(slot);
             if let Some(n) = value.number() {
-                self.numeric
-                    .entry(key.clone())
-                    .or_default()
-                    .entry(OrderedF64(n))
-                    .or_default()
-                    .insert(slot);
+                let sorted = match self.numeric.get_mut(key) {
+                    Some(sorted) => sorted,
+                    None => self.numeric.entry(key.clone()).or_default(),
+                };
+                sorted.entry(OrderedF64(n)).or_default().insert(slot);
             }
         }
     }
@@ -194,23 +273,23 @@ impl MetadataIndex {
     /// Removes record `slot` with its `metadata` from the indexes.
     pub fn remove(&mut self, slot: u64, metadata: &[(String, MetaValue)]) {
         for (key, value) in metadata {
-            if let Some(set) = self.present.get_mut(key) {
-                set.remove(slot);
-            }
-            if let Some(set) = self
-                .eq
-                .get_mut(key)
-                .and_then(|m| m.get_mut(&value.eq_key()))
-            {
-                set.remove(slot);
+            if let Some(values) = self.eq.get_mut(key) {
+                let k = value.eq_key();
+                if let Some(p) = values.get_mut(&k) {
+                    p.remove(slot);
+                    if p.is_empty() {
+                        values.remove(&k);
+                    }
+                }
             }
             if let Some(n) = value.number() {
-                if let Some(set) = self
-                    .numeric
-                    .get_mut(key)
-                    .and_then(|m| m.get_mut(&OrderedF64(n)))
-                {
-                    set.remove(slot);
+                if let Some(sorted) = self.numeric.get_mut(key) {
+                    if let Some(p) = sorted.get_mut(&OrderedF64(n)) {
+                        p.remove(slot);
+                        if p.is_empty() {
+                            sorted.remove(&OrderedF64(n));
+                        }
+                    }
                 }
             }
         }
@@ -390,7 +469,7 @@ impl Where {
                         .eq
                         .get(key)
                         .and_then(|m| m.get(&value.eq_key()))
-                        .cloned()
+                        .map(Postings::to_bitset)
                         .unwrap_or_default(),
                     _ => {
                         let mut set = Bitset::default();
@@ -404,7 +483,7 @@ impl Where {
                                 _ => (Unbounded, Included(n)),
                             };
                             for (_, slots) in sorted.range(range) {
-                                set.or(slots);
+                                slots.union_into(&mut set);
                             }
                         }
                         set
@@ -428,7 +507,7 @@ impl Where {
                 if let Some(m) = index.eq.get(key) {
                     for v in values {
                         if let Some(s) = m.get(&v.eq_key()) {
-                            set.or(s);
+                            s.union_into(&mut set);
                         }
                     }
                 }
@@ -551,6 +630,52 @@ mod tests {
         assert_eq!(
             eval(json!({"$and": [{"dept": {"$ne": "x"}}, {"year": {"$gt": 2021}}]})),
             vec![0, 1]
+        );
+    }
+
+    #[test]
+    fn postings_switch_between_list_and_bitset() {
+        let mut p = Postings::default();
+        for slot in [500, 3, 70, 3, 1] {
+            p.insert(slot);
+        }
+        assert!(matches!(p, Postings::Sparse(_)));
+        assert_eq!(
+            p.to_bitset().iter().collect::<Vec<_>>(),
+            vec![1, 3, 70, 500]
+        );
+        for slot in 0..64 {
+            p.insert(slot);
+        }
+        assert!(matches!(p, Postings::Dense(_)));
+        p.remove(70);
+        p.remove(1);
+        let got: Vec<u64> = p.to_bitset().iter().collect();
+        let want: Vec<u64> = (0..64).filter(|s| *s != 1).chain([500]).collect();
+        assert_eq!(got, want);
+        let mut out = Bitset::default();
+        out.insert(1000);
+        p.union_into(&mut out);
+        assert_eq!(out.len(), want.len() + 1);
+    }
+
+    #[test]
+    fn removed_records_leave_no_postings() {
+        let (mut idx, mut live) = index();
+        idx.remove(
+            0,
+            &[
+                ("dept".to_string(), MetaValue::Str("housing".into())),
+                ("year".into(), MetaValue::Int(2024)),
+            ],
+        );
+        live.remove(0);
+        assert!(!idx.eq["dept"].contains_key(&EqKey::Str("housing".into())));
+        assert!(!idx.numeric["year"].contains_key(&OrderedF64(2024.0)));
+        let w = Where::parse(&json!({"year": {"$gte": 2000}})).unwrap();
+        assert_eq!(
+            w.evaluate(&idx, &live).iter().collect::<Vec<_>>(),
+            vec![1, 2]
         );
     }
 
