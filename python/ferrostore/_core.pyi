@@ -165,10 +165,15 @@ class VectorCollection:
         where: str | None = None,
         where_document: str | None = None,
         include_embeddings: bool = False,
+        include_documents: bool = True,
+        include_metadatas: bool = True,
     ) -> tuple[
         list[list[str]], list[Any], list[list[str | None]], list[list[str | None]], Any | None
     ]:
-        """Nearest records per query: ids, distances, documents, metadata JSON, embeddings."""
+        """Nearest records per query: ids, distances, documents, metadata JSON, embeddings.
+
+        Documents and metadata lists are empty when not included.
+        """
     def set_search_ef(self, ef: int) -> None:
         """Set the graph search expansion for this process."""
     def checkpoint(self) -> None:

@@ -66,6 +66,8 @@ class Engine(Protocol):
         where: str | None,
         where_document: str | None,
         include_embeddings: bool,
+        include_documents: bool,
+        include_metadatas: bool,
     ) -> tuple[
         list[list[str]],
         list[NDArray[np.float32]],

@@ -623,7 +623,13 @@ class Collection:
                 included,
             )
         ids, distances, documents, metadatas, embeddings = engine.query(
-            vectors, valid_n, where_json, where_document_json, "embeddings" in included
+            vectors,
+            valid_n,
+            where_json,
+            where_document_json,
+            "embeddings" in included,
+            "documents" in included,
+            "metadatas" in included,
         )
         return _query_result(ids, distances, documents, metadatas, embeddings, included)
 

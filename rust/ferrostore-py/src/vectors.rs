@@ -1,7 +1,7 @@
 //! `ferrostore._core.VectorCollection`: conversions around `ferrostore_core::vectors`.
 
 use ferrostore_core::vectors::{
-    Collection, CollectionConfig, Where, WhereDocument, WriteBatch, WriteMode,
+    Collection, CollectionConfig, Include, Where, WhereDocument, WriteBatch, WriteMode,
 };
 use ferrostore_core::Error;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2};
@@ -201,7 +201,11 @@ impl VectorCollection {
         Ok((out.ids, vectors, out.documents, out.metadatas))
     }
 
-    #[pyo3(signature = (queries, n_results, r#where=None, where_document=None, include_embeddings=false))]
+    #[pyo3(signature = (
+        queries, n_results, r#where=None, where_document=None, include_embeddings=false,
+        include_documents=true, include_metadatas=true
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn query<'py>(
         &self,
         py: Python<'py>,
@@ -210,6 +214,8 @@ impl VectorCollection {
         r#where: Option<String>,
         where_document: Option<String>,
         include_embeddings: bool,
+        include_documents: bool,
+        include_metadatas: bool,
     ) -> PyResult<QueryTuple<'py>> {
         let flat: Vec<f32> = queries.as_array().iter().copied().collect();
         let query_dim = queries.as_array().shape()[1];
@@ -231,7 +237,11 @@ impl VectorCollection {
                 n_results,
                 w.as_ref(),
                 wd.as_ref(),
-                include_embeddings,
+                Include {
+                    documents: include_documents,
+                    metadatas: include_metadatas,
+                    vectors: include_embeddings,
+                },
             )
         })?;
         let dim = self.inner.config().dim;

@@ -187,7 +187,16 @@ pub struct GetResult {
     pub metadatas: Vec<Option<String>>,
 }
 
-/// The nearest records of one query, nearest first.
+/// What a query returns besides ids and distances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Include {
+    pub documents: bool,
+    pub metadatas: bool,
+    pub vectors: bool,
+}
+
+/// The nearest records of one query, nearest first; `documents` and `metadatas` are empty
+/// unless included.
 #[derive(Debug, Clone, Default)]
 pub struct QueryResult {
     pub ids: Vec<String>,
@@ -197,13 +206,22 @@ pub struct QueryResult {
     pub vectors: Option<Vec<f32>>,
 }
 
+/// What memory keeps of a live record; its document, metadata and vector are read from the
+/// LMDB pages when asked for.
 struct Live {
     /// Insertion order, kept when the record is updated or upserted.
     position: u64,
     id: String,
-    document: Option<String>,
+}
+
+/// A committed record to apply to the in-memory state.
+struct Applied {
+    seq: u64,
+    position: u64,
+    id: String,
     metadata: Option<Vec<(String, MetaValue)>>,
-    metadata_json: Option<String>,
+    /// `None` when the graph already holds the sequence (loaded from a checkpoint).
+    vector: Option<Vec<f32>>,
 }
 
 struct State {
@@ -211,6 +229,8 @@ struct State {
     slots: HashMap<u64, Live>,
     by_id: HashMap<String, u64>,
     live: Bitset,
+    /// Postings of removed records stay until compaction: every filter is intersected with
+    /// `live`.
     metadata: MetadataIndex,
     applied_seq: u64,
     applied_version: u64,
@@ -237,6 +257,8 @@ pub struct Collection {
 const CONFIG: &str = "config";
 const NEXT_SEQ: &str = "next_seq";
 const VERSION: &str = "version";
+/// Records applied to the in-memory state at a time when loading.
+const APPLY_CHUNK: usize = 8192;
 /// A filtered query scores its matches exactly when there are at most this many, or at
 /// most a fifth of the collection: below that selectivity, walking the graph while skipping
 /// non-matches visits more vectors than scoring the matches (measured on 50k MiniLM rows).
@@ -284,49 +306,71 @@ fn corrupt() -> Error {
     Error::Storage("corrupt vector record".into())
 }
 
-/// A record as stored: its insertion position (kept across updates), id, vector, document
-/// and metadata JSON.
-struct Stored {
+/// A record as stored, borrowed from the LMDB page: its insertion position (kept across
+/// updates), id, float32 vector bytes, document and metadata JSON.
+struct StoredRecord<'a> {
     position: u64,
-    id: String,
-    vector: Vec<f32>,
-    document: Option<String>,
-    metadata_json: Option<String>,
+    id: &'a str,
+    vector: &'a [u8],
+    document: Option<&'a str>,
+    metadata_json: Option<&'a str>,
 }
 
-/// Decodes a stored record.
-fn decode_record(bytes: &[u8], dim: usize) -> Result<Stored> {
-    let mut pos = 0;
-    let mut take = |n: usize| -> Result<&[u8]> {
-        let s = bytes.get(pos..pos + n).ok_or_else(corrupt)?;
-        pos += n;
-        Ok(s)
-    };
-    let position = u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt())?);
-    let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt())?) as usize;
-    let id = String::from_utf8(take(len)?.to_vec()).map_err(|_| corrupt())?;
-    let vector = take(dim * 4)?
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let mut opt = || -> Result<Option<String>> {
-        let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt())?);
-        if len == u32::MAX {
-            return Ok(None);
-        }
-        Ok(Some(
-            String::from_utf8(take(len as usize)?.to_vec()).map_err(|_| corrupt())?,
-        ))
-    };
-    let document = opt()?;
-    let metadata_json = opt()?;
-    Ok(Stored {
-        position,
-        id,
-        vector,
-        document,
-        metadata_json,
-    })
+impl StoredRecord<'_> {
+    /// Decodes a stored record without copying it.
+    fn parse(bytes: &[u8], dim: usize) -> Result<StoredRecord<'_>> {
+        let mut pos = 0;
+        let mut take = |n: usize| -> Result<&[u8]> {
+            let s = bytes.get(pos..pos + n).ok_or_else(corrupt)?;
+            pos += n;
+            Ok(s)
+        };
+        let position = u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt())?);
+        let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt())?) as usize;
+        let id = std::str::from_utf8(take(len)?).map_err(|_| corrupt())?;
+        let vector = take(dim * 4)?;
+        let mut opt = || -> Result<Option<&str>> {
+            let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt())?);
+            if len == u32::MAX {
+                return Ok(None);
+            }
+            Ok(Some(
+                std::str::from_utf8(take(len as usize)?).map_err(|_| corrupt())?,
+            ))
+        };
+        let document = opt()?;
+        let metadata_json = opt()?;
+        Ok(StoredRecord {
+            position,
+            id,
+            vector,
+            document,
+            metadata_json,
+        })
+    }
+
+    fn vector(&self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.vector.len() / 4);
+        self.extend_vector(&mut out);
+        out
+    }
+
+    fn extend_vector(&self, out: &mut Vec<f32>) {
+        out.extend(
+            self.vector
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+    }
+}
+
+/// What a write keeps of the record it replaces.
+struct OldRecord {
+    position: u64,
+    /// Read only when the write gives no vector.
+    vector: Option<Vec<f32>>,
+    document: Option<String>,
+    metadata_json: Option<String>,
 }
 
 /// Keys to set (`Some`) or delete (`None`).
@@ -587,6 +631,15 @@ impl Collection {
     }
 
     fn catch_up(&self, state: &mut State, rtxn: &RoTxn<'_>, version: u64) -> Result<()> {
+        let result = self.catch_up_inner(state, rtxn, version);
+        if result.is_err() {
+            // Half-applied: the next refresh reloads everything.
+            state.loaded = false;
+        }
+        result
+    }
+
+    fn catch_up_inner(&self, state: &mut State, rtxn: &RoTxn<'_>, version: u64) -> Result<()> {
         let err = lmdb(&self.path, "catching up");
         // Tombstones written after what was applied.
         let from = (state.applied_version + 1).to_be_bytes();
@@ -616,29 +669,16 @@ impl Collection {
                 ));
             }
         }
-        for seq in removed {
-            if let Some(live) = state.slots.remove(&seq) {
-                state.live.remove(seq);
-                if let Some(m) = &live.metadata {
-                    state.metadata.remove(seq, m);
-                }
-                if state.by_id.get(&live.id) == Some(&seq) {
-                    state.by_id.remove(&live.id);
-                }
-            }
-            if state.index.contains(seq) {
-                state.index.remove(seq).map_err(usearch_err)?;
-                state.removed_in_graph += 1;
-            }
-        }
-        // Records written after what was applied (all of them on first load).
+        forget(state, &removed)?;
+        // Records written after what was applied (all of them on first load), applied in
+        // chunks so a large load never holds every vector twice.
         let start = if state.loaded {
             state.applied_seq + 1
         } else {
             0
         };
         let from = start.to_be_bytes();
-        let mut added: Vec<(u64, Vec<f32>)> = Vec::new();
+        let mut added: Vec<Applied> = Vec::new();
         for item in self
             .records
             .range(
@@ -652,38 +692,32 @@ impl Collection {
         {
             let (key, bytes) = item.map_err(&err)?;
             let seq = u64::from_be_bytes(key.try_into().map_err(|_| corrupt())?);
-            let Stored {
-                position,
-                id,
-                vector,
-                document,
-                metadata_json,
-            } = decode_record(bytes, self.config.dim)?;
-            let metadata = metadata_json.as_deref().map(parse_metadata).transpose()?;
-            if let Some(m) = &metadata {
-                state.metadata.insert(seq, m);
-            }
-            state.live.insert(seq);
-            state.by_id.insert(id.clone(), seq);
-            state.slots.insert(
+            let r = StoredRecord::parse(bytes, self.config.dim)?;
+            added.push(Applied {
                 seq,
-                Live {
-                    position,
-                    id,
-                    document,
-                    metadata,
-                    metadata_json,
-                },
-            );
-            state.applied_seq = state.applied_seq.max(seq);
-            if !state.index.contains(seq) {
-                added.push((seq, vector));
+                position: r.position,
+                id: r.id.to_string(),
+                metadata: r.metadata_json.map(parse_metadata).transpose()?,
+                vector: (!state.index.contains(seq)).then(|| r.vector()),
+            });
+            if added.len() == APPLY_CHUNK {
+                insert(state, std::mem::take(&mut added))?;
             }
         }
-        add_to_index(&state.index, &added)?;
+        insert(state, added)?;
         state.applied_version = version;
         state.loaded = true;
         Ok(())
+    }
+
+    /// The stored record of `seq`, `None` when it was deleted (by a write committed after
+    /// the caller's state).
+    fn stored<'t>(&self, rtxn: &'t RoTxn<'_>, seq: u64) -> Result<Option<StoredRecord<'t>>> {
+        self.records
+            .get(rtxn, &seq.to_be_bytes())
+            .map_err(lmdb(&self.path, "reading records"))?
+            .map(|bytes| StoredRecord::parse(bytes, self.config.dim))
+            .transpose()
     }
 
     /// The number of live records.
@@ -755,6 +789,15 @@ impl Collection {
         let _writer = self.writer.lock().map_err(|_| Self::lock_err())?;
         let err = lmdb(&self.path, "writing records");
         let mut wtxn = self.env.write_txn().map_err(&err)?;
+        // The state catches up to the committed one first, so this batch can then be applied
+        // from memory, without reading back the pages just written.
+        let committed = get_u64(&self.meta, &wtxn, VERSION, &self.path)?;
+        {
+            let mut state = self.state.write().map_err(|_| Self::lock_err())?;
+            if !state.loaded || state.applied_version != committed {
+                self.catch_up(&mut state, &wtxn, committed)?;
+            }
+        }
         let mut existing: Vec<Option<u64>> = Vec::with_capacity(n);
         for id in &batch.ids {
             existing.push(match self.ids.get(&wtxn, id).map_err(&err)? {
@@ -793,29 +836,35 @@ impl Collection {
             }
             WriteMode::Upsert => {}
         }
-        let version = get_u64(&self.meta, &wtxn, VERSION, &self.path)? + 1;
+        let version = committed + 1;
         let mut seq = get_u64(&self.meta, &wtxn, NEXT_SEQ, &self.path)?.max(1);
+        let mut applied = Vec::with_capacity(n);
+        let mut replaced = Vec::new();
         for (i, id) in batch.ids.iter().enumerate() {
             let old = match existing[i] {
                 Some(old_seq) => {
-                    let bytes = self
-                        .records
-                        .get(&wtxn, &old_seq.to_be_bytes())
-                        .map_err(&err)?
-                        .ok_or_else(corrupt)?;
-                    Some(decode_record(bytes, dim)?)
+                    let r = self.stored(&wtxn, old_seq)?.ok_or_else(corrupt)?;
+                    Some(OldRecord {
+                        position: r.position,
+                        vector: batch.vectors.is_none().then(|| r.vector()),
+                        document: r.document.map(str::to_string),
+                        metadata_json: r.metadata_json.map(str::to_string),
+                    })
                 }
                 None => None,
             };
             let vector = match &batch.vectors {
                 Some(v) => v[i * dim..(i + 1) * dim].to_vec(),
-                None => old.as_ref().map(|o| o.vector.clone()).ok_or_else(corrupt)?,
+                None => old
+                    .as_ref()
+                    .and_then(|o| o.vector.clone())
+                    .ok_or_else(corrupt)?,
             };
             let document = match &batch.documents {
                 Some(d) => d[i].clone(),
                 None => old.as_ref().and_then(|o| o.document.clone()),
             };
-            let metadata_json = match (&parsed[i], &old) {
+            let (metadata, metadata_json) = match (&parsed[i], &old) {
                 // An existing record: given keys are merged in, null values delete keys,
                 // no metadata keeps the stored one (Chroma's update and upsert).
                 (Some(patch), Some(old)) => {
@@ -831,9 +880,20 @@ impl Collection {
                             merged.push((k.clone(), v.clone()));
                         }
                     }
-                    (!merged.is_empty()).then(|| metadata_to_json(&merged))
+                    if merged.is_empty() {
+                        (None, None)
+                    } else {
+                        let json = metadata_to_json(&merged);
+                        (Some(merged), Some(json))
+                    }
                 }
-                (None, Some(old)) => old.metadata_json.clone(),
+                (None, Some(old)) => (
+                    old.metadata_json
+                        .as_deref()
+                        .map(parse_metadata)
+                        .transpose()?,
+                    old.metadata_json.clone(),
+                ),
                 (Some(patch), None) => {
                     if let Some((k, _)) = patch.iter().find(|(_, v)| v.is_none()) {
                         return Err(Error::InvalidArgument(format!(
@@ -844,9 +904,10 @@ impl Collection {
                         .iter()
                         .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
                         .collect();
-                    Some(metadata_to_json(&values))
+                    let json = metadata_to_json(&values);
+                    (Some(values), Some(json))
                 }
-                (None, None) => None,
+                (None, None) => (None, None),
             };
             let position = old.as_ref().map_or(seq, |o| o.position);
             let record = Record {
@@ -867,7 +928,15 @@ impl Collection {
                 .map_err(&err)?;
             if let Some(old_seq) = existing[i] {
                 self.tomb(&mut wtxn, version, old_seq)?;
+                replaced.push(old_seq);
             }
+            applied.push(Applied {
+                seq,
+                position,
+                id: record.id,
+                metadata,
+                vector: Some(record.vector),
+            });
             seq += 1;
         }
         self.meta
@@ -877,8 +946,16 @@ impl Collection {
             .put(&mut wtxn, VERSION, &version.to_le_bytes())
             .map_err(&err)?;
         wtxn.commit().map_err(&err)?;
+        {
+            let mut state = self.state.write().map_err(|_| Self::lock_err())?;
+            let result = forget(&mut state, &replaced).and_then(|()| insert(&mut state, applied));
+            if result.is_err() {
+                state.loaded = false;
+            }
+            result?;
+            state.applied_version = version;
+        }
         drop(_writer);
-        self.refresh()?;
         self.maybe_maintain()
     }
 
@@ -894,14 +971,16 @@ impl Collection {
             .map_err(lmdb(&self.path, "deleting"))
     }
 
-    /// The live slots matching the filters (all live slots without filters).
+    /// The live slots matching the filters (all live slots without filters); documents are
+    /// read through `rtxn`, opened after `state` was caught up.
     fn select(
         &self,
         state: &State,
+        rtxn: &RoTxn<'_>,
         ids: Option<&[String]>,
         where_: Option<&Where>,
         where_document: Option<&WhereDocument>,
-    ) -> Bitset {
+    ) -> Result<Bitset> {
         let mut set = match ids {
             Some(ids) => {
                 let mut s = Bitset::default();
@@ -918,15 +997,18 @@ impl Collection {
             set.and(&w.evaluate(&state.metadata, &state.live));
         }
         if let Some(wd) = where_document {
-            let keep: Vec<u64> = set
-                .iter()
-                .filter(|seq| !wd.matches(state.slots.get(seq).and_then(|l| l.document.as_deref())))
-                .collect();
-            for seq in keep {
+            let mut rejected = Vec::new();
+            for seq in set.iter() {
+                let document = self.stored(rtxn, seq)?.and_then(|r| r.document);
+                if !wd.matches(document) {
+                    rejected.push(seq);
+                }
+            }
+            for seq in rejected {
                 set.remove(seq);
             }
         }
-        set
+        Ok(set)
     }
 
     /// Deletes the records matching all given selectors; returns how many.
@@ -948,7 +1030,7 @@ impl Collection {
         }
         let victims: Vec<(u64, String)> = {
             let state = self.state.read().map_err(|_| Self::lock_err())?;
-            self.select(&state, ids, where_, where_document)
+            self.select(&state, &wtxn, ids, where_, where_document)?
                 .iter()
                 .filter_map(|seq| state.slots.get(&seq).map(|l| (seq, l.id.clone())))
                 .collect()
@@ -983,42 +1065,35 @@ impl Collection {
     ) -> Result<GetResult> {
         self.refresh()?;
         let state = self.state.read().map_err(|_| Self::lock_err())?;
-        let selected = self.select(&state, ids, where_, where_document);
+        let rtxn = self.env.read_txn().map_err(lmdb(&self.path, "reading"))?;
+        let selected = self.select(&state, &rtxn, ids, where_, where_document)?;
         let mut seqs: Vec<u64> = selected.iter().collect();
         seqs.sort_by_key(|seq| state.slots.get(seq).map_or(u64::MAX, |l| l.position));
-        let seqs: Vec<u64> = seqs
+        let mut out = GetResult::default();
+        let mut vectors = Vec::new();
+        for seq in seqs
             .into_iter()
             .skip(offset)
             .take(limit.unwrap_or(usize::MAX))
-            .collect();
-        let mut out = GetResult::default();
-        let mut vectors = Vec::new();
-        let mut buf = vec![0f32; self.config.dim];
-        for seq in &seqs {
-            let live = &state.slots[seq];
-            out.ids.push(live.id.clone());
-            out.documents.push(live.document.clone());
-            out.metadatas.push(live.metadata_json.clone());
+        {
+            let Some(r) = self.stored(&rtxn, seq)? else {
+                continue;
+            };
+            out.ids.push(r.id.to_string());
+            out.documents.push(r.document.map(str::to_string));
+            out.metadatas.push(r.metadata_json.map(str::to_string));
             if with_vectors {
-                vectors.extend_from_slice(&self.vector(*seq, &mut buf)?);
+                r.extend_vector(&mut vectors);
             }
         }
         out.vectors = with_vectors.then_some(vectors);
         Ok(out)
     }
 
-    /// The stored float32 vector of `seq` (from the records, not the quantized graph).
-    fn vector(&self, seq: u64, _buf: &mut [f32]) -> Result<Vec<f32>> {
-        let rtxn = self.env.read_txn().map_err(lmdb(&self.path, "reading"))?;
-        let bytes = self
-            .records
-            .get(&rtxn, &seq.to_be_bytes())
-            .map_err(lmdb(&self.path, "reading"))?
-            .ok_or_else(corrupt)?;
-        Ok(decode_record(bytes, self.config.dim)?.vector)
-    }
-
     /// The `k` nearest records of each query (row-major `queries`), in parallel.
+    ///
+    /// Distances are computed from the stored float32 vectors: a quantized graph only
+    /// chooses the candidates.
     ///
     /// # Errors
     /// `InvalidArgument` for a wrong dimension, a non-finite value or `k == 0`.
@@ -1028,7 +1103,7 @@ impl Collection {
         k: usize,
         where_: Option<&Where>,
         where_document: Option<&WhereDocument>,
-        with_vectors: bool,
+        include: Include,
     ) -> Result<Vec<QueryResult>> {
         let dim = self.config.dim;
         if k == 0 {
@@ -1049,70 +1124,119 @@ impl Collection {
         }
         self.refresh()?;
         let state = self.state.read().map_err(|_| Self::lock_err())?;
+        let rtxn = self.env.read_txn().map_err(lmdb(&self.path, "reading"))?;
         let filtered = where_.is_some() || where_document.is_some();
-        let allowed = filtered.then(|| self.select(&state, None, where_, where_document));
+        let allowed = if filtered {
+            Some(self.select(&state, &rtxn, None, where_, where_document)?)
+        } else {
+            None
+        };
         let matches = allowed.as_ref().map_or(state.slots.len(), Bitset::len);
         let k = k.min(matches);
-        let hits: Vec<Vec<(u64, f32)>> = queries
-            .par_chunks(dim)
-            .map(|q| -> Result<Vec<(u64, f32)>> {
-                if k == 0 {
-                    return Ok(Vec::new());
+        let search = |q: &[f32]| -> Result<Vec<(u64, f32)>> {
+            if k == 0 {
+                return Ok(Vec::new());
+            }
+            match &allowed {
+                Some(set) if set.len() <= EXACT_LIMIT.max(state.slots.len() / 5) => {
+                    self.exact(&state, q, k, set)
                 }
-                match &allowed {
-                    Some(set) if set.len() <= EXACT_LIMIT.max(state.slots.len() / 5) => {
+                Some(set) => {
+                    let m = state
+                        .index
+                        .filtered_search(q, k, |key| set.contains(key))
+                        .map_err(usearch_err)?;
+                    let found: Vec<(u64, f32)> = m.keys.into_iter().zip(m.distances).collect();
+                    if found.len() < k {
                         self.exact(&state, q, k, set)
-                    }
-                    Some(set) => {
-                        let m = state
-                            .index
-                            .filtered_search(q, k, |key| set.contains(key))
-                            .map_err(usearch_err)?;
-                        let found: Vec<(u64, f32)> = m.keys.into_iter().zip(m.distances).collect();
-                        if found.len() < k {
-                            self.exact(&state, q, k, set)
-                        } else {
-                            Ok(found)
-                        }
-                    }
-                    // Small collections are scored exactly: cheap, and deterministic.
-                    None if state.slots.len() <= EXACT_LIMIT => {
-                        self.exact(&state, q, k, &state.live)
-                    }
-                    None => {
-                        let m = state.index.search(q, k).map_err(usearch_err)?;
-                        let found: Vec<(u64, f32)> = m
-                            .keys
-                            .into_iter()
-                            .zip(m.distances)
-                            .filter(|(key, _)| state.live.contains(*key))
-                            .collect();
-                        if found.len() < k {
-                            self.exact(&state, q, k, &state.live)
-                        } else {
-                            Ok(found)
-                        }
+                    } else {
+                        Ok(found)
                     }
                 }
-            })
-            .collect::<Result<_>>()?;
+                // Small collections are scored exactly: cheap, and deterministic.
+                None if state.slots.len() <= EXACT_LIMIT => self.exact(&state, q, k, &state.live),
+                None => {
+                    let m = state.index.search(q, k).map_err(usearch_err)?;
+                    let found: Vec<(u64, f32)> = m
+                        .keys
+                        .into_iter()
+                        .zip(m.distances)
+                        .filter(|(key, _)| state.live.contains(*key))
+                        .collect();
+                    if found.len() < k {
+                        self.exact(&state, q, k, &state.live)
+                    } else {
+                        Ok(found)
+                    }
+                }
+            }
+        };
+        let hits: Vec<Vec<(u64, f32)>> = if queries.len() == dim {
+            vec![search(queries)?]
+        } else {
+            queries
+                .par_chunks(dim)
+                .map(search)
+                .collect::<Result<_>>()?
+        };
+        let rescore = self.config.quantization != "f32";
+        let mut buf = Vec::with_capacity(dim);
         hits.into_iter()
-            .map(|found| {
-                let mut r = QueryResult::default();
-                let mut vectors = Vec::new();
+            .zip(queries.chunks(dim))
+            .map(|(found, q)| {
+                let mut rows = Vec::with_capacity(found.len());
                 for (seq, distance) in found {
                     let Some(live) = state.slots.get(&seq) else {
                         continue;
                     };
+                    let record = if rescore || include.documents || include.metadatas {
+                        match self.stored(&rtxn, seq)? {
+                            Some(r) => Some(r),
+                            None => continue,
+                        }
+                    } else {
+                        None
+                    };
+                    let distance = match &record {
+                        Some(r) if rescore => {
+                            buf.clear();
+                            r.extend_vector(&mut buf);
+                            self.space.distance(q, &buf)
+                        }
+                        _ => distance,
+                    };
+                    rows.push((distance, seq, live, record));
+                }
+                if rescore {
+                    rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                }
+                let mut r = QueryResult::default();
+                let mut vectors = Vec::new();
+                for (distance, seq, live, record) in rows {
                     r.ids.push(live.id.clone());
                     r.distances.push(distance);
-                    r.documents.push(live.document.clone());
-                    r.metadatas.push(live.metadata_json.clone());
-                    if with_vectors {
-                        vectors.extend_from_slice(&self.vector(seq, &mut [])?);
+                    if include.documents {
+                        r.documents
+                            .push(record.as_ref().and_then(|r| r.document.map(str::to_string)));
+                    }
+                    if include.metadatas {
+                        r.metadatas.push(
+                            record
+                                .as_ref()
+                                .and_then(|r| r.metadata_json.map(str::to_string)),
+                        );
+                    }
+                    if include.vectors {
+                        match &record {
+                            Some(r) => r.extend_vector(&mut vectors),
+                            None => match self.stored(&rtxn, seq)? {
+                                Some(r) => r.extend_vector(&mut vectors),
+                                None => vectors.extend(std::iter::repeat_n(0.0, dim)),
+                            },
+                        }
                     }
                 }
-                r.vectors = with_vectors.then_some(vectors);
+                r.vectors = include.vectors.then_some(vectors);
                 Ok(r)
             })
             .collect()
@@ -1195,7 +1319,8 @@ impl Collection {
         Ok(())
     }
 
-    /// Rebuilds the graph from the live records (drops deleted entries), then checkpoints.
+    /// Rebuilds the graph and the metadata postings from the live records, then
+    /// checkpoints.
     pub fn compact(&self) -> Result<()> {
         self.refresh()?;
         {
@@ -1205,17 +1330,25 @@ impl Collection {
                 .read_txn()
                 .map_err(lmdb(&self.path, "compacting"))?;
             let index = new_index(&self.config, self.space)?;
-            let mut vectors = Vec::with_capacity(state.slots.len());
-            for &seq in state.slots.keys() {
-                let bytes = self
-                    .records
-                    .get(&rtxn, &seq.to_be_bytes())
-                    .map_err(lmdb(&self.path, "compacting"))?
-                    .ok_or_else(corrupt)?;
-                vectors.push((seq, decode_record(bytes, self.config.dim)?.vector));
+            let mut metadata = MetadataIndex::default();
+            let mut seqs: Vec<u64> = state.slots.keys().copied().collect();
+            seqs.sort_unstable();
+            for chunk in seqs.chunks(APPLY_CHUNK) {
+                let mut vectors = Vec::with_capacity(chunk.len());
+                for &seq in chunk {
+                    // Deleted by a write after the refresh: the next refresh forgets it.
+                    let Some(r) = self.stored(&rtxn, seq)? else {
+                        continue;
+                    };
+                    if let Some(json) = r.metadata_json {
+                        metadata.insert(seq, &parse_metadata(json)?);
+                    }
+                    vectors.push((seq, r.vector()));
+                }
+                add_to_index(&index, &vectors)?;
             }
-            add_to_index(&index, &vectors)?;
             state.index = index;
+            state.metadata = metadata;
             state.removed_in_graph = 0;
             state.checkpoint_seq = 0;
         }
@@ -1259,6 +1392,49 @@ fn new_index(config: &CollectionConfig, space: Space) -> Result<Index> {
         .reserve_capacity_and_threads(1024, rayon::current_num_threads() + 16)
         .map_err(usearch_err)?;
     Ok(index)
+}
+
+/// Drops removed sequences from the state and the graph.
+fn forget(state: &mut State, removed: &[u64]) -> Result<()> {
+    for &seq in removed {
+        if let Some(live) = state.slots.remove(&seq) {
+            state.live.remove(seq);
+            if state.by_id.get(&live.id) == Some(&seq) {
+                state.by_id.remove(&live.id);
+            }
+        }
+        if state.index.contains(seq) {
+            state.index.remove(seq).map_err(usearch_err)?;
+            state.removed_in_graph += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Adds committed records to the state and their vectors to the graph.
+fn insert(state: &mut State, added: Vec<Applied>) -> Result<()> {
+    let mut vectors = Vec::new();
+    for a in added {
+        if let Some(m) = &a.metadata {
+            state.metadata.insert(a.seq, m);
+        }
+        state.live.insert(a.seq);
+        state.by_id.insert(a.id.clone(), a.seq);
+        state.slots.insert(
+            a.seq,
+            Live {
+                position: a.position,
+                id: a.id,
+            },
+        );
+        state.applied_seq = state.applied_seq.max(a.seq);
+        if let Some(v) = a.vector {
+            if !state.index.contains(a.seq) {
+                vectors.push((a.seq, v));
+            }
+        }
+    }
+    add_to_index(&state.index, &vectors)
 }
 
 /// Adds `vectors` to `index` in parallel, reserving capacity geometrically first.

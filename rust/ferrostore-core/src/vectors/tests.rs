@@ -73,7 +73,7 @@ fn add_query_filter_and_recall() {
         .unwrap();
     assert_eq!(c.count().unwrap(), n);
     let queries = vectors(20, dim, 99);
-    let results = c.query(&queries, 10, None, None, false).unwrap();
+    let results = c.query(&queries, 10, None, None, Include::default()).unwrap();
     let mut hits = 0;
     for (q, r) in queries.chunks(dim).zip(&results) {
         let truth = brute(&all, dim, q, 10, |_| true);
@@ -87,7 +87,7 @@ fn add_query_filter_and_recall() {
     assert!(hits as f64 / 200.0 >= 0.9, "recall {}", hits as f64 / 200.0);
     // Filtered: 1% selectivity goes exact and is perfect.
     let w = Where::parse(&json!({"bucket": {"$lt": 1}})).unwrap();
-    let r = c.query(&queries[..dim], 10, Some(&w), None, false).unwrap();
+    let r = c.query(&queries[..dim], 10, Some(&w), None, Include::default()).unwrap();
     let truth = brute(&all, dim, &queries[..dim], 10, |i| i % 100 < 1);
     let got: Vec<usize> = r[0].ids.iter().map(|s| s.parse().unwrap()).collect();
     assert_eq!(got, truth);
@@ -135,7 +135,7 @@ fn add_existing_update_upsert_delete_and_reopen() {
             WriteMode::Upsert,
         )
         .unwrap();
-        let r = c.query(&[0., 0., 0., 2.], 2, None, None, false).unwrap();
+        let r = c.query(&[0., 0., 0., 2.], 2, None, None, Include::default()).unwrap();
         assert_eq!(r[0].ids, vec!["b", "a"]);
         assert_eq!(r[0].distances, vec![0.0, 1.0]);
         let w = Where::parse(&json!({"x": 1})).unwrap();
@@ -148,7 +148,7 @@ fn add_existing_update_upsert_delete_and_reopen() {
     // Reopen: checkpoint plus catch-up of "d"; "a" stays deleted.
     let c = Collection::open(dir.path(), None, Some(1 << 26)).unwrap();
     assert_eq!(c.count().unwrap(), 3);
-    let r = c.query(&[9., 9., 9., 9.], 5, None, None, false).unwrap();
+    let r = c.query(&[9., 9., 9., 9.], 5, None, None, Include::default()).unwrap();
     assert_eq!(r[0].ids, vec!["d", "c", "b"]);
     drop(c);
     assert!(matches!(
@@ -181,11 +181,11 @@ fn bad_input_changes_nothing() {
         Err(Error::InvalidArgument(_))
     ));
     assert_eq!(c.count().unwrap(), 0);
-    assert!(c.query(&[1., 0.], 3, None, None, false).unwrap()[0]
+    assert!(c.query(&[1., 0.], 3, None, None, Include::default()).unwrap()[0]
         .ids
         .is_empty());
     assert!(matches!(
-        c.query(&[1., 0.], 0, None, None, false),
+        c.query(&[1., 0.], 0, None, None, Include::default()),
         Err(Error::InvalidArgument(_))
     ));
 }
