@@ -763,6 +763,7 @@ def test_collection_management(client: chromadb.ClientAPI) -> None:
         ("good", {"hnsw:M": 0}, "positive int"),
         ("good", {"hnsw:search_ef": "100"}, "positive int"),
         ("good", {"hnsw:spcae": "l2"}, "Unknown collection metadata key"),
+        ("good", {"ferrostore:quantization": "f8"}, "one of bf16, f16, f32, i8"),
         ("good", {}, "non-empty dict"),
         ("good", {"tags": ["a"]}, "str, int, float or bool"),
         ("good", "meta", "dict"),
@@ -815,6 +816,35 @@ def test_modify(client: chromadb.ClientAPI, tmp_path: Path) -> None:
     with pytest.raises(errors.InvalidArgument, match="3-512"):
         collection.modify(name="x")
     assert collection.name == "new-name" and collection.count() == 1
+
+
+@pytest.mark.parametrize("quantization", [None, "bf16", "f16", "f32", "i8"])
+def test_graph_quantization_keeps_float32_records_and_distances(
+    client: chromadb.ClientAPI, quantization: str | None
+) -> None:
+    metadata: dict[str, Any] = {"hnsw:space": "cosine"}
+    if quantization is not None:
+        metadata["ferrostore:quantization"] = quantization
+    collection = client.create_collection("quantized", metadata=metadata, embedding_function=None)
+    rng = np.random.default_rng(5)
+    # More rows than the exact-search cutoff, so the graph chooses the candidates.
+    vectors = rng.normal(size=(6000, 24)).astype(np.float32) * 100.0
+    collection.add(ids=[str(i) for i in range(6000)], embeddings=vectors)
+    engine = collection._engine()
+    assert engine is not None and engine.quantization == (quantization or "bf16")
+    got = collection.get(ids=["17"], include=["embeddings"])["embeddings"]
+    np.testing.assert_array_equal(got[0], vectors[17])  # records stay float32, bit for bit
+    query = rng.normal(size=24).astype(np.float32)
+    result = collection.query(query_embeddings=query, n_results=5)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    exact = 1.0 - unit @ (query / np.linalg.norm(query))
+    for rid, distance in zip(result["ids"][0], result["distances"][0], strict=True):
+        assert distance == pytest.approx(float(exact[int(rid)]), abs=1e-5)
+    assert result["distances"][0] == sorted(result["distances"][0])
+    with pytest.raises(errors.InvalidArgument, match="ferrostore:quantization"):
+        other = "f32" if quantization != "f32" else "bf16"
+        collection.modify(metadata={"ferrostore:quantization": other})
+    collection.modify(metadata={"ferrostore:quantization": engine.quantization, "k": 1})
 
 
 def test_catalogue_lives_in_the_metadata_database(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ class VectorCollection:
         m: int = 16,
         ef_construction: int = 128,
         ef_search: int = 64,
-        quantization: str = "f32",
+        quantization: str = "bf16",
         map_size: int | None = None,
     ) -> None:
         """Open (creating with ``dim`` if needed) the collection in ``path``."""
@@ -126,6 +126,9 @@ class VectorCollection:
     @property
     def space(self) -> str:
         """``l2``, ``ip`` or ``cosine``."""
+    @property
+    def quantization(self) -> str:
+        """How the graph stores vectors: ``bf16``, ``f16``, ``f32`` or ``i8``."""
     @property
     def path(self) -> str:
         """The collection's folder."""

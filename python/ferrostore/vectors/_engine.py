@@ -31,6 +31,10 @@ class Engine(Protocol):
     def space(self) -> str:
         """cosine, l2 or ip."""
 
+    @property
+    def quantization(self) -> str:
+        """How the graph stores vectors: bf16, f16, f32 or i8."""
+
     def count(self) -> int:
         """Records stored."""
 
@@ -115,6 +119,7 @@ def open_engine(
     m: int,
     ef_construction: int,
     ef_search: int,
+    quantization: str,
 ) -> EngineHandle:
     """Open (creating when ``dim`` is given) the engine of a collection folder, shared.
 
@@ -125,6 +130,7 @@ def open_engine(
         m: HNSW graph degree.
         ef_construction: HNSW build breadth.
         ef_search: HNSW search breadth.
+        quantization: How a new graph stores vectors (a stored collection keeps its own).
 
     Returns:
         The handle; keep it as long as the engine is used.
@@ -144,6 +150,7 @@ def open_engine(
                 m=m,
                 ef_construction=ef_construction,
                 ef_search=ef_search,
+                quantization=quantization,
             )
             handle = EngineHandle(cast(Engine, engine), key[1])
             _handles[key] = handle

@@ -48,11 +48,20 @@ _WHERE_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin")
 _NUMERIC_OPERATORS = ("$gt", "$gte", "$lt", "$lte")
 _DOCUMENT_OPERATORS = ("$contains", "$not_contains", "$regex", "$not_regex", "$and", "$or")
 
+QUANTIZATION_KEY = "ferrostore:quantization"
+"""Collection metadata key choosing how the graph stores vectors (ferrostore's own)."""
+DEFAULT_QUANTIZATION = "bf16"
+"""The graph's scalar type when the metadata does not say: bfloat16 halves the graph's memory
+and bandwidth with float32's range; every distance returned is still computed from the
+float32 records."""
+_QUANTIZATIONS = ("bf16", "f16", "f32", "i8")
+
 COLLECTION_PARAM_KEYS: dict[str, str] = {
     "hnsw:space": "space",
     "hnsw:M": "m",
     "hnsw:construction_ef": "ef_construction",
     "hnsw:search_ef": "ef_search",
+    QUANTIZATION_KEY: "quantization",
 }
 """Collection metadata keys that configure the index, and the engine argument of each."""
 
@@ -550,11 +559,12 @@ def check_collection_metadata(metadata: Any) -> dict[str, Any]:
 
     Returns:
         A dict with the engine arguments given (``space``, ``m``, ``ef_construction``,
-        ``ef_search``); absent keys are absent.
+        ``ef_search``, ``quantization``); absent keys are absent.
 
     Raises:
         InvalidArgument: A bad dict, an unknown ``hnsw:`` key, a space other than cosine,
-            l2 or ip, or a non-positive HNSW parameter.
+            l2 or ip, a quantization other than bf16, f16, f32 or i8, or a non-positive HNSW
+            parameter.
     """
     if metadata is None:
         return {}
@@ -567,11 +577,18 @@ def check_collection_metadata(metadata: Any) -> dict[str, Any]:
                     raise InvalidArgument(
                         f"Expected hnsw:space to be one of cosine, l2, ip, got {_short(value)}"
                     )
+            elif key == QUANTIZATION_KEY:
+                if value not in _QUANTIZATIONS:
+                    raise InvalidArgument(
+                        f"Expected {QUANTIZATION_KEY} to be one of {', '.join(_QUANTIZATIONS)}, "
+                        f"got {_short(value)}"
+                    )
             elif not _is_int(value) or not 1 <= int(value) <= 1_000_000:
                 raise InvalidArgument(
                     f"Expected {key} to be a positive int (at most 1000000), got {_short(value)}"
                 )
-            params[COLLECTION_PARAM_KEYS[key]] = value if key == "hnsw:space" else int(value)
+            textual = key in ("hnsw:space", QUANTIZATION_KEY)
+            params[COLLECTION_PARAM_KEYS[key]] = value if textual else int(value)
         elif key.startswith("hnsw:") and key not in _IGNORED_HNSW_KEYS:
             known = ", ".join([*COLLECTION_PARAM_KEYS, *sorted(_IGNORED_HNSW_KEYS)])
             raise InvalidArgument(

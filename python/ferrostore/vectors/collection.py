@@ -218,6 +218,9 @@ class Collection:
             m=record.m,
             ef_construction=record.ef_construction,
             ef_search=record.ef_search,
+            quantization=_validation.check_collection_metadata(record.metadata).get(
+                "quantization", _validation.DEFAULT_QUANTIZATION
+            ),
         )
         if record.dimension is None:
             stored = catalogue.set_dimension(self._client._db, record.id, dim)
@@ -639,7 +642,8 @@ class Collection:
         """Rename the collection and/or replace its metadata.
 
         ``hnsw:search_ef`` may change; ``hnsw:space``, ``hnsw:M`` and
-        ``hnsw:construction_ef`` are fixed at creation (they may be repeated unchanged).
+        ``hnsw:construction_ef`` are fixed at creation, ``ferrostore:quantization`` once the
+        collection holds vectors (they may be repeated unchanged).
 
         Args:
             name: The new name.
@@ -663,6 +667,9 @@ class Collection:
             params = _validation.check_collection_metadata(metadata)
             rec = self._record
             fixed = {"space": rec.space, "m": rec.m, "ef_construction": rec.ef_construction}
+            if self._handle is not None:
+                # Before the first add there is no graph yet: the metadata may still choose.
+                fixed["quantization"] = self._handle.engine.quantization
             for param, current in fixed.items():
                 if param in params and params[param] != current:
                     key = _PARAM_KEYS[param]

@@ -62,7 +62,7 @@ pub struct VectorCollection {
 #[pymethods]
 impl VectorCollection {
     #[new]
-    #[pyo3(signature = (path, *, dim, space="cosine".to_owned(), m=16, ef_construction=128, ef_search=64, quantization="f32".to_owned(), map_size=None))]
+    #[pyo3(signature = (path, *, dim, space="cosine".to_owned(), m=16, ef_construction=128, ef_search=64, quantization="bf16".to_owned(), map_size=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -75,13 +75,8 @@ impl VectorCollection {
         quantization: String,
         map_size: Option<usize>,
     ) -> PyResult<Self> {
-        let config = dim.map(|dim| CollectionConfig {
-            dim,
-            space,
-            m,
-            ef_construction,
-            ef_search,
-            quantization,
+        let config = dim.map(|dim| {
+            CollectionConfig::new(dim, &space, m, ef_construction, ef_search, &quantization)
         });
         let inner = run(py, || Collection::open(&path, config, map_size))?;
         Ok(VectorCollection { inner })
@@ -95,6 +90,11 @@ impl VectorCollection {
     #[getter]
     fn space(&self) -> String {
         self.inner.config().space.clone()
+    }
+
+    #[getter]
+    fn quantization(&self) -> String {
+        self.inner.config().quantization.clone()
     }
 
     #[getter]
@@ -153,7 +153,7 @@ impl VectorCollection {
                     )))
                 }
             };
-            self.inner.write(&batch, mode)
+            self.inner.write(batch, mode)
         })
     }
 

@@ -98,6 +98,14 @@ fn lanes(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Scales `v` to unit length (a zero vector stays zero).
+fn normalize(v: &mut [f32]) {
+    let norm = lanes(v, v, |x, y| x * y).sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
 /// Index parameters of a collection.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CollectionConfig {
@@ -106,11 +114,49 @@ pub struct CollectionConfig {
     pub m: usize,
     pub ef_construction: usize,
     pub ef_search: usize,
-    /// `f32`, `f16` or `i8`: how the graph stores vectors (records keep float32).
+    /// `f32`, `f16`, `bf16` or `i8`: how the graph stores vectors (records keep float32).
     pub quantization: String,
+    /// Whether a cosine graph holds unit vectors under inner product (one dot product per
+    /// distance instead of three). Collections stored before this field keep their cosine
+    /// graph.
+    #[serde(default)]
+    pub normalized_graph: bool,
 }
 
 impl CollectionConfig {
+    /// A configuration for a new collection.
+    pub fn new(
+        dim: usize,
+        space: &str,
+        m: usize,
+        ef_construction: usize,
+        ef_search: usize,
+        quantization: &str,
+    ) -> CollectionConfig {
+        CollectionConfig {
+            dim,
+            space: space.to_string(),
+            m,
+            ef_construction,
+            ef_search,
+            quantization: quantization.to_string(),
+            normalized_graph: true,
+        }
+    }
+
+    /// Whether graph vectors and queries are scaled to unit length.
+    fn normalizes(&self) -> bool {
+        self.normalized_graph && self.space == "cosine"
+    }
+
+    /// The vector as the graph holds it.
+    fn graph_vector(&self, mut v: Vec<f32>) -> Vec<f32> {
+        if self.normalizes() {
+            normalize(&mut v);
+        }
+        v
+    }
+
     fn validate(&self) -> Result<Space> {
         let space = Space::parse(&self.space)?;
         if self.dim == 0 || self.dim > 65_536 {
@@ -139,9 +185,10 @@ fn quantization(q: &str) -> Result<ScalarKind> {
     match q {
         "f32" => Ok(ScalarKind::F32),
         "f16" => Ok(ScalarKind::F16),
+        "bf16" => Ok(ScalarKind::BF16),
         "i8" => Ok(ScalarKind::I8),
         other => Err(Error::InvalidArgument(format!(
-            "quantization '{other}': expected 'f32', 'f16' or 'i8'"
+            "quantization '{other}': expected 'f32', 'f16', 'bf16' or 'i8'"
         ))),
     }
 }
@@ -227,7 +274,6 @@ struct Applied {
 struct State {
     index: Index,
     slots: HashMap<u64, Live>,
-    by_id: HashMap<String, u64>,
     live: Bitset,
     /// Postings of removed records stay until compaction: every filter is intersected with
     /// `live`.
@@ -257,6 +303,8 @@ pub struct Collection {
 const CONFIG: &str = "config";
 const NEXT_SEQ: &str = "next_seq";
 const VERSION: &str = "version";
+/// Writes of at least this many records return the freed heap to the system.
+const RELEASE_AFTER: usize = 1024;
 /// Records applied to the in-memory state at a time when loading.
 const APPLY_CHUNK: usize = 8192;
 /// A filtered query scores its matches exactly when there are at most this many, or at
@@ -536,7 +584,6 @@ impl Collection {
         let state = State {
             index,
             slots: HashMap::new(),
-            by_id: HashMap::new(),
             live: Bitset::default(),
             metadata: MetadataIndex::default(),
             applied_seq: 0,
@@ -698,7 +745,7 @@ impl Collection {
                 position: r.position,
                 id: r.id.to_string(),
                 metadata: r.metadata_json.map(parse_metadata).transpose()?,
-                vector: (!state.index.contains(seq)).then(|| r.vector()),
+                vector: (!state.index.contains(seq)).then(|| self.config.graph_vector(r.vector())),
             });
             if added.len() == APPLY_CHUNK {
                 insert(state, std::mem::take(&mut added))?;
@@ -720,6 +767,33 @@ impl Collection {
             .transpose()
     }
 
+    /// A read transaction and the in-memory state at the same committed version.
+    fn snapshot(
+        &self,
+    ) -> Result<(
+        RoTxn<'_, heed::WithTls>,
+        std::sync::RwLockReadGuard<'_, State>,
+    )> {
+        loop {
+            let rtxn = self.env.read_txn().map_err(lmdb(&self.path, "reading"))?;
+            let version = get_u64(&self.meta, &rtxn, VERSION, &self.path)?;
+            {
+                let state = self.state.read().map_err(|_| Self::lock_err())?;
+                if state.loaded && state.applied_version == version {
+                    return Ok((rtxn, state));
+                }
+                if state.loaded && state.applied_version > version {
+                    // Another thread applied a newer write: read from a newer transaction.
+                    continue;
+                }
+            }
+            let mut state = self.state.write().map_err(|_| Self::lock_err())?;
+            if !state.loaded || state.applied_version < version {
+                self.catch_up(&mut state, &rtxn, version)?;
+            }
+        }
+    }
+
     /// The number of live records.
     pub fn count(&self) -> Result<usize> {
         self.refresh()?;
@@ -732,7 +806,7 @@ impl Collection {
     /// `InvalidArgument` for mismatched lengths, duplicate ids, a wrong dimension or a
     /// non-finite value; `AlreadyExists` (add) or `NotFound` (update) naming the ids.
     /// Nothing is written on error.
-    pub fn write(&self, batch: &WriteBatch, mode: WriteMode) -> Result<()> {
+    pub fn write(&self, batch: WriteBatch, mode: WriteMode) -> Result<()> {
         let n = batch.ids.len();
         let dim = self.config.dim;
         if let Some(v) = &batch.vectors {
@@ -935,7 +1009,7 @@ impl Collection {
                 position,
                 id: record.id,
                 metadata,
-                vector: Some(record.vector),
+                vector: Some(self.config.graph_vector(record.vector)),
             });
             seq += 1;
         }
@@ -956,6 +1030,10 @@ impl Collection {
             state.applied_version = version;
         }
         drop(_writer);
+        drop(batch);
+        if n >= RELEASE_AFTER {
+            release_heap();
+        }
         self.maybe_maintain()
     }
 
@@ -971,8 +1049,8 @@ impl Collection {
             .map_err(lmdb(&self.path, "deleting"))
     }
 
-    /// The live slots matching the filters (all live slots without filters); documents are
-    /// read through `rtxn`, opened after `state` was caught up.
+    /// The live slots matching the filters (all live slots without filters); ids and
+    /// documents are read through `rtxn`, at the version `state` has applied.
     fn select(
         &self,
         state: &State,
@@ -985,10 +1063,15 @@ impl Collection {
             Some(ids) => {
                 let mut s = Bitset::default();
                 for id in ids {
-                    if let Some(&seq) = state.by_id.get(id) {
-                        s.insert(seq);
+                    let seq = self
+                        .ids
+                        .get(rtxn, id)
+                        .map_err(lmdb(&self.path, "reading ids"))?;
+                    if let Some(b) = seq {
+                        s.insert(u64::from_be_bytes(b.try_into().map_err(|_| corrupt())?));
                     }
                 }
+                s.and(&state.live);
                 s
             }
             None => state.live.clone(),
@@ -1063,9 +1146,7 @@ impl Collection {
         offset: usize,
         with_vectors: bool,
     ) -> Result<GetResult> {
-        self.refresh()?;
-        let state = self.state.read().map_err(|_| Self::lock_err())?;
-        let rtxn = self.env.read_txn().map_err(lmdb(&self.path, "reading"))?;
+        let (rtxn, state) = self.snapshot()?;
         let selected = self.select(&state, &rtxn, ids, where_, where_document)?;
         let mut seqs: Vec<u64> = selected.iter().collect();
         seqs.sort_by_key(|seq| state.slots.get(seq).map_or(u64::MAX, |l| l.position));
@@ -1122,9 +1203,7 @@ impl Collection {
                 "a query embedding holds NaN or infinity: expected finite numbers".into(),
             ));
         }
-        self.refresh()?;
-        let state = self.state.read().map_err(|_| Self::lock_err())?;
-        let rtxn = self.env.read_txn().map_err(lmdb(&self.path, "reading"))?;
+        let (rtxn, state) = self.snapshot()?;
         let filtered = where_.is_some() || where_document.is_some();
         let allowed = if filtered {
             Some(self.select(&state, &rtxn, None, where_, where_document)?)
@@ -1137,6 +1216,13 @@ impl Collection {
             if k == 0 {
                 return Ok(Vec::new());
             }
+            let unit;
+            let q = if self.config.normalizes() {
+                unit = self.config.graph_vector(q.to_vec());
+                &unit[..]
+            } else {
+                q
+            };
             match &allowed {
                 Some(set) if set.len() <= EXACT_LIMIT.max(state.slots.len() / 5) => {
                     self.exact(&state, q, k, set)
@@ -1174,10 +1260,7 @@ impl Collection {
         let hits: Vec<Vec<(u64, f32)>> = if queries.len() == dim {
             vec![search(queries)?]
         } else {
-            queries
-                .par_chunks(dim)
-                .map(search)
-                .collect::<Result<_>>()?
+            queries.par_chunks(dim).map(search).collect::<Result<_>>()?
         };
         let rescore = self.config.quantization != "f32";
         let mut buf = Vec::with_capacity(dim);
@@ -1189,14 +1272,15 @@ impl Collection {
                     let Some(live) = state.slots.get(&seq) else {
                         continue;
                     };
-                    let record = if rescore || include.documents || include.metadatas {
-                        match self.stored(&rtxn, seq)? {
-                            Some(r) => Some(r),
-                            None => continue,
-                        }
-                    } else {
-                        None
-                    };
+                    let record =
+                        if rescore || include.documents || include.metadatas || include.vectors {
+                            match self.stored(&rtxn, seq)? {
+                                Some(r) => Some(r),
+                                None => continue,
+                            }
+                        } else {
+                            None
+                        };
                     let distance = match &record {
                         Some(r) if rescore => {
                             buf.clear();
@@ -1212,7 +1296,7 @@ impl Collection {
                 }
                 let mut r = QueryResult::default();
                 let mut vectors = Vec::new();
-                for (distance, seq, live, record) in rows {
+                for (distance, _, live, record) in rows {
                     r.ids.push(live.id.clone());
                     r.distances.push(distance);
                     if include.documents {
@@ -1226,14 +1310,8 @@ impl Collection {
                                 .and_then(|r| r.metadata_json.map(str::to_string)),
                         );
                     }
-                    if include.vectors {
-                        match &record {
-                            Some(r) => r.extend_vector(&mut vectors),
-                            None => match self.stored(&rtxn, seq)? {
-                                Some(r) => r.extend_vector(&mut vectors),
-                                None => vectors.extend(std::iter::repeat_n(0.0, dim)),
-                            },
-                        }
+                    if let (true, Some(r)) = (include.vectors, &record) {
+                        r.extend_vector(&mut vectors);
                     }
                 }
                 r.vectors = include.vectors.then_some(vectors);
@@ -1343,7 +1421,7 @@ impl Collection {
                     if let Some(json) = r.metadata_json {
                         metadata.insert(seq, &parse_metadata(json)?);
                     }
-                    vectors.push((seq, r.vector()));
+                    vectors.push((seq, self.config.graph_vector(r.vector())));
                 }
                 add_to_index(&index, &vectors)?;
             }
@@ -1379,7 +1457,11 @@ impl Collection {
 fn new_index(config: &CollectionConfig, space: Space) -> Result<Index> {
     let options = IndexOptions {
         dimensions: config.dim,
-        metric: space.metric(),
+        metric: if config.normalizes() {
+            MetricKind::IP
+        } else {
+            space.metric()
+        },
         quantization: quantization(&config.quantization)?,
         connectivity: config.m,
         expansion_add: config.ef_construction,
@@ -1394,14 +1476,21 @@ fn new_index(config: &CollectionConfig, space: Space) -> Result<Index> {
     Ok(index)
 }
 
+/// Returns freed heap memory to the system. A large write frees many small blocks (LMDB's
+/// dirty pages, converted vectors) that glibc would otherwise keep mapped.
+fn release_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory that is already free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Drops removed sequences from the state and the graph.
 fn forget(state: &mut State, removed: &[u64]) -> Result<()> {
     for &seq in removed {
-        if let Some(live) = state.slots.remove(&seq) {
+        if state.slots.remove(&seq).is_some() {
             state.live.remove(seq);
-            if state.by_id.get(&live.id) == Some(&seq) {
-                state.by_id.remove(&live.id);
-            }
         }
         if state.index.contains(seq) {
             state.index.remove(seq).map_err(usearch_err)?;
@@ -1419,7 +1508,6 @@ fn insert(state: &mut State, added: Vec<Applied>) -> Result<()> {
             state.metadata.insert(a.seq, m);
         }
         state.live.insert(a.seq);
-        state.by_id.insert(a.id.clone(), a.seq);
         state.slots.insert(
             a.seq,
             Live {

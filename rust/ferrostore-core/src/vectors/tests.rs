@@ -3,14 +3,7 @@ use serde_json::json;
 use super::*;
 
 fn config(dim: usize, space: &str) -> CollectionConfig {
-    CollectionConfig {
-        dim,
-        space: space.into(),
-        m: 16,
-        ef_construction: 64,
-        ef_search: 64,
-        quantization: "f32".into(),
-    }
+    CollectionConfig::new(dim, space, 16, 64, 64, "f32")
 }
 
 fn batch(ids: &[&str], vectors: Vec<f32>, meta: Option<Vec<serde_json::Value>>) -> WriteBatch {
@@ -69,11 +62,13 @@ fn add_query_filter_and_recall() {
     let meta = (0..n)
         .map(|i| json!({"bucket": i % 100, "even": i % 2 == 0}))
         .collect();
-    c.write(&batch(&id_refs, all.clone(), Some(meta)), WriteMode::Add)
+    c.write(batch(&id_refs, all.clone(), Some(meta)), WriteMode::Add)
         .unwrap();
     assert_eq!(c.count().unwrap(), n);
     let queries = vectors(20, dim, 99);
-    let results = c.query(&queries, 10, None, None, Include::default()).unwrap();
+    let results = c
+        .query(&queries, 10, None, None, Include::default())
+        .unwrap();
     let mut hits = 0;
     for (q, r) in queries.chunks(dim).zip(&results) {
         let truth = brute(&all, dim, q, 10, |_| true);
@@ -87,7 +82,9 @@ fn add_query_filter_and_recall() {
     assert!(hits as f64 / 200.0 >= 0.9, "recall {}", hits as f64 / 200.0);
     // Filtered: 1% selectivity goes exact and is perfect.
     let w = Where::parse(&json!({"bucket": {"$lt": 1}})).unwrap();
-    let r = c.query(&queries[..dim], 10, Some(&w), None, Include::default()).unwrap();
+    let r = c
+        .query(&queries[..dim], 10, Some(&w), None, Include::default())
+        .unwrap();
     let truth = brute(&all, dim, &queries[..dim], 10, |i| i % 100 < 1);
     let got: Vec<usize> = r[0].ids.iter().map(|s| s.parse().unwrap()).collect();
     assert_eq!(got, truth);
@@ -100,7 +97,7 @@ fn add_existing_update_upsert_delete_and_reopen() {
     {
         let c = Collection::open(dir.path(), Some(config(dim, "l2")), Some(1 << 26)).unwrap();
         c.write(
-            &batch(
+            batch(
                 &["a", "b"],
                 vec![0., 0., 0., 1., 1., 0., 0., 0.],
                 Some(vec![json!({"x": 1}), json!({"x": 2})]),
@@ -109,12 +106,12 @@ fn add_existing_update_upsert_delete_and_reopen() {
         )
         .unwrap();
         let err = c
-            .write(&batch(&["c", "a"], vec![0.; 8], None), WriteMode::Add)
+            .write(batch(&["c", "a"], vec![0.; 8], None), WriteMode::Add)
             .unwrap_err();
         assert!(matches!(err, Error::AlreadyExists(m) if m.contains("\"a\"")));
         assert_eq!(c.count().unwrap(), 2);
         let err = c
-            .write(&batch(&["zz"], vec![0.; 4], None), WriteMode::Update)
+            .write(batch(&["zz"], vec![0.; 4], None), WriteMode::Update)
             .unwrap_err();
         assert!(matches!(err, Error::NotFound(_)));
         // Update merges metadata and keeps the vector when none is given.
@@ -124,31 +121,35 @@ fn add_existing_update_upsert_delete_and_reopen() {
             documents: None,
             metadatas: Some(vec![Some(r#"{"y": "new"}"#.into())]),
         };
-        c.write(&upd, WriteMode::Update).unwrap();
+        c.write(upd, WriteMode::Update).unwrap();
         let got = c
             .get(Some(&["a".to_string()]), None, None, None, 0, true)
             .unwrap();
         assert_eq!(got.metadatas[0].as_deref(), Some(r#"{"x":1,"y":"new"}"#));
         assert_eq!(got.vectors.unwrap(), vec![0., 0., 0., 1.]);
         c.write(
-            &batch(&["b", "c"], vec![0., 0., 0., 2., 5., 5., 5., 5.], None),
+            batch(&["b", "c"], vec![0., 0., 0., 2., 5., 5., 5., 5.], None),
             WriteMode::Upsert,
         )
         .unwrap();
-        let r = c.query(&[0., 0., 0., 2.], 2, None, None, Include::default()).unwrap();
+        let r = c
+            .query(&[0., 0., 0., 2.], 2, None, None, Include::default())
+            .unwrap();
         assert_eq!(r[0].ids, vec!["b", "a"]);
         assert_eq!(r[0].distances, vec![0.0, 1.0]);
         let w = Where::parse(&json!({"x": 1})).unwrap();
         assert_eq!(c.delete(None, Some(&w), None).unwrap(), 1);
         assert_eq!(c.count().unwrap(), 2);
         c.checkpoint().unwrap();
-        c.write(&batch(&["d"], vec![9., 9., 9., 9.], None), WriteMode::Add)
+        c.write(batch(&["d"], vec![9., 9., 9., 9.], None), WriteMode::Add)
             .unwrap();
     }
     // Reopen: checkpoint plus catch-up of "d"; "a" stays deleted.
     let c = Collection::open(dir.path(), None, Some(1 << 26)).unwrap();
     assert_eq!(c.count().unwrap(), 3);
-    let r = c.query(&[9., 9., 9., 9.], 5, None, None, Include::default()).unwrap();
+    let r = c
+        .query(&[9., 9., 9., 9.], 5, None, None, Include::default())
+        .unwrap();
     assert_eq!(r[0].ids, vec!["d", "c", "b"]);
     drop(c);
     assert!(matches!(
@@ -162,14 +163,14 @@ fn bad_input_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let c = Collection::open(dir.path(), Some(config(2, "ip")), Some(1 << 26)).unwrap();
     assert!(matches!(
-        c.write(&batch(&["a"], vec![f32::NAN, 0.], None), WriteMode::Add),
+        c.write(batch(&["a"], vec![f32::NAN, 0.], None), WriteMode::Add),
         Err(Error::InvalidArgument(_))
     ));
     assert!(
-        matches!(c.write(&batch(&["a", "a"], vec![0.; 4], None), WriteMode::Add), Err(Error::InvalidArgument(m)) if m.contains("duplicate"))
+        matches!(c.write(batch(&["a", "a"], vec![0.; 4], None), WriteMode::Add), Err(Error::InvalidArgument(m)) if m.contains("duplicate"))
     );
     assert!(matches!(
-        c.write(&batch(&["a"], vec![0.; 3], None), WriteMode::Add),
+        c.write(batch(&["a"], vec![0.; 3], None), WriteMode::Add),
         Err(Error::InvalidArgument(_))
     ));
     let bad_meta = WriteBatch {
@@ -177,15 +178,72 @@ fn bad_input_changes_nothing() {
         ..batch(&["a"], vec![0.; 2], None)
     };
     assert!(matches!(
-        c.write(&bad_meta, WriteMode::Add),
+        c.write(bad_meta, WriteMode::Add),
         Err(Error::InvalidArgument(_))
     ));
     assert_eq!(c.count().unwrap(), 0);
-    assert!(c.query(&[1., 0.], 3, None, None, Include::default()).unwrap()[0]
+    assert!(c
+        .query(&[1., 0.], 3, None, None, Include::default())
+        .unwrap()[0]
         .ids
         .is_empty());
     assert!(matches!(
         c.query(&[1., 0.], 0, None, None, Include::default()),
         Err(Error::InvalidArgument(_))
     ));
+}
+
+/// Every graph layout and quantization returns the same exact float32 distances, and a
+/// cosine graph stored before unit-vector graphs existed still answers correctly.
+#[test]
+fn quantized_and_legacy_graphs_return_exact_distances() {
+    let (n, dim) = (5000, 16);
+    // Vectors of assorted lengths, so cosine differs from a plain dot product.
+    let all: Vec<f32> = vectors(n, dim, 3)
+        .chunks(dim)
+        .enumerate()
+        .flat_map(|(i, v)| v.iter().map(move |x| x * (1.0 + (i % 7) as f32)))
+        .collect();
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let queries: Vec<f32> = vectors(5, dim, 11).iter().map(|x| x * 3.0).collect();
+    let mut layouts = Vec::new();
+    for quantization in ["f32", "f16", "bf16", "i8"] {
+        layouts.push(CollectionConfig::new(
+            dim,
+            "cosine",
+            16,
+            64,
+            64,
+            quantization,
+        ));
+    }
+    let mut legacy = config(dim, "cosine");
+    legacy.normalized_graph = false;
+    layouts.push(legacy);
+    for cfg in layouts {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collection::open(dir.path(), Some(cfg.clone()), Some(1 << 28)).unwrap();
+        c.write(batch(&id_refs, all.clone(), None), WriteMode::Add)
+            .unwrap();
+        c.set_search_ef(200).unwrap();
+        let results = c
+            .query(&queries, 10, None, None, Include::default())
+            .unwrap();
+        for (q, r) in queries.chunks(dim).zip(&results) {
+            let truth = brute(&all, dim, q, 10, |_| true);
+            let got: Vec<usize> = r.ids.iter().map(|s| s.parse().unwrap()).collect();
+            let common = got.iter().filter(|i| truth.contains(i)).count();
+            assert!(common >= 9, "{cfg:?}: {got:?} vs {truth:?}");
+            for (id, d) in got.iter().zip(&r.distances) {
+                let exact = Space::Cosine.distance(q, &all[id * dim..(id + 1) * dim]);
+                assert!((d - exact).abs() < 1e-5, "{cfg:?}: {d} vs {exact}");
+            }
+            assert!(r.distances.windows(2).all(|w| w[0] <= w[1]));
+        }
+        drop(c);
+        // Reopening reads the stored configuration back.
+        let c = Collection::open(dir.path(), None, Some(1 << 28)).unwrap();
+        assert_eq!(c.config(), &cfg);
+    }
 }
