@@ -12,7 +12,7 @@ pub mod filter;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use heed::types::{Bytes, Str};
 use heed::{Database, Env, EnvOpenOptions, RoTxn};
@@ -298,18 +298,33 @@ pub struct Collection {
     meta: Database<Str, Bytes>,
     state: RwLock<State>,
     writer: Mutex<()>,
+    filters: Mutex<FilterCache>,
 }
+
+/// Filters evaluated at one applied version, by their compiled form: applications repeat the
+/// same filter across queries, and a 50% range filter costs more to evaluate than to search.
+#[derive(Default)]
+struct FilterCache {
+    version: u64,
+    entries: Vec<(String, Arc<Bitset>)>,
+}
+
+/// Filters kept per collection; the oldest is dropped first.
+const FILTER_CACHE_SIZE: usize = 16;
 
 const CONFIG: &str = "config";
 const NEXT_SEQ: &str = "next_seq";
 const VERSION: &str = "version";
+/// Exact scoring splits sets of at least twice this many records across threads.
+const EXACT_CHUNK: usize = 256;
 /// Writes of at least this many records return the freed heap to the system.
 const RELEASE_AFTER: usize = 1024;
 /// Records applied to the in-memory state at a time when loading.
 const APPLY_CHUNK: usize = 8192;
 /// A filtered query scores its matches exactly when there are at most this many, or at
-/// most a fifth of the collection: below that selectivity, walking the graph while skipping
-/// non-matches visits more vectors than scoring the matches (measured on 50k MiniLM rows).
+/// most a fiftieth of the collection; above, it walks the graph skipping non-matches. On 50k
+/// MiniLM rows at 10% selectivity the filtered walk ran 1,700 queries/s at recall@10 0.99,
+/// exact scoring 280 (fetching vectors from the graph one by one is the cost).
 const EXACT_LIMIT: usize = 4096;
 
 fn lmdb<'a>(path: &'a Path, doing: &'static str) -> impl Fn(heed::Error) -> Error + 'a {
@@ -603,6 +618,7 @@ impl Collection {
             meta,
             state: RwLock::new(state),
             writer: Mutex::new(()),
+            filters: Mutex::new(FilterCache::default()),
         };
         collection.load_checkpoint()?;
         collection.refresh()?;
@@ -1094,6 +1110,36 @@ impl Collection {
         Ok(set)
     }
 
+    /// `select` without ids, remembered for the state's version.
+    fn select_cached(
+        &self,
+        state: &State,
+        rtxn: &RoTxn<'_>,
+        where_: Option<&Where>,
+        where_document: Option<&WhereDocument>,
+    ) -> Result<Arc<Bitset>> {
+        let key = format!("{where_:?}\u{0}{where_document:?}");
+        {
+            let mut cache = self.filters.lock().map_err(|_| Self::lock_err())?;
+            if cache.version != state.applied_version {
+                cache.entries.clear();
+                cache.version = state.applied_version;
+            }
+            if let Some((_, set)) = cache.entries.iter().find(|(k, _)| *k == key) {
+                return Ok(Arc::clone(set));
+            }
+        }
+        let set = Arc::new(self.select(state, rtxn, None, where_, where_document)?);
+        let mut cache = self.filters.lock().map_err(|_| Self::lock_err())?;
+        if cache.version == state.applied_version {
+            if cache.entries.len() == FILTER_CACHE_SIZE {
+                cache.entries.remove(0);
+            }
+            cache.entries.push((key, Arc::clone(&set)));
+        }
+        Ok(set)
+    }
+
     /// Deletes the records matching all given selectors; returns how many.
     pub fn delete(
         &self,
@@ -1206,12 +1252,16 @@ impl Collection {
         let (rtxn, state) = self.snapshot()?;
         let filtered = where_.is_some() || where_document.is_some();
         let allowed = if filtered {
-            Some(self.select(&state, &rtxn, None, where_, where_document)?)
+            Some(self.select_cached(&state, &rtxn, where_, where_document)?)
         } else {
             None
         };
-        let matches = allowed.as_ref().map_or(state.slots.len(), Bitset::len);
+        let matches = allowed.as_ref().map_or(state.slots.len(), |set| set.len());
         let k = k.min(matches);
+        let rescore = self.config.quantization != "f32";
+        // Exact scoring ranks by the graph's quantized vectors: take twice the candidates so
+        // the float32 rescoring below still finds the true nearest.
+        let k_exact = if rescore { 2 * k } else { k };
         let search = |q: &[f32]| -> Result<Vec<(u64, f32)>> {
             if k == 0 {
                 return Ok(Vec::new());
@@ -1224,8 +1274,8 @@ impl Collection {
                 q
             };
             match &allowed {
-                Some(set) if set.len() <= EXACT_LIMIT.max(state.slots.len() / 5) => {
-                    self.exact(&state, q, k, set)
+                Some(set) if set.len() <= EXACT_LIMIT.max(state.slots.len() / 50) => {
+                    self.exact(&state, q, k_exact, set)
                 }
                 Some(set) => {
                     let m = state
@@ -1234,13 +1284,15 @@ impl Collection {
                         .map_err(usearch_err)?;
                     let found: Vec<(u64, f32)> = m.keys.into_iter().zip(m.distances).collect();
                     if found.len() < k {
-                        self.exact(&state, q, k, set)
+                        self.exact(&state, q, k_exact, set)
                     } else {
                         Ok(found)
                     }
                 }
                 // Small collections are scored exactly: cheap, and deterministic.
-                None if state.slots.len() <= EXACT_LIMIT => self.exact(&state, q, k, &state.live),
+                None if state.slots.len() <= EXACT_LIMIT => {
+                    self.exact(&state, q, k_exact, &state.live)
+                }
                 None => {
                     let m = state.index.search(q, k).map_err(usearch_err)?;
                     let found: Vec<(u64, f32)> = m
@@ -1250,7 +1302,7 @@ impl Collection {
                         .filter(|(key, _)| state.live.contains(*key))
                         .collect();
                     if found.len() < k {
-                        self.exact(&state, q, k, &state.live)
+                        self.exact(&state, q, k_exact, &state.live)
                     } else {
                         Ok(found)
                     }
@@ -1262,7 +1314,6 @@ impl Collection {
         } else {
             queries.par_chunks(dim).map(search).collect::<Result<_>>()?
         };
-        let rescore = self.config.quantization != "f32";
         let mut buf = Vec::with_capacity(dim);
         hits.into_iter()
             .zip(queries.chunks(dim))
@@ -1294,6 +1345,7 @@ impl Collection {
                 if rescore {
                     rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 }
+                rows.truncate(k);
                 let mut r = QueryResult::default();
                 let mut vectors = Vec::new();
                 for (distance, _, live, record) in rows {
@@ -1320,37 +1372,41 @@ impl Collection {
             .collect()
     }
 
-    /// Exact top-k among `set`, scoring the graph's stored vectors.
+    /// Exact top-k among `set`, scoring the graph's stored vectors; large sets are split
+    /// across the thread pool.
     fn exact(&self, state: &State, q: &[f32], k: usize, set: &Bitset) -> Result<Vec<(u64, f32)>> {
-        #[derive(PartialEq)]
-        struct Hit(f32, u64);
-        impl Eq for Hit {}
-        impl PartialOrd for Hit {
-            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-                Some(self.cmp(o))
+        let seqs: Vec<u64> = set.iter().collect();
+        let best = |chunk: &[u64]| -> Result<Vec<(u64, f32)>> {
+            let mut heap = BinaryHeap::with_capacity(k + 1);
+            let mut buf = vec![0f32; self.config.dim];
+            for &seq in chunk {
+                if state.index.get(seq, &mut buf).map_err(usearch_err)? == 0 {
+                    continue;
+                }
+                let d = if self.config.normalizes() {
+                    1.0 - lanes(q, &buf, |x, y| x * y)
+                } else {
+                    self.space.distance(q, &buf)
+                };
+                if heap.len() < k {
+                    heap.push(Hit(d, seq));
+                } else if heap.peek().is_some_and(|h| d < h.0) {
+                    heap.pop();
+                    heap.push(Hit(d, seq));
+                }
             }
-        }
-        impl Ord for Hit {
-            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-                self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
-            }
-        }
-        let mut heap = BinaryHeap::with_capacity(k + 1);
-        let mut buf = vec![0f32; self.config.dim];
-        for seq in set.iter() {
-            if state.index.get(seq, &mut buf).map_err(usearch_err)? == 0 {
-                continue;
-            }
-            let d = self.space.distance(q, &buf);
-            if heap.len() < k {
-                heap.push(Hit(d, seq));
-            } else if heap.peek().is_some_and(|h| d < h.0) {
-                heap.pop();
-                heap.push(Hit(d, seq));
-            }
-        }
-        let mut out: Vec<(u64, f32)> = heap.into_iter().map(|h| (h.1, h.0)).collect();
+            Ok(heap.into_iter().map(|h| (h.1, h.0)).collect())
+        };
+        let mut out = if seqs.len() >= 2 * EXACT_CHUNK {
+            seqs.par_chunks(EXACT_CHUNK)
+                .map(best)
+                .collect::<Result<Vec<_>>>()?
+                .concat()
+        } else {
+            best(&seqs)?
+        };
         out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        out.truncate(k);
         Ok(out)
     }
 
@@ -1474,6 +1530,21 @@ fn new_index(config: &CollectionConfig, space: Space) -> Result<Index> {
         .reserve_capacity_and_threads(1024, rayon::current_num_threads() + 16)
         .map_err(usearch_err)?;
     Ok(index)
+}
+
+/// A scored candidate, ordered by distance then sequence (a max-heap keeps the worst on top).
+#[derive(PartialEq)]
+struct Hit(f32, u64);
+impl Eq for Hit {}
+impl PartialOrd for Hit {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Hit {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
 }
 
 /// Returns freed heap memory to the system. A large write frees many small blocks (LMDB's

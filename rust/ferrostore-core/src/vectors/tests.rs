@@ -247,3 +247,45 @@ fn quantized_and_legacy_graphs_return_exact_distances() {
         assert_eq!(c.config(), &cfg);
     }
 }
+
+/// A cached filter result is dropped when a write changes the collection, and filtered
+/// queries on every path (exact, parallel exact, filtered graph walk) find the exact top-k.
+#[test]
+fn filtered_queries_follow_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, dim) = (20_000, 16);
+    let all = vectors(n, dim, 21);
+    let c = Collection::open(dir.path(), Some(config(dim, "cosine")), Some(1 << 30)).unwrap();
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let meta = (0..n).map(|i| json!({"bucket": i % 100})).collect();
+    c.write(batch(&id_refs, all.clone(), Some(meta)), WriteMode::Add)
+        .unwrap();
+    c.set_search_ef(256).unwrap();
+    let q = &vectors(1, dim, 5)[..];
+    // ~1% (200 rows: exact), ~15% (3,000: exact across threads), 50% (graph walk).
+    for (lt, min_common) in [(1, 10), (15, 10), (50, 9)] {
+        let w = Where::parse(&json!({"bucket": {"$lt": lt}})).unwrap();
+        for _ in 0..2 {
+            let r = c.query(q, 10, Some(&w), None, Include::default()).unwrap();
+            let truth = brute(&all, dim, q, 10, |i| i % 100 < lt);
+            let got: Vec<usize> = r[0].ids.iter().map(|s| s.parse().unwrap()).collect();
+            let common = got.iter().filter(|i| truth.contains(i)).count();
+            assert!(common >= min_common, "bucket < {lt}: {got:?} vs {truth:?}");
+        }
+    }
+    let w = Where::parse(&json!({"bucket": 7})).unwrap();
+    let before = c.query(q, 3, Some(&w), None, Include::default()).unwrap();
+    assert!(!before[0].ids.contains(&"new".to_string()));
+    // A record equal to the query, in bucket 7: the next filtered query must see it first.
+    c.write(
+        batch(&["new"], q.to_vec(), Some(vec![json!({"bucket": 7})])),
+        WriteMode::Add,
+    )
+    .unwrap();
+    let after = c.query(q, 3, Some(&w), None, Include::default()).unwrap();
+    assert_eq!(after[0].ids[0], "new");
+    c.delete(Some(&["new".to_string()]), None, None).unwrap();
+    let again = c.query(q, 3, Some(&w), None, Include::default()).unwrap();
+    assert_eq!(again[0].ids, before[0].ids);
+}
