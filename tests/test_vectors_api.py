@@ -831,7 +831,7 @@ def test_graph_quantization_keeps_float32_records_and_distances(
     vectors = rng.normal(size=(6000, 24)).astype(np.float32) * 100.0
     collection.add(ids=[str(i) for i in range(6000)], embeddings=vectors)
     engine = collection._engine()
-    assert engine is not None and engine.quantization == (quantization or "bf16")
+    assert engine is not None and engine.quantization == (quantization or "f16")
     got = collection.get(ids=["17"], include=["embeddings"])["embeddings"]
     np.testing.assert_array_equal(got[0], vectors[17])  # records stay float32, bit for bit
     query = rng.normal(size=24).astype(np.float32)
@@ -845,6 +845,24 @@ def test_graph_quantization_keeps_float32_records_and_distances(
         other = "f32" if quantization != "f32" else "bf16"
         collection.modify(metadata={"ferrostore:quantization": other})
     collection.modify(metadata={"ferrostore:quantization": engine.quantization, "k": 1})
+
+
+def test_default_graph_quantization_follows_the_space(client: chromadb.ClientAPI) -> None:
+    # Distances (Chroma's) of the record to itself: 1 - cos, squared l2, 1 - dot.
+    for space, expected, distance in (
+        ("cosine", "f16", 0.0),
+        ("l2", "bf16", 0.0),
+        ("ip", "bf16", 1.0 - (1e12 + 9.0)),
+    ):
+        collection = client.create_collection(
+            f"space-{space}", metadata={"hnsw:space": space}, embedding_function=None
+        )
+        collection.add(ids=["a"], embeddings=[[1e6, -3.0]])  # beyond float16's range
+        engine = collection._engine()
+        assert engine is not None and engine.quantization == expected
+        got = collection.query(query_embeddings=[[1e6, -3.0]], n_results=1)
+        assert got["ids"] == [["a"]]
+        assert got["distances"][0][0] == pytest.approx(distance, rel=1e-6, abs=1e-6)
 
 
 def test_catalogue_lives_in_the_metadata_database(tmp_path: Path) -> None:

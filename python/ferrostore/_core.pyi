@@ -116,7 +116,7 @@ class VectorCollection:
         m: int = 16,
         ef_construction: int = 128,
         ef_search: int = 64,
-        quantization: str = "bf16",
+        quantization: str | None = None,
         map_size: int | None = None,
     ) -> None:
         """Open (creating with ``dim`` if needed) the collection in ``path``."""

@@ -119,7 +119,7 @@ def open_engine(
     m: int,
     ef_construction: int,
     ef_search: int,
-    quantization: str,
+    quantization: str | None,
 ) -> EngineHandle:
     """Open (creating when ``dim`` is given) the engine of a collection folder, shared.
 
@@ -130,7 +130,8 @@ def open_engine(
         m: HNSW graph degree.
         ef_construction: HNSW build breadth.
         ef_search: HNSW search breadth.
-        quantization: How a new graph stores vectors (a stored collection keeps its own).
+        quantization: How a new graph stores vectors, ``None`` for the engine's default
+            (float16 for cosine, bfloat16 otherwise); a stored collection keeps its own.
 
     Returns:
         The handle; keep it as long as the engine is used.

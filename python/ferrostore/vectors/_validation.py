@@ -50,10 +50,6 @@ _DOCUMENT_OPERATORS = ("$contains", "$not_contains", "$regex", "$not_regex", "$a
 
 QUANTIZATION_KEY = "ferrostore:quantization"
 """Collection metadata key choosing how the graph stores vectors (ferrostore's own)."""
-DEFAULT_QUANTIZATION = "bf16"
-"""The graph's scalar type when the metadata does not say: bfloat16 halves the graph's memory
-and bandwidth with float32's range; every distance returned is still computed from the
-float32 records."""
 _QUANTIZATIONS = ("bf16", "f16", "f32", "i8")
 
 COLLECTION_PARAM_KEYS: dict[str, str] = {

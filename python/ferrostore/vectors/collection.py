@@ -218,9 +218,7 @@ class Collection:
             m=record.m,
             ef_construction=record.ef_construction,
             ef_search=record.ef_search,
-            quantization=_validation.check_collection_metadata(record.metadata).get(
-                "quantization", _validation.DEFAULT_QUANTIZATION
-            ),
+            quantization=_validation.check_collection_metadata(record.metadata).get("quantization"),
         )
         if record.dimension is None:
             stored = catalogue.set_dimension(self._client._db, record.id, dim)

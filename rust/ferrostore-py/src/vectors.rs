@@ -62,7 +62,7 @@ pub struct VectorCollection {
 #[pymethods]
 impl VectorCollection {
     #[new]
-    #[pyo3(signature = (path, *, dim, space="cosine".to_owned(), m=16, ef_construction=128, ef_search=64, quantization="bf16".to_owned(), map_size=None))]
+    #[pyo3(signature = (path, *, dim, space="cosine".to_owned(), m=16, ef_construction=128, ef_search=64, quantization=None, map_size=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -72,11 +72,14 @@ impl VectorCollection {
         m: usize,
         ef_construction: usize,
         ef_search: usize,
-        quantization: String,
+        quantization: Option<String>,
         map_size: Option<usize>,
     ) -> PyResult<Self> {
         let config = dim.map(|dim| {
-            CollectionConfig::new(dim, &space, m, ef_construction, ef_search, &quantization)
+            let quantization = quantization
+                .as_deref()
+                .unwrap_or(CollectionConfig::default_quantization(&space));
+            CollectionConfig::new(dim, &space, m, ef_construction, ef_search, quantization)
         });
         let inner = run(py, || Collection::open(&path, config, map_size))?;
         Ok(VectorCollection { inner })

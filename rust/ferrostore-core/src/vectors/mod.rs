@@ -144,6 +144,18 @@ impl CollectionConfig {
         }
     }
 
+    /// The graph's scalar type when none is chosen: a cosine graph holds unit vectors, where
+    /// float16's 11-bit precision costs no range; l2 and ip graphs hold raw values, where
+    /// bfloat16 keeps float32's range. Both halve the graph against float32, and distances
+    /// returned are computed from the float32 records either way.
+    pub fn default_quantization(space: &str) -> &'static str {
+        if space == "cosine" {
+            "f16"
+        } else {
+            "bf16"
+        }
+    }
+
     /// Whether graph vectors and queries are scaled to unit length.
     fn normalizes(&self) -> bool {
         self.normalized_graph && self.space == "cosine"
@@ -315,8 +327,6 @@ const FILTER_CACHE_SIZE: usize = 16;
 const CONFIG: &str = "config";
 const NEXT_SEQ: &str = "next_seq";
 const VERSION: &str = "version";
-/// Exact scoring splits sets of at least twice this many records across threads.
-const EXACT_CHUNK: usize = 256;
 /// Writes of at least this many records return the freed heap to the system.
 const RELEASE_AFTER: usize = 1024;
 /// Records applied to the in-memory state at a time when loading.
@@ -1372,41 +1382,43 @@ impl Collection {
             .collect()
     }
 
-    /// Exact top-k among `set`, scoring the graph's stored vectors; large sets are split
-    /// across the thread pool.
+    /// Exact top-k among `set`, scoring the graph's stored vectors. A float16 graph hands
+    /// them over as they are stored (a cast from bfloat16 or int8 costs more than the
+    /// distance).
     fn exact(&self, state: &State, q: &[f32], k: usize, set: &Bitset) -> Result<Vec<(u64, f32)>> {
-        let seqs: Vec<u64> = set.iter().collect();
-        let best = |chunk: &[u64]| -> Result<Vec<(u64, f32)>> {
-            let mut heap = BinaryHeap::with_capacity(k + 1);
-            let mut buf = vec![0f32; self.config.dim];
-            for &seq in chunk {
-                if state.index.get(seq, &mut buf).map_err(usearch_err)? == 0 {
-                    continue;
-                }
-                let d = if self.config.normalizes() {
-                    1.0 - lanes(q, &buf, |x, y| x * y)
-                } else {
-                    self.space.distance(q, &buf)
-                };
-                if heap.len() < k {
-                    heap.push(Hit(d, seq));
-                } else if heap.peek().is_some_and(|h| d < h.0) {
-                    heap.pop();
-                    heap.push(Hit(d, seq));
-                }
+        let dim = self.config.dim;
+        let raw_f16 = self.config.quantization == "f16";
+        let mut heap = BinaryHeap::with_capacity(k + 1);
+        let mut buf = vec![0f32; dim];
+        let mut half = vec![0i16; if raw_f16 { dim } else { 0 }];
+        for seq in set.iter() {
+            let got = if raw_f16 {
+                let n = state
+                    .index
+                    .get(seq, usearch::f16::from_mut_i16s(&mut half))
+                    .map_err(usearch_err)?;
+                f16_to_f32(&half, &mut buf);
+                n
+            } else {
+                state.index.get(seq, &mut buf).map_err(usearch_err)?
+            };
+            if got == 0 {
+                continue;
             }
-            Ok(heap.into_iter().map(|h| (h.1, h.0)).collect())
-        };
-        let mut out = if seqs.len() >= 2 * EXACT_CHUNK {
-            seqs.par_chunks(EXACT_CHUNK)
-                .map(best)
-                .collect::<Result<Vec<_>>>()?
-                .concat()
-        } else {
-            best(&seqs)?
-        };
+            let d = if self.config.normalizes() {
+                1.0 - lanes(q, &buf, |x, y| x * y)
+            } else {
+                self.space.distance(q, &buf)
+            };
+            if heap.len() < k {
+                heap.push(Hit(d, seq));
+            } else if heap.peek().is_some_and(|h| d < h.0) {
+                heap.pop();
+                heap.push(Hit(d, seq));
+            }
+        }
+        let mut out: Vec<(u64, f32)> = heap.into_iter().map(|h| (h.1, h.0)).collect();
         out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        out.truncate(k);
         Ok(out)
     }
 
@@ -1530,6 +1542,53 @@ fn new_index(config: &CollectionConfig, space: Space) -> Result<Index> {
         .reserve_capacity_and_threads(1024, rayon::current_num_threads() + 16)
         .map_err(usearch_err)?;
     Ok(index)
+}
+
+/// Widens IEEE half floats (as raw bits) into `out`, with F16C where the CPU has it.
+fn f16_to_f32(half: &[i16], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("f16c") {
+            // SAFETY: the CPU supports F16C (checked above); slices have equal lengths.
+            unsafe { f16_to_f32_f16c(half, out) };
+            return;
+        }
+    }
+    for (o, h) in out.iter_mut().zip(half) {
+        *o = f16_bits_to_f32(*h as u16);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "f16c,avx")]
+unsafe fn f16_to_f32_f16c(half: &[i16], out: &mut [f32]) {
+    use std::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
+    let chunks = half.len() / 8;
+    for i in 0..chunks {
+        let v = _mm_loadu_si128(half.as_ptr().add(i * 8).cast::<__m128i>());
+        _mm256_storeu_ps(out.as_mut_ptr().add(i * 8), _mm256_cvtph_ps(v));
+    }
+    for i in chunks * 8..half.len() {
+        out[i] = f16_bits_to_f32(half[i] as u16);
+    }
+}
+
+/// One IEEE half float (raw bits) as f32.
+fn f16_bits_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let mant = u32::from(h & 0x3ff);
+    let bits = match (exp, mant) {
+        (0, 0) => sign,
+        (0, m) => {
+            // Subnormal: normalise the mantissa.
+            let shift = m.leading_zeros() - 21;
+            sign | ((127 - 15 + 1 - shift) << 23) | (((m << shift) & 0x3ff) << 13)
+        }
+        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
+        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
 }
 
 /// A scored candidate, ordered by distance then sequence (a max-heap keeps the worst on top).

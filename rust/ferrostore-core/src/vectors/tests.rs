@@ -289,3 +289,30 @@ fn filtered_queries_follow_writes() {
     let again = c.query(q, 3, Some(&w), None, Include::default()).unwrap();
     assert_eq!(again[0].ids, before[0].ids);
 }
+
+#[test]
+fn half_floats_widen_exactly() {
+    let cases: [(u16, f32); 7] = [
+        (0x0000, 0.0),
+        (0x3c00, 1.0),
+        (0xc000, -2.0),
+        (0x7bff, 65504.0),
+        (0x0001, 5.960_464_5e-8),
+        (0x03ff, 6.097_555e-5),
+        (0x3555, 0.333_251_95),
+    ];
+    let half: Vec<i16> = cases
+        .iter()
+        .cycle()
+        .take(21)
+        .map(|(h, _)| *h as i16)
+        .collect();
+    let mut out = vec![0f32; half.len()];
+    f16_to_f32(&half, &mut out);
+    for (i, o) in out.iter().enumerate() {
+        let (h, want) = cases[i % cases.len()];
+        assert_eq!(*o, want, "{h:#06x}");
+        assert_eq!(f16_bits_to_f32(h), want, "{h:#06x}");
+    }
+    assert!(f16_bits_to_f32(0x7c00).is_infinite());
+}
