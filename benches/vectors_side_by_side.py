@@ -643,13 +643,13 @@ class Ferrostore(_ChromaShaped):
 
     # The engine directly (ferrostore._core.VectorCollection.query), for the breakdown.
     def core_single(self, q: np.ndarray) -> Any:
-        return self.engine.query(q[None], K, None, None, False)
+        return self.engine.query(q[None], K, None, None, False, False, False)
 
     def core_batch(self, qs: np.ndarray) -> Any:
-        return self.engine.query(qs, K, None, None, False)
+        return self.engine.query(qs, K, None, None, False, False, False)
 
     def core_filtered_single(self, q: np.ndarray, name: str) -> Any:
-        return self.engine.query(q[None], K, self.where_json[name], None, False)
+        return self.engine.query(q[None], K, self.where_json[name], None, False, False, False)
 
     @staticmethod
     def core_ids(raw: Any) -> list[int]:

@@ -34,9 +34,8 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -56,6 +55,11 @@ from ferrostore.lineage.types import (
 )
 from ferrostore.metadata import MetadataDB
 from ferrostore.metadata import tables as t
+
+if TYPE_CHECKING:
+    # Only training sets are fingerprinted: recording a vector or registry write must not
+    # load Arrow.
+    import pyarrow as pa
 
 __all__ = [
     "ARTIFACT_TYPES",
@@ -492,6 +496,8 @@ def _project_context(
 
 
 def _fingerprint(table: pa.Table) -> str:
+    import pyarrow as pa
+
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

@@ -265,19 +265,10 @@ pub struct QueryResult {
     pub vectors: Option<Vec<f32>>,
 }
 
-/// What memory keeps of a live record; its document, metadata and vector are read from the
-/// LMDB pages when asked for.
-struct Live {
-    /// Insertion order, kept when the record is updated or upserted.
-    position: u64,
-    id: String,
-}
-
 /// A committed record to apply to the in-memory state.
 struct Applied {
     seq: u64,
     position: u64,
-    id: String,
     metadata: Option<Vec<(String, MetaValue)>>,
     /// `None` when the graph already holds the sequence (loaded from a checkpoint).
     vector: Option<Vec<f32>>,
@@ -285,7 +276,10 @@ struct Applied {
 
 struct State {
     index: Index,
-    slots: HashMap<u64, Live>,
+    /// Each live sequence's insertion order (kept when the record is updated or upserted).
+    /// Memory keeps nothing else per record: id, document, metadata and vector are read from
+    /// the LMDB pages when asked for.
+    slots: HashMap<u64, u64>,
     live: Bitset,
     /// Postings of removed records stay until compaction: every filter is intersected with
     /// `live`.
@@ -769,7 +763,6 @@ impl Collection {
             added.push(Applied {
                 seq,
                 position: r.position,
-                id: r.id.to_string(),
                 metadata: r.metadata_json.map(parse_metadata).transpose()?,
                 vector: (!state.index.contains(seq)).then(|| self.config.graph_vector(r.vector())),
             });
@@ -1033,7 +1026,6 @@ impl Collection {
             applied.push(Applied {
                 seq,
                 position,
-                id: record.id,
                 metadata,
                 vector: Some(self.config.graph_vector(record.vector)),
             });
@@ -1169,10 +1161,15 @@ impl Collection {
         }
         let victims: Vec<(u64, String)> = {
             let state = self.state.read().map_err(|_| Self::lock_err())?;
-            self.select(&state, &wtxn, ids, where_, where_document)?
+            let mut victims = Vec::new();
+            for seq in self
+                .select(&state, &wtxn, ids, where_, where_document)?
                 .iter()
-                .filter_map(|seq| state.slots.get(&seq).map(|l| (seq, l.id.clone())))
-                .collect()
+            {
+                let record = self.stored(&wtxn, seq)?.ok_or_else(corrupt)?;
+                victims.push((seq, record.id.to_string()));
+            }
+            victims
         };
         if victims.is_empty() {
             return Ok(0);
@@ -1205,7 +1202,7 @@ impl Collection {
         let (rtxn, state) = self.snapshot()?;
         let selected = self.select(&state, &rtxn, ids, where_, where_document)?;
         let mut seqs: Vec<u64> = selected.iter().collect();
-        seqs.sort_by_key(|seq| state.slots.get(seq).map_or(u64::MAX, |l| l.position));
+        seqs.sort_by_key(|seq| state.slots.get(seq).copied().unwrap_or(u64::MAX));
         let mut out = GetResult::default();
         let mut vectors = Vec::new();
         for seq in seqs
@@ -1330,27 +1327,20 @@ impl Collection {
             .map(|(found, q)| {
                 let mut rows = Vec::with_capacity(found.len());
                 for (seq, distance) in found {
-                    let Some(live) = state.slots.get(&seq) else {
+                    if !state.slots.contains_key(&seq) {
+                        continue;
+                    }
+                    let Some(record) = self.stored(&rtxn, seq)? else {
                         continue;
                     };
-                    let record =
-                        if rescore || include.documents || include.metadatas || include.vectors {
-                            match self.stored(&rtxn, seq)? {
-                                Some(r) => Some(r),
-                                None => continue,
-                            }
-                        } else {
-                            None
-                        };
-                    let distance = match &record {
-                        Some(r) if rescore => {
-                            buf.clear();
-                            r.extend_vector(&mut buf);
-                            self.space.distance(q, &buf)
-                        }
-                        _ => distance,
+                    let distance = if rescore {
+                        buf.clear();
+                        record.extend_vector(&mut buf);
+                        self.space.distance(q, &buf)
+                    } else {
+                        distance
                     };
-                    rows.push((distance, seq, live, record));
+                    rows.push((distance, seq, record));
                 }
                 if rescore {
                     rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -1358,22 +1348,17 @@ impl Collection {
                 rows.truncate(k);
                 let mut r = QueryResult::default();
                 let mut vectors = Vec::new();
-                for (distance, _, live, record) in rows {
-                    r.ids.push(live.id.clone());
+                for (distance, _, record) in rows {
+                    r.ids.push(record.id.to_string());
                     r.distances.push(distance);
                     if include.documents {
-                        r.documents
-                            .push(record.as_ref().and_then(|r| r.document.map(str::to_string)));
+                        r.documents.push(record.document.map(str::to_string));
                     }
                     if include.metadatas {
-                        r.metadatas.push(
-                            record
-                                .as_ref()
-                                .and_then(|r| r.metadata_json.map(str::to_string)),
-                        );
+                        r.metadatas.push(record.metadata_json.map(str::to_string));
                     }
-                    if let (true, Some(r)) = (include.vectors, &record) {
-                        r.extend_vector(&mut vectors);
+                    if include.vectors {
+                        record.extend_vector(&mut vectors);
                     }
                 }
                 r.vectors = include.vectors.then_some(vectors);
@@ -1638,13 +1623,7 @@ fn insert(state: &mut State, added: Vec<Applied>) -> Result<()> {
             state.metadata.insert(a.seq, m);
         }
         state.live.insert(a.seq);
-        state.slots.insert(
-            a.seq,
-            Live {
-                position: a.position,
-                id: a.id,
-            },
-        );
+        state.slots.insert(a.seq, a.position);
         state.applied_seq = state.applied_seq.max(a.seq);
         if let Some(v) = a.vector {
             if !state.index.contains(a.seq) {
