@@ -142,11 +142,13 @@ impl Bitset {
     }
 }
 
-/// The slots holding one metadata value: a sorted list while that is smaller than a bitset
-/// spanning the slots, a bitset after. A collection with a distinct value per record (names,
-/// sizes) then costs a few bytes per record, not a bitset per value.
+/// The slots holding one metadata value: one slot inline, a sorted list while that is
+/// smaller than a bitset spanning the slots, a bitset after. A collection with a distinct
+/// value per record (names, sizes) then costs a few bytes per record, not a bitset (or an
+/// allocation) per value.
 #[derive(Debug)]
 enum Postings {
+    One(u64),
     Sparse(Vec<u64>),
     Dense(Bitset),
 }
@@ -160,6 +162,12 @@ impl Default for Postings {
 impl Postings {
     fn insert(&mut self, slot: u64) {
         match self {
+            Postings::One(only) => {
+                if *only != slot {
+                    *self = Postings::Sparse(vec![slot.min(*only), slot.max(*only)]);
+                }
+            }
+            Postings::Sparse(slots) if slots.is_empty() => *self = Postings::One(slot),
             Postings::Sparse(slots) => {
                 match slots.last() {
                     Some(&last) if last >= slot => {
@@ -185,6 +193,11 @@ impl Postings {
 
     fn remove(&mut self, slot: u64) {
         match self {
+            Postings::One(only) => {
+                if *only == slot {
+                    *self = Postings::Sparse(Vec::new());
+                }
+            }
             Postings::Sparse(slots) => {
                 if let Ok(i) = slots.binary_search(&slot) {
                     slots.remove(i);
@@ -196,6 +209,7 @@ impl Postings {
 
     fn is_empty(&self) -> bool {
         match self {
+            Postings::One(_) => false,
             Postings::Sparse(slots) => slots.is_empty(),
             Postings::Dense(set) => set.is_empty(),
         }
@@ -204,6 +218,7 @@ impl Postings {
     /// Adds these slots to `out`.
     fn union_into(&self, out: &mut Bitset) {
         match self {
+            Postings::One(slot) => out.insert(*slot),
             Postings::Sparse(slots) => {
                 for &s in slots {
                     out.insert(s);
@@ -215,7 +230,7 @@ impl Postings {
 
     fn to_bitset(&self) -> Bitset {
         match self {
-            Postings::Sparse(_) => {
+            Postings::One(_) | Postings::Sparse(_) => {
                 let mut out = Bitset::default();
                 self.union_into(&mut out);
                 out
@@ -636,6 +651,10 @@ mod tests {
     #[test]
     fn postings_switch_between_list_and_bitset() {
         let mut p = Postings::default();
+        p.insert(500);
+        assert!(matches!(p, Postings::One(500)));
+        p.remove(500);
+        assert!(p.is_empty());
         for slot in [500, 3, 70, 3, 1] {
             p.insert(slot);
         }

@@ -1641,7 +1641,8 @@ fn add_to_index(index: &Index, vectors: &[(u64, Vec<f32>)]) -> Result<()> {
     }
     let needed = index.size() + vectors.len();
     if needed > index.capacity() {
-        let capacity = needed.max(index.capacity() * 2);
+        // Geometric growth by half: amortised like doubling, with less idle capacity.
+        let capacity = needed.max(index.capacity() + index.capacity() / 2);
         index
             .reserve_capacity_and_threads(capacity, rayon::current_num_threads() + 16)
             .map_err(usearch_err)?;
