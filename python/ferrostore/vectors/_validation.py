@@ -225,6 +225,14 @@ def check_documents(documents: Any, *, nullable: bool) -> list[str | None] | Non
 
 
 def _check_metadata_value(key: str, value: Any, *, allow_none: bool, what: str) -> None:
+    kind = type(value)
+    # Plain Python scalars first: the abstract-class checks below cost more than the rest.
+    if kind is str or kind is bool:
+        return
+    if kind is int and _INT64_MIN <= value <= _INT64_MAX:
+        return
+    if kind is float and math.isfinite(value):
+        return
     if value is None:
         if allow_none:
             return
@@ -297,6 +305,9 @@ def check_metadatas(metadatas: Any, *, allow_none_values: bool) -> list[Any] | N
 
 
 def _json_scalar(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool:
+        return value
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if _is_int(value):
