@@ -41,17 +41,15 @@ impl MetaValue {
         }
     }
 
-    /// The key of the equality index: integers and integral floats are equal, as in Chroma.
-    fn eq_key(&self) -> EqKey {
+    /// Where the value is indexed: strings and booleans in the equality index, numbers in
+    /// the sorted one only (equality is a point lookup there; integers and integral floats
+    /// are equal, as in Chroma).
+    fn index_key(&self) -> IndexKey {
         match self {
-            MetaValue::Str(s) => EqKey::Str(s.clone()),
-            MetaValue::Bool(b) => EqKey::Bool(*b),
-            MetaValue::Int(i) => EqKey::Num((*i as f64).to_bits()),
-            MetaValue::Float(f) => EqKey::Num(if *f == 0.0 {
-                0f64.to_bits()
-            } else {
-                f.to_bits()
-            }),
+            MetaValue::Str(s) => IndexKey::Eq(EqKey::Str(s.clone())),
+            MetaValue::Bool(b) => IndexKey::Eq(EqKey::Bool(*b)),
+            MetaValue::Int(i) => IndexKey::Num(OrderedF64::new(*i as f64)),
+            MetaValue::Float(f) => IndexKey::Num(OrderedF64::new(*f)),
         }
     }
 }
@@ -60,7 +58,11 @@ impl MetaValue {
 enum EqKey {
     Str(String),
     Bool(bool),
-    Num(u64),
+}
+
+enum IndexKey {
+    Eq(EqKey),
+    Num(OrderedF64),
 }
 
 /// A set of record slots.
@@ -249,6 +251,13 @@ pub struct MetadataIndex {
 
 #[derive(Debug, Clone, Copy)]
 struct OrderedF64(f64);
+
+impl OrderedF64 {
+    /// -0.0 is stored and looked up as 0.0, which it equals.
+    fn new(n: f64) -> Self {
+        OrderedF64(if n == 0.0 { 0.0 } else { n })
+    }
+}
 impl PartialEq for OrderedF64 {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other).is_eq()
@@ -270,17 +279,21 @@ impl MetadataIndex {
     /// Indexes `metadata` of record `slot`.
     pub fn insert(&mut self, slot: u64, metadata: &[(String, MetaValue)]) {
         for (key, value) in metadata {
-            let values = match self.eq.get_mut(key) {
-                Some(values) => values,
-                None => self.eq.entry(key.clone()).or_default(),
-            };
-            values.entry(value.eq_key()).or_default().insert(slot);
-            if let Some(n) = value.number() {
-                let sorted = match self.numeric.get_mut(key) {
-                    Some(sorted) => sorted,
-                    None => self.numeric.entry(key.clone()).or_default(),
-                };
-                sorted.entry(OrderedF64(n)).or_default().insert(slot);
+            match value.index_key() {
+                IndexKey::Eq(k) => {
+                    let values = match self.eq.get_mut(key) {
+                        Some(values) => values,
+                        None => self.eq.entry(key.clone()).or_default(),
+                    };
+                    values.entry(k).or_default().insert(slot);
+                }
+                IndexKey::Num(n) => {
+                    let sorted = match self.numeric.get_mut(key) {
+                        Some(sorted) => sorted,
+                        None => self.numeric.entry(key.clone()).or_default(),
+                    };
+                    sorted.entry(n).or_default().insert(slot);
+                }
             }
         }
     }
@@ -288,25 +301,36 @@ impl MetadataIndex {
     /// Removes record `slot` with its `metadata` from the indexes.
     pub fn remove(&mut self, slot: u64, metadata: &[(String, MetaValue)]) {
         for (key, value) in metadata {
-            if let Some(values) = self.eq.get_mut(key) {
-                let k = value.eq_key();
-                if let Some(p) = values.get_mut(&k) {
-                    p.remove(slot);
-                    if p.is_empty() {
-                        values.remove(&k);
+            match value.index_key() {
+                IndexKey::Eq(k) => {
+                    if let Some(values) = self.eq.get_mut(key) {
+                        if values.get_mut(&k).is_some_and(|p| {
+                            p.remove(slot);
+                            p.is_empty()
+                        }) {
+                            values.remove(&k);
+                        }
                     }
                 }
-            }
-            if let Some(n) = value.number() {
-                if let Some(sorted) = self.numeric.get_mut(key) {
-                    if let Some(p) = sorted.get_mut(&OrderedF64(n)) {
-                        p.remove(slot);
-                        if p.is_empty() {
-                            sorted.remove(&OrderedF64(n));
+                IndexKey::Num(n) => {
+                    if let Some(sorted) = self.numeric.get_mut(key) {
+                        if sorted.get_mut(&n).is_some_and(|p| {
+                            p.remove(slot);
+                            p.is_empty()
+                        }) {
+                            sorted.remove(&n);
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// The slots where `key` equals `value`.
+    fn postings(&self, key: &str, value: &MetaValue) -> Option<&Postings> {
+        match value.index_key() {
+            IndexKey::Eq(k) => self.eq.get(key)?.get(&k),
+            IndexKey::Num(n) => self.numeric.get(key)?.get(&n),
         }
     }
 }
@@ -481,14 +505,12 @@ impl Where {
             Where::Cmp { key, op, value } => {
                 let mut out = match op {
                     CmpOp::Eq | CmpOp::Ne => index
-                        .eq
-                        .get(key)
-                        .and_then(|m| m.get(&value.eq_key()))
+                        .postings(key, value)
                         .map(Postings::to_bitset)
                         .unwrap_or_default(),
                     _ => {
                         let mut set = Bitset::default();
-                        let n = OrderedF64(value.number().unwrap_or(f64::NAN));
+                        let n = OrderedF64::new(value.number().unwrap_or(f64::NAN));
                         if let Some(sorted) = index.numeric.get(key) {
                             use std::ops::Bound::{Excluded, Included, Unbounded};
                             let range = match op {
@@ -519,11 +541,9 @@ impl Where {
                 negate,
             } => {
                 let mut set = Bitset::default();
-                if let Some(m) = index.eq.get(key) {
-                    for v in values {
-                        if let Some(s) = m.get(&v.eq_key()) {
-                            s.union_into(&mut set);
-                        }
+                for v in values {
+                    if let Some(s) = index.postings(key, v) {
+                        s.union_into(&mut set);
                     }
                 }
                 if *negate {
@@ -646,6 +666,45 @@ mod tests {
             eval(json!({"$and": [{"dept": {"$ne": "x"}}, {"year": {"$gt": 2021}}]})),
             vec![0, 1]
         );
+    }
+
+    #[test]
+    fn numbers_are_equal_across_int_float_and_signed_zero() {
+        let mut idx = MetadataIndex::default();
+        let mut live = Bitset::default();
+        let rows = [
+            MetaValue::Int(0),
+            MetaValue::Float(-0.0),
+            MetaValue::Float(2.0),
+            MetaValue::Str("0".into()),
+            MetaValue::Bool(false),
+        ];
+        for (i, v) in rows.iter().enumerate() {
+            idx.insert(i as u64, &[("v".to_string(), v.clone())]);
+            live.insert(i as u64);
+        }
+        fn eval(idx: &MetadataIndex, live: &Bitset, w: serde_json::Value) -> Vec<u64> {
+            Where::parse(&w)
+                .unwrap()
+                .evaluate(idx, live)
+                .iter()
+                .collect()
+        }
+        assert_eq!(eval(&idx, &live, json!({"v": 0})), vec![0, 1]);
+        assert_eq!(eval(&idx, &live, json!({"v": -0.0})), vec![0, 1]);
+        assert_eq!(eval(&idx, &live, json!({"v": {"$lte": -0.0}})), vec![0, 1]);
+        assert_eq!(
+            eval(&idx, &live, json!({"v": {"$in": [2, "0"]}})),
+            vec![2, 3]
+        );
+        assert_eq!(
+            eval(&idx, &live, json!({"v": {"$ne": 2.0}})),
+            vec![0, 1, 3, 4]
+        );
+        assert_eq!(eval(&idx, &live, json!({"v": false})), vec![4]);
+        idx.remove(1, &[("v".to_string(), MetaValue::Float(-0.0))]);
+        live.remove(1);
+        assert_eq!(eval(&idx, &live, json!({"v": 0})), vec![0]);
     }
 
     #[test]
