@@ -831,7 +831,7 @@ def test_graph_quantization_keeps_float32_records_and_distances(
     vectors = rng.normal(size=(6000, 24)).astype(np.float32) * 100.0
     collection.add(ids=[str(i) for i in range(6000)], embeddings=vectors)
     engine = collection._engine()
-    assert engine is not None and engine.quantization == (quantization or "bf16")
+    assert engine is not None and engine.quantization == (quantization or "f16")
     got = collection.get(ids=["17"], include=["embeddings"])["embeddings"]
     np.testing.assert_array_equal(got[0], vectors[17])  # records stay float32, bit for bit
     query = rng.normal(size=24).astype(np.float32)
@@ -847,10 +847,10 @@ def test_graph_quantization_keeps_float32_records_and_distances(
     collection.modify(metadata={"ferrostore:quantization": engine.quantization, "k": 1})
 
 
-def test_default_graph_quantization_keeps_float32_range(client: chromadb.ClientAPI) -> None:
+def test_default_graph_quantization_follows_the_space(client: chromadb.ClientAPI) -> None:
     # Distances (Chroma's) of the record to itself: 1 - cos, squared l2, 1 - dot.
     for space, expected, distance in (
-        ("cosine", "bf16", 0.0),
+        ("cosine", "f16", 0.0),
         ("l2", "bf16", 0.0),
         ("ip", "bf16", 1.0 - (1e12 + 9.0)),
     ):

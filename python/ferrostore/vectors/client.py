@@ -101,8 +101,8 @@ class ClientAPI:
             metadata: Collection metadata. ``hnsw:space`` (``l2`` by default, as in Chroma;
                 ``cosine`` or ``ip``), ``hnsw:M`` (16), ``hnsw:construction_ef`` (100) and
                 ``hnsw:search_ef`` (100) configure the index, and ferrostore's
-                ``ferrostore:quantization`` (``bf16`` by default; ``f16``, ``f32`` or
-                ``i8``) how the graph stores vectors. Records always
+                ``ferrostore:quantization`` (``f16`` for cosine and ``bf16`` otherwise by
+                default; or ``f32``, ``i8``) how the graph stores vectors. Records always
                 keep float32 and distances are computed from them. Other keys are kept as
                 given.
             embedding_function: Embeds documents and query texts; the default is

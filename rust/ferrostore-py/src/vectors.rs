@@ -2,7 +2,6 @@
 
 use ferrostore_core::vectors::{
     Collection, CollectionConfig, Include, Where, WhereDocument, WriteBatch, WriteMode,
-    DEFAULT_QUANTIZATION,
 };
 use ferrostore_core::Error;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2};
@@ -77,7 +76,9 @@ impl VectorCollection {
         map_size: Option<usize>,
     ) -> PyResult<Self> {
         let config = dim.map(|dim| {
-            let quantization = quantization.as_deref().unwrap_or(DEFAULT_QUANTIZATION);
+            let quantization = quantization
+                .as_deref()
+                .unwrap_or(CollectionConfig::default_quantization(&space));
             CollectionConfig::new(dim, &space, m, ef_construction, ef_search, quantization)
         });
         let inner = run(py, || Collection::open(&path, config, map_size))?;

@@ -106,12 +106,6 @@ fn normalize(v: &mut [f32]) {
     }
 }
 
-/// The graph's scalar type when none is chosen: bfloat16 halves the graph against float32
-/// and keeps its range, and its dot product is a single instruction on recent x86 (on 50k
-/// MiniLM rows it walked the graph ~25% faster than float16 and built ~25% faster).
-/// Distances returned are computed from the float32 records either way.
-pub const DEFAULT_QUANTIZATION: &str = "bf16";
-
 /// Index parameters of a collection.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CollectionConfig {
@@ -147,6 +141,18 @@ impl CollectionConfig {
             ef_search,
             quantization: quantization.to_string(),
             normalized_graph: true,
+        }
+    }
+
+    /// The graph's scalar type when none is chosen: a cosine graph holds unit vectors, where
+    /// float16's 11-bit precision costs no range; l2 and ip graphs hold raw values, where
+    /// bfloat16 keeps float32's range. Both halve the graph against float32, and distances
+    /// returned are computed from the float32 records either way.
+    pub fn default_quantization(space: &str) -> &'static str {
+        if space == "cosine" {
+            "f16"
+        } else {
+            "bf16"
         }
     }
 
