@@ -147,7 +147,9 @@ impl CollectionConfig {
     /// The graph's scalar type when none is chosen: a cosine graph holds unit vectors, where
     /// float16's 11-bit precision costs no range; l2 and ip graphs hold raw values, where
     /// bfloat16 keeps float32's range. Both halve the graph against float32, and distances
-    /// returned are computed from the float32 records either way.
+    /// returned are computed from the float32 records either way. On 50k MiniLM rows a
+    /// bfloat16 graph walked ~25% faster, but a float16 one scores small filtered sets ~2.5×
+    /// faster: it hands its vectors over as stored, where bfloat16 ones go through a cast.
     pub fn default_quantization(space: &str) -> &'static str {
         if space == "cosine" {
             "f16"
