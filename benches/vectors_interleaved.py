@@ -31,9 +31,9 @@ from vectors_side_by_side import (
     ADD_BATCH,
     DEFAULT_DATA,
     EF_CONSTRUCTION,
+    META_FIELDS,
     K,
     M,
-    META_FIELDS,
     recall_at_k,
 )
 
