@@ -483,6 +483,15 @@ def test_update_keeps_what_is_not_given(filled: chromadb.Collection) -> None:
     assert got["metadatas"] == [want_meta]
     assert got["documents"] == [DOCS[1]]
     np.testing.assert_array_equal(got["embeddings"][0], EMB[1])
+    # The replaced record's old values no longer match, on every filter path.
+    old_dept = METAS[1]["dept"]
+    assert "id01" not in filled.get(where={"dept": old_dept})["ids"]
+    assert "id01" in filled.get(where={"dept": {"$ne": old_dept}})["ids"]
+    assert "id01" in filled.get(where={"dept": {"$in": ["energy"]}})["ids"]
+    near = filled.query(query_embeddings=EMB[1], n_results=N, where={"dept": old_dept})
+    assert "id01" not in near["ids"][0]
+    if "score" in METAS[1]:
+        assert "id01" not in filled.get(where={"score": METAS[1]["score"]})["ids"]
 
     filled.update(ids=["id02"], embeddings=[[9.0] * DIM])
     got = filled.get(ids="id02", include=["embeddings", "documents", "metadatas"])
