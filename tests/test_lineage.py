@@ -463,21 +463,23 @@ def test_batched_writes_store_what_one_statement_per_row_did(store: MetadataStor
     assert store.get_contexts_by_id([ctx])[0].properties == {"owner": "me"}
 
 
-def test_identical_puts_in_one_transaction_write_once(store: MetadataStore) -> None:
-    import sqlalchemy as sa
+def test_identical_puts_in_one_transaction_write_once(
+    store: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferrostore.metadata.db import SQL, DriverConnection
 
     seen: list[str] = []
+    execute = DriverConnection.execute
 
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("INSERT INTO lineage_artifacts "):
-            seen.append(statement)
+    def count(self: DriverConnection, stmt: SQL, params: Any = ()) -> Any:
+        if stmt.sqlite.startswith("INSERT INTO lineage_artifacts "):
+            seen.append(stmt.sqlite)
+        return execute(self, stmt, params)
 
     node = Artifact(type="Dataset", external_id="same", properties={"rows": 3})
-    sa.event.listen(store.db.engine, "before_cursor_execute", count)
-    try:
-        ids = store.put_artifacts([node, node, Artifact(type="Dataset", name="other"), node])
-    finally:
-        sa.event.remove(store.db.engine, "before_cursor_execute", count)
+    monkeypatch.setattr(DriverConnection, "execute", count)
+    ids = store.put_artifacts([node, node, Artifact(type="Dataset", name="other"), node])
+    monkeypatch.undo()
     assert ids[0] == ids[1] == ids[3] != ids[2]
     # The node without an external id may have written any row: the last put runs again.
     assert len(seen) == 3
@@ -508,16 +510,12 @@ def test_types_of_a_rolled_back_transaction_are_not_cached(store: MetadataStore)
 
 
 def test_write_statements_are_built_once_per_dialect() -> None:
-    from sqlalchemy.dialects import postgresql, sqlite
-
     from ferrostore.lineage.store import _node_insert
 
-    for name, dialect in (("sqlite", sqlite.dialect()), ("postgresql", postgresql.dialect())):
-        stmt = _node_insert(name, "artifact", ("external_id",))
-        assert stmt is _node_insert(name, "artifact", ("external_id",))
-        sql = str(stmt.compile(dialect=dialect))
-        assert "ON CONFLICT (external_id) DO UPDATE" in sql
-        assert "coalesce(excluded.uri, lineage_artifacts.uri)" in sql
-    assert _node_insert("sqlite", "artifact", None) is not _node_insert(
-        "postgresql", "artifact", None
-    )
+    stmt = _node_insert("artifact", ("external_id",))
+    assert stmt is _node_insert("artifact", ("external_id",))
+    for sql, mark in ((stmt.sqlite, "?"), (stmt.postgresql, "%s")):
+        assert 'ON CONFLICT ("external_id") DO UPDATE' in sql
+        assert 'COALESCE(excluded."uri", lineage_artifacts."uri")' in sql
+        assert sql.count(mark) == 7  # type, create time and the five node columns
+    assert _node_insert("artifact", None) is not _node_insert("artifact", ("external_id",))

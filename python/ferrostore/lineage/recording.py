@@ -36,7 +36,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ferrostore.errors import NotFound
@@ -55,6 +54,7 @@ from ferrostore.lineage.types import (
 )
 from ferrostore.metadata import MetadataDB
 from ferrostore.metadata import tables as t
+from ferrostore.metadata.db import SQL, DriverConnection
 
 if TYPE_CHECKING:
     # Only training sets are fingerprinted: recording a vector or registry write must not
@@ -256,104 +256,87 @@ def _run_state(status: str) -> ExecutionState:
 
 
 # The registry rows a recorder needs, read in its own transaction (one statement each).
-_runs, _experiments, _run_tags = t.runs.c, t.experiments.c, t.run_tags.c
-_RUN_FACTS = (
-    sa.select(
-        _runs.run_name,
-        _runs.user_id,
-        _runs.experiment_id,
-        _runs.status,
-        _experiments.name.label("experiment_name"),
-        _run_tags.value.label("training_sets"),
-    )
-    .select_from(
-        t.runs.join(t.experiments, _experiments.experiment_id == _runs.experiment_id).outerjoin(
-            t.run_tags,
-            sa.and_(_run_tags.run_id == _runs.run_id, _run_tags.key == TRAINING_SET_TAG),
-        )
-    )
-    .where(_runs.run_id == sa.bindparam("run_id"))
+_RUN_FACTS = SQL(
+    "SELECT runs.run_name, runs.user_id, runs.experiment_id, runs.status, experiments.name, "
+    "run_tags.value FROM runs "
+    "JOIN experiments ON experiments.experiment_id = runs.experiment_id "
+    'LEFT OUTER JOIN run_tags ON run_tags.run_id = runs.run_id AND run_tags."key" = ? '
+    "WHERE runs.run_id = ?"
 )
-_mv = t.model_versions.c
-_VERSION_FACTS = sa.select(_mv.source, _mv.run_id, _mv.user_id).where(
-    _mv.name == sa.bindparam("name"), _mv.version == sa.bindparam("version")
-)
-_ARTIFACTS_BY_URI = sa.select(t.lineage_artifacts.c.id).where(
-    t.lineage_artifacts.c.uri.in_(sa.bindparam("uris", expanding=True))
+_VERSION_FACTS = SQL(
+    "SELECT source, run_id, user_id FROM model_versions WHERE name = ? AND version = ?"
 )
 
 
 def _link_named_training_sets(
-    ms: MetadataStore, conn: Connection, named: str | None, exec_id: int, batch: _Batch
+    ms: MetadataStore, driver: DriverConnection, named: str | None, exec_id: int, batch: _Batch
 ) -> None:
-    uris = [u.strip() for u in (named or "").split(",") if u.strip()]
+    uris = list(dict.fromkeys(u.strip() for u in (named or "").split(",") if u.strip()))
     if not uris:
         return
-    rows = conn.execute(_ARTIFACTS_BY_URI, {"uris": uris}).all()
+    by_uri = SQL(f"SELECT id FROM lineage_artifacts WHERE uri IN ({', '.join('?' * len(uris))})")
     now = now_ms()
-    for (artifact_id,) in rows:
-        ms._put_event(conn, Event(EventType.INPUT, int(artifact_id), exec_id), now, batch=batch)
+    for (artifact_id,) in driver.all(by_uri, uris):
+        ms._put_event(driver, Event(EventType.INPUT, int(artifact_id), exec_id), now, batch=batch)
 
 
 def _on_run(ms: MetadataStore, store: Any, payload: Mapping[str, Any]) -> None:
     del store
     run_id = payload["run_id"]
 
-    def work(conn: Connection) -> None:
-        info = conn.execute(_RUN_FACTS, {"run_id": run_id}).first()
+    def work(driver: DriverConnection) -> None:
+        info = driver.first(_RUN_FACTS, (TRAINING_SET_TAG, run_id))
         if info is None:
             raise NotFound(f"run {run_id!r} (or its experiment) does not exist")
+        run_name, user_id, experiment_id, status, experiment_name, training_sets = info
         now = now_ms()
         batch = _Batch()
         execution = _run_execution(
-            run_id,
-            run_name=info.run_name,
-            user=info.user_id,
-            experiment_id=info.experiment_id,
-            status=info.status,
+            run_id, run_name=run_name, user=user_id, experiment_id=experiment_id, status=status
         )
-        execution.last_known_state = _run_state(info.status)
-        exec_id = ms._put_node(conn, execution, now, batch=batch)
+        execution.last_known_state = _run_state(status)
+        exec_id = ms._put_node(driver, execution, now, batch=batch)
         ctx = Context(
             type="ferrostore.Experiment",
-            name=info.experiment_name,
-            external_id=f"experiment:{info.experiment_id}",
-            properties={"experiment_id": info.experiment_id},
+            name=experiment_name,
+            external_id=f"experiment:{experiment_id}",
+            properties={"experiment_id": experiment_id},
         )
-        ctx_id = ms._put_node(conn, ctx, now, batch=batch)
+        ctx_id = ms._put_node(driver, ctx, now, batch=batch)
         batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
-        _link_named_training_sets(ms, conn, info.training_sets, exec_id, batch)
-        batch.flush(conn)
+        _link_named_training_sets(ms, driver, training_sets, exec_id, batch)
+        batch.flush(driver)
 
-    ms.db.run_in_transaction(work)
+    ms.db.run_on_driver(work)
 
 
 def _on_model_version(ms: MetadataStore, store: Any, payload: Mapping[str, Any]) -> None:
     del store
     name, version = payload["name"], int(payload["version"])
 
-    def work(conn: Connection) -> None:
-        mv = conn.execute(_VERSION_FACTS, {"name": name, "version": version}).first()
+    def work(driver: DriverConnection) -> None:
+        mv = driver.first(_VERSION_FACTS, (name, version))
         if mv is None:
             raise NotFound(f"registered model {name!r} has no version {version}")
+        source, run_id, user_id = mv
         now = now_ms()
         batch = _Batch()
-        props = {"source": mv.source}
-        if mv.run_id:
-            props["run_id"] = mv.run_id
+        props = {"source": source}
+        if run_id:
+            props["run_id"] = run_id
         artifact = _model_artifact(name, version, **props)
-        artifact.custom_properties = {"registered_by": mv.user_id or ""}
-        artifact_id = ms._put_node(conn, artifact, now, batch=batch)
-        ctx_id = ms._put_node(conn, _model_context(name), now, batch=batch)
+        artifact.custom_properties = {"registered_by": user_id or ""}
+        artifact_id = ms._put_node(driver, artifact, now, batch=batch)
+        ctx_id = ms._put_node(driver, _model_context(name), now, batch=batch)
         batch.link(t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": artifact_id}])
-        if mv.run_id:
-            run = _run_execution(mv.run_id)
+        if run_id:
+            run = _run_execution(run_id)
             run.last_known_state = ExecutionState.UNKNOWN
-            exec_id = ms._ensure_node(conn, run, now, batch=batch)
-            ms._put_event(conn, Event(EventType.OUTPUT, artifact_id, exec_id), now, batch=batch)
-        batch.flush(conn)
+            exec_id = ms._ensure_node(driver, run, now, batch=batch)
+            ms._put_event(driver, Event(EventType.OUTPUT, artifact_id, exec_id), now, batch=batch)
+        batch.flush(driver)
 
-    ms.db.run_in_transaction(work)
+    ms.db.run_on_driver(work)
 
 
 def _on_approval(ms: MetadataStore, store: Any, payload: Mapping[str, Any], kind: str) -> None:
@@ -388,17 +371,17 @@ def _on_approval(ms: MetadataStore, store: Any, payload: Mapping[str, Any], kind
             type="ferrostore.AliasMove", last_known_state=ExecutionState.COMPLETE, properties=props
         )
 
-    def work(conn: Connection) -> None:
+    def work(driver: DriverConnection) -> None:
         now = now_ms()
         batch = _Batch()
-        exec_id = ms._put_node(conn, execution, now, batch=batch)
-        artifact_id = ms._ensure_node(conn, _model_artifact(name, version), now, batch=batch)
-        ms._put_event(conn, Event(EventType.INPUT, artifact_id, exec_id), now, batch=batch)
-        ctx_id = ms._put_node(conn, _model_context(name), now, batch=batch)
+        exec_id = ms._put_node(driver, execution, now, batch=batch)
+        artifact_id = ms._ensure_node(driver, _model_artifact(name, version), now, batch=batch)
+        ms._put_event(driver, Event(EventType.INPUT, artifact_id, exec_id), now, batch=batch)
+        ctx_id = ms._put_node(driver, _model_context(name), now, batch=batch)
         batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
-        batch.flush(conn)
+        batch.flush(driver)
 
-    ms.db.run_in_transaction(work)
+    ms.db.run_on_driver(work)
 
 
 def _on_version_deleted(ms: MetadataStore, store: Any, payload: Mapping[str, Any]) -> None:

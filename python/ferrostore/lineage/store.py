@@ -63,6 +63,7 @@ from ferrostore.lineage.types import (
 )
 from ferrostore.metadata import MetadataDB
 from ferrostore.metadata import tables as t
+from ferrostore.metadata.db import SQL, DriverConnection
 
 __all__ = ["MetadataStore", "NodeRef"]
 
@@ -111,70 +112,117 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     return dialect.insert(table)
 
 
-# Write-path statements are built once per dialect with bind parameters only: building an
-# upsert (``excluded`` especially) and its cache key costs far more than running it.
+# Write-path statements are prebuilt driver SQL (the same text on SQLite and PostgreSQL but
+# for the placeholders), run on the driver's connection: SQLAlchemy's work per statement costs
+# more than the statement, and a recorder runs about ten of them.
 _NODE_COLUMNS = {
     "artifact": ("name", "external_id", "last_update_time", "uri", "state"),
     "execution": ("name", "external_id", "last_update_time", "state"),
     "context": ("name", "external_id", "last_update_time"),
 }
-_lt, _ltp = t.lineage_types.c, t.lineage_type_properties.c
-_TYPE_ID = sa.select(_lt.id).where(
-    _lt.kind == sa.bindparam("kind"), _lt.name == sa.bindparam("name")
+_PROPERTY_COLUMNS = (
+    "node_id",
+    "name",
+    "is_custom",
+    "data_type",
+    "int_value",
+    "double_value",
+    "string_value",
 )
-_TYPE_PROPS = sa.select(_ltp.name, _ltp.data_type).where(_ltp.type_id == sa.bindparam("type_id"))
+_EVENT_COLUMNS = (
+    "artifact_id",
+    "execution_id",
+    "type",
+    "path",
+    "src_node",
+    "dst_node",
+    "milliseconds_since_epoch",
+)
+_TYPE_ID = SQL("SELECT id FROM lineage_types WHERE kind = ? AND name = ?")
+_TYPE_NAME = SQL("SELECT name FROM lineage_types WHERE id = ? AND kind = ?")
+_TYPE_PROPS = SQL("SELECT name, data_type FROM lineage_type_properties WHERE type_id = ?")
 _ID_BY_EXTERNAL = {
-    k.name: sa.select(k.table.c.id).where(k.table.c.external_id == sa.bindparam("external_id"))
-    for k in _KINDS.values()
+    k: SQL(f"SELECT id FROM {kind.table.name} WHERE external_id = ?") for k, kind in _KINDS.items()
 }
 _ID_EXISTS = {
-    k.name: sa.select(k.table.c.id).where(k.table.c.id == sa.bindparam("node_id"))
-    for k in _KINDS.values()
+    k: SQL(f"SELECT id FROM {kind.table.name} WHERE id = ?") for k, kind in _KINDS.items()
+}
+_NODE_TYPE = {
+    k: SQL(f"SELECT type_id FROM {kind.table.name} WHERE id = ?") for k, kind in _KINDS.items()
+}
+_NODE_UPDATE = {
+    k: SQL(
+        f"UPDATE {kind.table.name} SET {', '.join(f'{c} = ?' for c in _NODE_COLUMNS[k])} "
+        "WHERE id = ?"
+    )
+    for k, kind in _KINDS.items()
 }
 
 
-def _dialect_insert(dialect: str, table: sa.Table) -> Any:
-    return (pg_dialect if dialect == "postgresql" else sqlite_dialect).insert(table)
+def _placeholders(columns: Sequence[str]) -> str:
+    return ", ".join("?" * len(columns))
+
+
+def _quoted(columns: Sequence[str]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
 
 
 @functools.cache
-def _node_insert(dialect: str, kind: str, target: tuple[str, ...] | None) -> Any:
+def _node_insert(kind: str, target: tuple[str, ...] | None) -> SQL:
     """``INSERT ... RETURNING id`` of a node; with ``target``, an upsert on that key.
 
-    The upsert sets each given column to its new value unless that is NULL (kept), and only
-    when the existing row has the same type (otherwise no row is returned).
+    Parameters: type id, create time, then the :data:`_NODE_COLUMNS` of the kind. The upsert
+    sets each given column to its new value unless that is NULL (kept), and only when the
+    existing row has the same type (otherwise no row is returned).
     """
-    table = _KINDS[kind].table
-    stmt = _dialect_insert(dialect, table)
+    table = _KINDS[kind].table.name
+    columns = ("type_id", "create_time", *_NODE_COLUMNS[kind])
+    text = f"INSERT INTO {table} ({_quoted(columns)}) VALUES ({_placeholders(columns)})"
     if target is not None:
-        columns = [
-            c for c in _NODE_COLUMNS[kind] if c != "external_id" or target == ("external_id",)
-        ]
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(target),
-            set_={c: sa.func.coalesce(stmt.excluded[c], table.c[c]) for c in columns},
-            where=table.c.type_id == stmt.excluded.type_id,
+        kept = [c for c in _NODE_COLUMNS[kind] if c != "external_id" or target == ("external_id",)]
+        sets = ", ".join(f'"{c}" = COALESCE(excluded."{c}", {table}."{c}")' for c in kept)
+        text += (
+            f" ON CONFLICT ({_quoted(target)}) DO UPDATE SET {sets}"
+            f" WHERE {table}.type_id = excluded.type_id"
         )
-    return stmt.returning(table.c.id)
+    return SQL(text + " RETURNING id")
+
+
+_PROPS_UPSERT = {
+    k: SQL(
+        f"INSERT INTO {kind.props.name} ({_quoted(_PROPERTY_COLUMNS)}) "
+        f"VALUES ({_placeholders(_PROPERTY_COLUMNS)}) "
+        'ON CONFLICT ("node_id", "name", "is_custom") DO UPDATE SET '
+        + ", ".join(f'"{c}" = excluded."{c}"' for c in _PROPERTY_COLUMNS[3:])
+    )
+    for k, kind in _KINDS.items()
+}
+_INSERT_EVENT = SQL(
+    f"INSERT INTO lineage_events ({_quoted(_EVENT_COLUMNS)}) "
+    f"VALUES ({_placeholders(_EVENT_COLUMNS)}) "
+    'ON CONFLICT ("artifact_id", "execution_id", "type") DO NOTHING'
+)
 
 
 @functools.cache
-def _props_upsert(dialect: str, kind: str) -> Any:
-    stmt = _dialect_insert(dialect, _KINDS[kind].props)
-    return stmt.on_conflict_do_update(
-        index_elements=["node_id", "name", "is_custom"],
-        set_={
-            c: stmt.excluded[c] for c in ("data_type", "int_value", "double_value", "string_value")
-        },
+def _insert_link(table: str, columns: tuple[str, ...]) -> SQL:
+    """The INSERT of context links into ``table`` that skips rows stored already."""
+    return SQL(
+        f"INSERT INTO {table} ({_quoted(columns)}) VALUES ({_placeholders(columns)}) "
+        "ON CONFLICT DO NOTHING"
     )
 
 
-@functools.cache
-def _insert_ignore(dialect: str, table: sa.Table) -> Any:
-    stmt = _dialect_insert(dialect, table)
-    if table is t.lineage_events:
-        return stmt.on_conflict_do_nothing(index_elements=["artifact_id", "execution_id", "type"])
-    return stmt.on_conflict_do_nothing()
+def _property_params(node_id: int, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        node_id,
+        row["name"],
+        row["is_custom"],
+        row["data_type"],
+        row["int_value"],
+        row["double_value"],
+        row["string_value"],
+    )
 
 
 class _Batch:
@@ -187,8 +235,10 @@ class _Batch:
     """
 
     def __init__(self) -> None:
-        self.props: dict[str, dict[tuple[int, str, bool], dict[str, Any]]] = {k: {} for k in _KINDS}
-        self.events: dict[tuple[int, int, str], dict[str, Any]] = {}
+        self.props: dict[str, dict[tuple[int, str, bool], tuple[Any, ...]]] = {
+            k: {} for k in _KINDS
+        }
+        self.events: dict[tuple[int, int, str], tuple[Any, ...]] = {}
         self.links: dict[sa.Table, dict[tuple[int, int], dict[str, int]]] = {}
         # external_id -> (parameters of its last upsert, its id): an identical upsert again in
         # the same transaction changes nothing, so it is skipped.
@@ -200,20 +250,28 @@ class _Batch:
         for row in rows:
             queued.setdefault(tuple(row.values()), row)
 
-    def flush(self, conn: Connection) -> None:
+    def flush(self, conn: Connection | DriverConnection) -> None:
         """Write what was queued, in one statement per table, and forget it."""
-        dialect = conn.dialect.name
+        driver = DriverConnection.of(conn)
         for kind, rows in self.props.items():
             if rows:
-                conn.execute(_props_upsert(dialect, kind), list(rows.values()))
+                driver.executemany(_PROPS_UPSERT[kind], list(rows.values()))
                 rows.clear()
         if self.events:
-            conn.execute(_insert_ignore(dialect, t.lineage_events), list(self.events.values()))
+            driver.executemany(_INSERT_EVENT, list(self.events.values()))
             self.events.clear()
         for table, links in self.links.items():
             if links:
-                conn.execute(_insert_ignore(dialect, table), list(links.values()))
+                _write_links(driver, table, list(links.values()))
                 links.clear()
+
+
+def _write_links(driver: DriverConnection, table: sa.Table, rows: Sequence[dict[str, int]]) -> None:
+    """Insert context links (dicts of the same keys), skipping those stored already."""
+    if rows:
+        columns = tuple(rows[0])
+        sql = _insert_link(table.name, columns)
+        driver.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -449,8 +507,10 @@ class MetadataStore:
         return type_id
 
     @staticmethod
-    def _type_properties(conn: Connection, type_id: int) -> dict[str, PropertyType]:
-        rows = conn.execute(_TYPE_PROPS, {"type_id": type_id}).all()
+    def _type_properties(
+        conn: Connection | DriverConnection, type_id: int
+    ) -> dict[str, PropertyType]:
+        rows = DriverConnection.of(conn).all(_TYPE_PROPS, (type_id,))
         return {name: PropertyType(data_type) for name, data_type in rows}
 
     def _get_type(self, kind: str, name: str) -> Any:
@@ -507,22 +567,20 @@ class MetadataStore:
     # ------------------------------------------------------------------ nodes
 
     def _resolve_type(
-        self, conn: Connection, kind: _Kind, node: Any
+        self, conn: Connection | DriverConnection, kind: _Kind, node: Any
     ) -> tuple[int, str, dict[str, PropertyType]]:
         """Return the node's type id, name and declared properties (maybe cached)."""
-        lt = t.lineage_types.c
+        driver = DriverConnection.of(conn)
         if node.type_id is not None:
             type_id = _check_id(node.type_id, f"{kind.name} type_id")
-            row = conn.execute(
-                sa.select(lt.name).where(lt.id == type_id, lt.kind == kind.name)
-            ).first()
-            if row is None:
+            type_name = driver.scalar(_TYPE_NAME, (type_id, kind.name))
+            if type_name is None:
                 raise NotFound(f"{kind.name} type id {type_id} does not exist")
-            if node.type is not None and node.type != row.name:
+            if node.type is not None and node.type != type_name:
                 raise InvalidArgument(
-                    f"{kind.name} has type_id {type_id} ({row.name!r}) but type {node.type!r}"
+                    f"{kind.name} has type_id {type_id} ({type_name!r}) but type {node.type!r}"
                 )
-            return type_id, str(row.name), self._type_properties(conn, type_id)
+            return type_id, str(type_name), self._type_properties(driver, type_id)
         if not isinstance(node.type, str) or not node.type:
             raise InvalidArgument(f"{kind.name} {node!r} needs a type_id or a type name")
         key = (kind.name, node.type)
@@ -530,19 +588,19 @@ class MetadataStore:
         seen = self._types_seen.get(key) if cacheable else None
         if seen is not None:
             return seen[0], node.type, seen[1]
-        found = conn.execute(_TYPE_ID, {"kind": kind.name, "name": node.type}).scalar()
+        found = driver.scalar(_TYPE_ID, (kind.name, node.type))
         if found is None:
             raise NotFound(
                 f"{kind.name} type {node.type!r} does not exist: put_{kind.name}_type it first"
             )
-        declared = self._type_properties(conn, int(found))
+        declared = self._type_properties(driver, int(found))
         if cacheable:
             self._types_seen[key] = (int(found), declared)
         return int(found), node.type, declared
 
     def _property_rows(
         self,
-        conn: Connection,
+        conn: Connection | DriverConnection,
         kind: _Kind,
         node: Any,
         type_id: int,
@@ -586,7 +644,7 @@ class MetadataStore:
 
     def _put_node(
         self,
-        conn: Connection,
+        conn: Connection | DriverConnection,
         node: Any,
         now: int,
         *,
@@ -598,7 +656,7 @@ class MetadataStore:
         With ``batch``, its properties are queued there instead of written now.
         """
         kind = _kind_of(node)
-        table, col = kind.table, kind.table.c
+        driver = DriverConnection.of(conn)
         type_id, type_name, declared = self._resolve_type(conn, kind, node)
         if node.name is not None and (not isinstance(node.name, str) or not node.name):
             raise InvalidArgument(f"{kind.name} name must be a non-empty string or None")
@@ -625,12 +683,12 @@ class MetadataStore:
         props = self._property_rows(conn, kind, node, type_id, type_name, declared)
         if node.id is not None:
             node_id = _check_id(node.id, f"{kind.name} id")
-            current = conn.execute(sa.select(col.type_id).where(col.id == node_id)).scalar()
+            current = driver.scalar(_NODE_TYPE[kind.name], (node_id,))
             if current is None:
                 raise NotFound(f"{kind.name} {node_id} does not exist")
             if int(current) != type_id:
                 raise InvalidArgument(f"{kind.name} {node_id}: its type cannot be changed")
-            conn.execute(sa.update(table).where(col.id == node_id).values(**values))
+            driver.execute(_NODE_UPDATE[kind.name], (*values.values(), node_id))
             if batch is not None:
                 batch.nodes.clear()
         else:
@@ -639,7 +697,7 @@ class MetadataStore:
                 target = ("external_id",)
             elif reuse_by_name and node.name is not None:
                 target = ("type_id", "name")
-            params = {"type_id": type_id, "create_time": now, **values}
+            params = (type_id, now, *values.values())
             memo_key = (kind.name, node.external_id) if target == ("external_id",) else None
             memo_value = (params, props)
             seen = None
@@ -650,9 +708,7 @@ class MetadataStore:
                     seen = batch.nodes.get(memo_key)
             if seen is not None and seen[0] == memo_value:
                 return seen[1]
-            found = conn.execute(
-                _node_insert(conn.dialect.name, kind.name, target), params
-            ).scalar()
+            found = driver.scalar(_node_insert(kind.name, target), params)
             if found is None:
                 raise Conflict(
                     f"{kind.name} with external_id {node.external_id!r} exists with another "
@@ -664,20 +720,24 @@ class MetadataStore:
         if batch is not None:
             queued = batch.props[kind.name]
             for row in props:
-                queued[(node_id, row["name"], row["is_custom"])] = {"node_id": node_id, **row}
+                queued[(node_id, row["name"], row["is_custom"])] = _property_params(node_id, row)
         elif props:
-            conn.execute(
-                _props_upsert(conn.dialect.name, kind.name),
-                [{"node_id": node_id, **row} for row in props],
+            driver.executemany(
+                _PROPS_UPSERT[kind.name], [_property_params(node_id, row) for row in props]
             )
         return node_id
 
     def _ensure_node(
-        self, conn: Connection, node: Any, now: int, *, batch: _Batch | None = None
+        self,
+        conn: Connection | DriverConnection,
+        node: Any,
+        now: int,
+        *,
+        batch: _Batch | None = None,
     ) -> int:
         """Return the id of the node with ``node.external_id``, creating it only if missing."""
         kind = _kind_of(node)
-        found = conn.execute(_ID_BY_EXTERNAL[kind.name], {"external_id": node.external_id}).scalar()
+        found = DriverConnection.of(conn).scalar(_ID_BY_EXTERNAL[kind.name], (node.external_id,))
         if found is not None:
             return int(found)
         return self._put_node(conn, node, now, batch=batch)
@@ -727,7 +787,12 @@ class MetadataStore:
         return self._put_many(contexts, Context)
 
     def _put_event(
-        self, conn: Connection, event: Event, now: int, *, batch: _Batch | None = None
+        self,
+        conn: Connection | DriverConnection,
+        event: Event,
+        now: int,
+        *,
+        batch: _Batch | None = None,
     ) -> None:
         """Record an event; with ``batch``, queue it there.
 
@@ -745,22 +810,23 @@ class MetadataStore:
                 raise InvalidArgument(f"event path step {step!r} must be an int or a str")
         a, e = _node_key("artifact", artifact_id), _node_key("execution", execution_id)
         src, dst = (a, e) if kind.is_input else (e, a)
-        row = {
-            "artifact_id": artifact_id,
-            "execution_id": execution_id,
-            "type": str(kind),
-            "path": json.dumps(path) if path else None,
-            "src_node": src,
-            "dst_node": dst,
-            "milliseconds_since_epoch": event.milliseconds_since_epoch or now,
-        }
+        row = (  # in the order of _EVENT_COLUMNS
+            artifact_id,
+            execution_id,
+            str(kind),
+            json.dumps(path) if path else None,
+            src,
+            dst,
+            event.milliseconds_since_epoch or now,
+        )
         if batch is not None:
-            batch.events.setdefault((artifact_id, execution_id, row["type"]), row)
+            batch.events.setdefault((artifact_id, execution_id, row[2]), row)
             return
+        driver = DriverConnection.of(conn)
         for node_id, what in ((artifact_id, "artifact"), (execution_id, "execution")):
-            if conn.execute(_ID_EXISTS[what], {"node_id": node_id}).first() is None:
+            if driver.first(_ID_EXISTS[what], (node_id,)) is None:
                 raise NotFound(f"event refers to {what} {node_id}, which does not exist")
-        conn.execute(_insert_ignore(conn.dialect.name, t.lineage_events), row)
+        driver.execute(_INSERT_EVENT, row)
 
     def put_events(self, events: Sequence[Event]) -> None:
         """Record events (idempotent: the same artifact, execution and type is stored once).
@@ -780,8 +846,7 @@ class MetadataStore:
         self._db.run_in_transaction(work)
 
     def _link(self, conn: Connection, table: sa.Table, rows: list[dict[str, int]]) -> None:
-        if rows:
-            conn.execute(_insert_ignore(conn.dialect.name, table), rows)
+        _write_links(DriverConnection.of(conn), table, rows)
 
     def put_attributions_and_associations(
         self, attributions: Sequence[Attribution], associations: Sequence[Association]
