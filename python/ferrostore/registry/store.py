@@ -27,12 +27,14 @@ from typing import Any, NamedTuple, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from ferrostore.errors import AlreadyExists, InvalidArgument, NotFound
 from ferrostore.metadata import MetadataDB
 from ferrostore.metadata import tables as t
+from ferrostore.metadata.db import SQL, DriverConnection
 from ferrostore.registry._hooks import _emit
 from ferrostore.registry.artifacts import ArtifactStore, normalize_artifact_path
 from ferrostore.registry.entities import (
@@ -210,35 +212,39 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     return _dialect_insert(conn.dialect.name, table)
 
 
-_DRIVER_INSERTS: dict[tuple[str, str, tuple[str, ...]], tuple[str, tuple[int, ...] | None]] = {}
 _ROWS_PER_INSERT = 100  # SQLite before 3.32 takes at most 999 parameters per statement
+_METRIC_COLUMNS = ("run_id", "key", "value", "is_nan", "timestamp", "step")
 
 
-def _insert_rows(
-    conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """INSERT rows of plain values (str, int, float, bool, None) straight through the driver.
+def _columns(names: Sequence[str]) -> str:
+    return ", ".join(f'"{c}"' for c in names)
 
-    SQLAlchemy's executemany processes each parameter of each row in Python, which for
-    thousands of metric points costs more than the insert itself. With positional
-    parameters (SQLite) rows go in multi-row VALUES statements, fewer statement steps than
-    an executemany; with named ones (psycopg) in one executemany, which psycopg pipelines.
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+@functools.cache
+def _insert_metrics(rows: int) -> SQL:
+    """The INSERT of ``rows`` metric points in one multi-row VALUES statement."""
+    group = f"({_marks(len(_METRIC_COLUMNS))})"
+    return SQL(
+        f"INSERT INTO run_metrics ({_columns(_METRIC_COLUMNS)}) VALUES " + ", ".join([group] * rows)
+    )
+
+
+def _insert_metric_rows(driver: DriverConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """INSERT metric points (tuples in the order of :data:`_METRIC_COLUMNS`).
+
+    On SQLite rows go in multi-row VALUES statements of up to 100 rows, fewer statement
+    steps than an executemany (about a third cheaper); psycopg pipelines an executemany.
     """
-    key = (conn.dialect.name, table.name, columns)
-    if key not in _DRIVER_INSERTS:
-        compiled = sa.insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
-        names = compiled.positiontup
-        order = None if names is None else tuple(columns.index(n) for n in names)
-        _DRIVER_INSERTS[key] = (compiled.string, order)
-    sql, order = _DRIVER_INSERTS[key]
-    if order is None:
-        conn.exec_driver_sql(sql, [dict(zip(columns, row, strict=True)) for row in rows])
+    if driver.dialect == "postgresql":
+        driver.executemany(_insert_metrics(1), rows)
         return
-    head, _, group = sql.partition(" VALUES ")
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         chunk = rows[start : start + _ROWS_PER_INSERT]
-        values = tuple(row[i] for row in chunk for i in order)
-        conn.exec_driver_sql(f"{head} VALUES {', '.join([group] * len(chunk))}", values)
+        driver.execute(_insert_metrics(len(chunk)), [value for row in chunk for value in row])
 
 
 def _metric_from_row(value: float | None, is_nan: bool) -> float:
@@ -283,61 +289,77 @@ class RunTable(NamedTuple):
         return [Run(info=RunInfo(*row), data=RunData(*per_run[row[0]])) for row in self.rows]
 
 
-def _in_ids(column: ColumnElement[Any], dialect: str, type_: Any = sa.Text) -> ColumnElement[bool]:
-    """Return ``column IN (:ids)`` with one bound parameter, whatever the number of ids.
+def _ids_sql(select: str, column: str, pg_type: str) -> SQL:
+    """Return ``<select> <column> IN (ids)`` with the ids bound as one parameter.
 
-    A plain ``IN`` renders one parameter per id, so its SQL (and the prepared statement)
-    changes with every count; this form stays one cached statement. Bind
-    :func:`_ids_param` to ``ids``.
+    A plain ``IN`` renders one parameter per id, so its text (and the prepared statement)
+    changes with every count; this one stays one statement. Bind :func:`_ids_param`.
     """
-    if dialect == "postgresql":
-        return column == sa.any_(sa.bindparam("ids", type_=pg_dialect.ARRAY(type_)))
-    each = sa.func.json_each(sa.bindparam("ids", type_=sa.Text)).table_valued("value")
-    return column.in_(sa.select(each.c.value))
+    return SQL(
+        f"{select} {column} IN (SELECT value FROM json_each(?))",
+        postgresql=f"{SQL(select).postgresql} {column} = ANY(CAST(%s AS {pg_type}[]))",
+    )
 
 
 def _ids_param(ids: Sequence[Any], dialect: str) -> Any:
     return list(ids) if dialect == "postgresql" else json.dumps(list(ids))
 
 
-@functools.cache
-def _run_data_queries(dialect: str) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
-    """Return the queries of the latest metrics, params and tags of the runs ``:ids``."""
-    lm, p, tg = t.run_latest_metrics.c, t.run_params.c, t.run_tags.c
-    return (
-        sa.select(lm.run_id, lm.key, lm.value, lm.is_nan).where(_in_ids(lm.run_id, dialect)),
-        sa.select(p.run_id, p.key, p.value).where(_in_ids(p.run_id, dialect)),
-        sa.select(tg.run_id, tg.key, tg.value).where(_in_ids(tg.run_id, dialect)),
-    )
+_RUN_LATEST_METRICS = _ids_sql(
+    'SELECT run_id, "key", value, is_nan FROM run_latest_metrics WHERE', "run_id", "TEXT"
+)
+_RUNS_PARAMS = _ids_sql('SELECT run_id, "key", value FROM run_params WHERE', "run_id", "TEXT")
+_RUNS_TAGS = _ids_sql('SELECT run_id, "key", value FROM run_tags WHERE', "run_id", "TEXT")
 
 
-def _run_info_row(row: Any) -> tuple[Any, ...]:
-    """Return the :data:`_RUN_INFO_COLUMNS` of a full ``runs`` row."""
-    return tuple(getattr(row, c) for c in _RUN_INFO_COLUMNS)
-
-
-def _run_table(conn: Connection, rows: Sequence[Any]) -> RunTable:
+def _run_table(conn: Connection | DriverConnection, rows: Sequence[Any]) -> RunTable:
     """Return the runs ``rows`` (their :data:`_RUN_INFO_COLUMNS`) with their logged data."""
     metrics: dict[str, dict[str, float]] = defaultdict(dict)
     params: dict[str, dict[str, str]] = defaultdict(dict)
     tags: dict[str, dict[str, str]] = defaultdict(dict)
     if rows:
-        dialect = conn.dialect.name
-        ids = {"ids": _ids_param([row[0] for row in rows], dialect)}
-        metric_query, param_query, tag_query = _run_data_queries(dialect)
-        # .all() fetches in one call; iterating a result fetches row by row, far slower.
-        for run_id, key, value, is_nan in conn.execute(metric_query, ids).all():
+        driver = DriverConnection.of(conn)
+        ids = (_ids_param([row[0] for row in rows], driver.dialect),)
+        for run_id, key, value, is_nan in driver.all(_RUN_LATEST_METRICS, ids):
             metrics[key][run_id] = _metric_from_row(value, is_nan)
-        for run_id, key, value in conn.execute(param_query, ids).all():
+        for run_id, key, value in driver.all(_RUNS_PARAMS, ids):
             params[key][run_id] = value
-        for run_id, key, value in conn.execute(tag_query, ids).all():
+        for run_id, key, value in driver.all(_RUNS_TAGS, ids):
             tags[key][run_id] = value
     return RunTable([tuple(row) for row in rows], dict(metrics), dict(params), dict(tags))
 
 
-_METRIC_COLUMNS = ("run_id", "key", "value", "is_nan", "timestamp", "step")
-_RUN = sa.select(t.runs).where(t.runs.c.run_id == sa.bindparam("run_id"))
-_INSERT_RUN = sa.insert(t.runs)
+_MV_COLUMNS = (
+    "name",
+    "version",
+    "creation_time",
+    "last_updated_time",
+    "description",
+    "user_id",
+    "current_stage",
+    "source",
+    "run_id",
+    "run_link",
+    "status",
+)
+
+
+class _VersionRow(NamedTuple):
+    """A ``model_versions`` row (its columns in table order)."""
+
+    name: str
+    version: int
+    creation_time: int
+    last_updated_time: int
+    description: str | None
+    user_id: str
+    current_stage: str
+    source: str
+    run_id: str | None
+    run_link: str | None
+    status: str
+
+
 _EXPERIMENT_BY = {
     column: sa.select(
         t.experiments,
@@ -348,106 +370,126 @@ _EXPERIMENT_BY = {
     .where(t.experiments.c[column] == sa.bindparam("value"))
     for column in ("experiment_id", "name")
 }
-_INSERT_RUN_TAGS = sa.insert(t.run_tags)
-_EXPERIMENT_STAGE = sa.select(t.experiments.c.lifecycle_stage).where(
-    t.experiments.c.experiment_id == sa.bindparam("experiment_id")
+
+# Statements of the hot paths, run on the driver's connection (see MetadataDB.run_on_driver).
+_RUN = SQL(f"SELECT {', '.join(_RUN_INFO_COLUMNS)} FROM runs WHERE run_id = ?")
+_RUN_EXISTS = SQL("SELECT run_id FROM runs WHERE run_id = ?")
+_RUN_STAGE = SQL("SELECT lifecycle_stage FROM runs WHERE run_id = ?")
+_EXPERIMENT_STAGE = SQL("SELECT lifecycle_stage FROM experiments WHERE experiment_id = ?")
+_INSERT_RUN = SQL(
+    "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time, end_time, "
+    f"lifecycle_stage, artifact_uri, parent_run_id) VALUES ({_marks(10)})"
 )
-_RUN_STAGE = sa.select(t.runs.c.lifecycle_stage).where(t.runs.c.run_id == sa.bindparam("run_id"))
-_RUN_PARAMS = sa.select(t.run_params.c.key, t.run_params.c.value).where(
-    t.run_params.c.run_id == sa.bindparam("run_id")
+_INSERT_RUN_TAGS = SQL(f'INSERT INTO run_tags (run_id, "key", value) VALUES ({_marks(3)})')
+_UPSERT_RUN_TAGS = SQL(
+    f'INSERT INTO run_tags (run_id, "key", value) VALUES ({_marks(3)}) '
+    'ON CONFLICT (run_id, "key") DO UPDATE SET value = excluded.value'
+)
+_INSERT_PARAMS = SQL(
+    f'INSERT INTO run_params (run_id, "key", value) VALUES ({_marks(3)}) ON CONFLICT DO NOTHING'
+)
+_RUN_PARAMS = SQL('SELECT "key", value FROM run_params WHERE run_id = ?')
+_SET_RUN_NAME = SQL("UPDATE runs SET run_name = ? WHERE run_id = ?")
+_UPSERT_LATEST = SQL(
+    f"INSERT INTO run_latest_metrics ({_columns(_METRIC_COLUMNS)}) VALUES ({_marks(6)}) "
+    'ON CONFLICT (run_id, "key") DO UPDATE SET value = excluded.value, '
+    'is_nan = excluded.is_nan, "timestamp" = excluded."timestamp", step = excluded.step '
+    "WHERE excluded.step > run_latest_metrics.step OR (excluded.step = run_latest_metrics.step "
+    'AND excluded."timestamp" >= run_latest_metrics."timestamp")'
 )
 
 
-_rm, _mv, _mt, _al = (
-    t.registered_models.c,
-    t.model_versions.c,
-    t.model_version_tags.c,
-    t.registered_model_aliases.c,
-)
-_LOCK_MODEL = sa.select(_rm.name).where(_rm.name == sa.bindparam("name")).with_for_update()
-_MODEL = sa.select(_rm.name).where(_rm.name == sa.bindparam("name"))
-_VERSION = sa.select(t.model_versions).where(
-    _mv.name == sa.bindparam("name"), _mv.version == sa.bindparam("version")
-)
-_INSERT_EVENT = sa.insert(t.model_registry_events)
-_INSERT_VERSION = sa.insert(t.model_versions)
-_INSERT_VERSION_TAGS = sa.insert(t.model_version_tags)
-_TOUCH_MODEL = (
-    sa.update(t.registered_models)
-    .where(_rm.name == sa.bindparam("model"))
-    .values(last_updated_time=sa.bindparam("now"))
-)
-_SET_STAGE = (
-    sa.update(t.model_versions)
-    .where(_mv.name == sa.bindparam("model"), _mv.version == sa.bindparam("number"))
-    .values(current_stage=sa.bindparam("stage"), last_updated_time=sa.bindparam("now"))
-)
-_VERSION_TAGS = sa.select(_mt.key, _mt.value).where(
-    _mt.name == sa.bindparam("name"), _mt.version == sa.bindparam("version")
-)
-_MODEL_ALIASES = (
-    sa.select(_al.alias, _al.version).where(_al.name == sa.bindparam("name")).order_by(_al.alias)
-)
-_MODEL_ARTIFACT = sa.select(t.run_artifacts.c.path).where(
-    t.run_artifacts.c.run_id == sa.bindparam("run_id"),
-    t.run_artifacts.c.path == sa.bindparam("path"),
-)
-_RUN_EXISTS = sa.select(t.runs.c.run_id).where(t.runs.c.run_id == sa.bindparam("run_id"))
+@functools.cache
+def _update_run(columns: tuple[str, ...]) -> SQL:
+    """The UPDATE of some ``runs`` columns (then the run id) of one run."""
+    return SQL(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in columns)} WHERE run_id = ?")
 
 
-_ARTIFACTS = sa.select(
-    t.run_artifacts.c.path, t.run_artifacts.c.sha256, t.run_artifacts.c.size
-).where(t.run_artifacts.c.run_id == sa.bindparam("run_id"))
-_ARTIFACTS_UNDER = _ARTIFACTS.where(
-    sa.or_(
-        t.run_artifacts.c.path == sa.bindparam("prefix"),
-        sa.func.substr(t.run_artifacts.c.path, 1, sa.bindparam("length")) == sa.bindparam("folder"),
-    )
+_MODEL = SQL("SELECT name FROM registered_models WHERE name = ?")
+_LOCK_MODEL = SQL(
+    "SELECT name FROM registered_models WHERE name = ?",
+    postgresql="SELECT name FROM registered_models WHERE name = %s FOR UPDATE",
+)
+_ENSURE_MODEL = SQL(
+    "INSERT INTO registered_models (name, creation_time, last_updated_time) "
+    f"VALUES ({_marks(3)}) ON CONFLICT DO NOTHING"
+)
+_TOUCH_MODEL = SQL("UPDATE registered_models SET last_updated_time = ? WHERE name = ?")
+_VERSION = SQL(
+    f"SELECT {', '.join(_MV_COLUMNS)} FROM model_versions WHERE name = ? AND version = ?"
+)
+_INSERT_VERSION = SQL(
+    f"INSERT INTO model_versions ({', '.join(_MV_COLUMNS)}) VALUES ({_marks(len(_MV_COLUMNS))})"
+)
+_INSERT_VERSION_TAGS = SQL(
+    f'INSERT INTO model_version_tags (name, version, "key", value) VALUES ({_marks(4)})'
+)
+_SET_STAGE = SQL(
+    "UPDATE model_versions SET current_stage = ?, last_updated_time = ? "
+    "WHERE name = ? AND version = ?"
+)
+_OTHERS_IN_STAGE = SQL(
+    "SELECT version, current_stage FROM model_versions "
+    "WHERE name = ? AND current_stage = ? AND version <> ?"
+)
+_INSERT_EVENT = SQL(
+    "INSERT INTO model_registry_events "
+    f'(name, version, kind, from_stage, to_stage, alias, actor, "timestamp") VALUES ({_marks(8)})'
+)
+_VERSION_TAGS = SQL('SELECT "key", value FROM model_version_tags WHERE name = ? AND version = ?')
+_VERSIONS_TAGS = _ids_sql(
+    'SELECT version, "key", value FROM model_version_tags WHERE name = ? AND',
+    "version",
+    "BIGINT",
+)
+_MODEL_ALIASES = SQL(
+    "SELECT alias, version FROM registered_model_aliases WHERE name = ? ORDER BY alias"
+)
+_ALIAS_VERSION = SQL("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?")
+_NEWEST_VERSION = SQL(
+    f"SELECT {', '.join(_MV_COLUMNS)} FROM model_versions WHERE name = ? "
+    "ORDER BY version DESC LIMIT 1"
+)
+_NEWEST_IN_STAGE = SQL(
+    f"SELECT {', '.join(_MV_COLUMNS)} FROM model_versions WHERE name = ? AND current_stage = ? "
+    "ORDER BY version DESC LIMIT 1"
+)
+_MODEL_ARTIFACT = SQL("SELECT path FROM run_artifacts WHERE run_id = ? AND path = ?")
+_ARTIFACTS = SQL("SELECT path, sha256, size FROM run_artifacts WHERE run_id = ?")
+_ARTIFACTS_UNDER = SQL(
+    "SELECT path, sha256, size FROM run_artifacts "
+    "WHERE run_id = ? AND (path = ? OR substr(path, 1, CAST(? AS INTEGER)) = ?)"
 )
 
 
-def _manifest(conn: Connection, run_id: str, prefix: str) -> dict[str, tuple[str, int]]:
+def _manifest(
+    conn: Connection | DriverConnection, run_id: str, prefix: str
+) -> dict[str, tuple[str, int]]:
     """Return ``{path: (sha256, size)}`` of a run's artifacts under a normalized ``prefix``."""
+    driver = DriverConnection.of(conn)
     if not prefix:
-        rows = conn.execute(_ARTIFACTS, {"run_id": run_id}).all()
+        rows = driver.all(_ARTIFACTS, (run_id,))
     else:
         folder = prefix + "/"
-        params = {"run_id": run_id, "prefix": prefix, "length": len(folder), "folder": folder}
-        rows = conn.execute(_ARTIFACTS_UNDER, params).all()
+        rows = driver.all(_ARTIFACTS_UNDER, (run_id, prefix, len(folder), folder))
     return {path: (digest, size) for path, digest, size in rows}
 
 
-@functools.cache
-def _ensure_model(dialect: str) -> Any:
-    """Return the INSERT of a registered model that does nothing when it exists."""
-    return _dialect_insert(dialect, t.registered_models).on_conflict_do_nothing()
+@functools.lru_cache(maxsize=256)
+def _compiled_query(query: sa.Select[Any], dialect: str) -> tuple[SQL, tuple[Any, ...]]:
+    """Return a built query (its values bound) as driver SQL and its parameters, compiled once.
 
-
-@functools.cache
-def _version_tags_of(dialect: str) -> sa.Select[Any]:
-    """Return the query of the tags of the versions ``:ids`` of model ``:name``."""
-    return sa.select(_mt.version, _mt.key, _mt.value).where(
-        _mt.name == sa.bindparam("name"), _in_ids(_mt.version, dialect, sa.BigInteger)
-    )
-
-
-@functools.cache
-def _run_writes(dialect: str) -> tuple[Any, Any, Any]:
-    """Return the param insert, tag upsert and latest-metric upsert statements of a dialect."""
-    params = _dialect_insert(dialect, t.run_params).on_conflict_do_nothing()
-    tags = _dialect_insert(dialect, t.run_tags)
-    tags = tags.on_conflict_do_update(
-        index_elements=["run_id", "key"], set_={"value": tags.excluded.value}
-    )
-    lm = t.run_latest_metrics
-    latest = _dialect_insert(dialect, lm)
-    ex = latest.excluded
-    latest = latest.on_conflict_do_update(
-        index_elements=["run_id", "key"],
-        set_={"value": ex.value, "is_nan": ex.is_nan, "timestamp": ex.timestamp, "step": ex.step},
-        where=(ex.step > lm.c.step) | ((ex.step == lm.c.step) & (ex.timestamp >= lm.c.timestamp)),
-    )
-    return params, tags, latest
+    Only for the queries the ``lru_cache``'d builders return: their values are part of the
+    statement, so the same object always compiles to the same text and parameters.
+    """
+    if dialect == "postgresql":
+        target: Any = pg_psycopg.dialect(paramstyle="format")
+    else:
+        target = sqlite_dialect.dialect()
+    compiled = query.compile(dialect=target, compile_kwargs={"render_postcompile": True})
+    values = compiled.params
+    names = compiled.positiontup or ()
+    return SQL(compiled.string, postgresql=compiled.string), tuple(values[n] for n in names)
 
 
 def _check_step(key: str, step: object, timestamp: object) -> None:
@@ -479,6 +521,12 @@ class Store:
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
         return self.db.run_in_transaction(fn, readonly=True)
+
+    def _write_on_driver(self, fn: Callable[[DriverConnection], T]) -> T:
+        return self.db.run_on_driver(fn)
+
+    def _read_on_driver(self, fn: Callable[[DriverConnection], T]) -> T:
+        return self.db.run_on_driver(fn, readonly=True)
 
     def _ensure_default_experiment(self) -> None:
         if self._default_ready:
@@ -614,33 +662,30 @@ class Store:
         run_id = uuid.uuid4().hex
         start = start_time if start_time is not None else now_ms()
 
-        def work(conn: Connection) -> None:
-            exp = conn.execute(_EXPERIMENT_STAGE, {"experiment_id": exp_id}).first()
-            if exp is None:
+        def work(driver: DriverConnection) -> None:
+            stage = driver.first(_EXPERIMENT_STAGE, (exp_id,))
+            if stage is None:
                 raise NotFound(f"experiment id {exp_id!r} does not exist")
-            if exp[0] != "active":
+            if stage[0] != "active":
                 raise InvalidArgument(f"experiment id {exp_id!r} is deleted; cannot add runs")
-            conn.execute(
+            driver.execute(
                 _INSERT_RUN,
-                {
-                    "run_id": run_id,
-                    "experiment_id": exp_id,
-                    "run_name": name,
-                    "user_id": user,
-                    "status": RunStatus.RUNNING,
-                    "start_time": start,
-                    "end_time": None,
-                    "lifecycle_stage": "active",
-                    "artifact_uri": f"runs:/{run_id}",
-                    "parent_run_id": parent_run_id,
-                },
+                (
+                    run_id,
+                    exp_id,
+                    name,
+                    user,
+                    RunStatus.RUNNING,
+                    start,
+                    None,
+                    "active",
+                    f"runs:/{run_id}",
+                    parent_run_id,
+                ),
             )
-            conn.execute(
-                _INSERT_RUN_TAGS,
-                [{"run_id": run_id, "key": k, "value": v} for k, v in tag_rows.items()],
-            )
+            driver.executemany(_INSERT_RUN_TAGS, [(run_id, k, v) for k, v in tag_rows.items()])
 
-        self._write(work)
+        self._write_on_driver(work)
         _emit(
             "run_started", store=self, run_id=run_id, experiment_id=exp_id, run_name=name, user=user
         )
@@ -656,8 +701,9 @@ class Store:
             raise InvalidArgument(f"run_id must be a non-empty string, got {run_id!r}")
         return run_id
 
-    def _require_run(self, conn: Connection, run_id: str) -> sa.Row[Any]:
-        row = conn.execute(_RUN, {"run_id": self._check_run_id(run_id)}).first()
+    def _require_run(self, conn: Connection | DriverConnection, run_id: str) -> tuple[Any, ...]:
+        """Return the run's :data:`_RUN_INFO_COLUMNS`. Raises NotFound."""
+        row = DriverConnection.of(conn).first(_RUN, (self._check_run_id(run_id),))
         if row is None:
             raise NotFound(f"run {run_id!r} does not exist")
         return row
@@ -665,11 +711,10 @@ class Store:
     def get_run(self, run_id: str) -> Run:
         """Return a run with its latest metrics, params and tags. Raises NotFound."""
 
-        def work(conn: Connection) -> Run:
-            row = self._require_run(conn, run_id)
-            return _run_table(conn, [_run_info_row(row)]).runs()[0]
+        def work(driver: DriverConnection) -> Run:
+            return _run_table(driver, [self._require_run(driver, run_id)]).runs()[0]
 
-        return self._read(work)
+        return self._read_on_driver(work)
 
     def update_run(
         self,
@@ -691,23 +736,22 @@ class Store:
             values["end_time"] = None
         if run_name is not None:
             values["run_name"] = check_name(run_name, "run_name")
-        update = sa.update(t.runs).where(t.runs.c.run_id == sa.bindparam("rid"))
 
-        def work(conn: Connection) -> None:
+        def work(driver: DriverConnection) -> None:
             if status is not None and RunStatus.is_terminated(status):
                 values["end_time"] = end_time or now_ms()
             if not values:
-                self._require_run(conn, run_id)
+                self._require_run(driver, run_id)
                 return
             # The UPDATE doubles as the existence check: no row matched, no run.
             rid = self._check_run_id(run_id)
-            if conn.execute(update.values(**values), {"rid": rid}).rowcount == 0:
+            update = _update_run(tuple(values))
+            if driver.rowcount(update, (*values.values(), rid)) == 0:
                 raise NotFound(f"run {run_id!r} does not exist")
             if run_name is not None:
-                tags = _run_writes(conn.dialect.name)[1]
-                conn.execute(tags, [{"run_id": run_id, "key": "mlflow.runName", "value": run_name}])
+                driver.execute(_UPSERT_RUN_TAGS, (run_id, "mlflow.runName", run_name))
 
-        self._write(work)
+        self._write_on_driver(work)
         if status is not None and RunStatus.is_terminated(status):
             _emit("run_ended", store=self, run_id=run_id, status=status)
 
@@ -764,19 +808,15 @@ class Store:
             if best is None or (step, timestamp) >= (best[5], best[4]):
                 latest[key] = row
 
-        def work(conn: Connection) -> None:
-            stage = conn.execute(_RUN_STAGE, {"run_id": self._check_run_id(run_id)}).scalar()
+        def work(driver: DriverConnection) -> None:
+            stage = driver.scalar(_RUN_STAGE, (self._check_run_id(run_id),))
             if stage is None:
                 raise NotFound(f"run {run_id!r} does not exist")
             if stage != "active":
                 raise InvalidArgument(f"run {run_id!r} is deleted; cannot log to it")
-            insert_params, upsert_tags, upsert_latest = _run_writes(conn.dialect.name)
             if param_rows:
-                conn.execute(
-                    insert_params,
-                    [{"run_id": run_id, "key": k, "value": v} for k, v in param_rows.items()],
-                )
-                stored = dict(conn.execute(_RUN_PARAMS, {"run_id": run_id}).all())
+                driver.executemany(_INSERT_PARAMS, [(run_id, k, v) for k, v in param_rows.items()])
+                stored = dict(driver.all(_RUN_PARAMS, (run_id,)))
                 for key, value in param_rows.items():
                     if stored.get(key) != value:
                         raise AlreadyExists(
@@ -784,24 +824,14 @@ class Store:
                             f"params are write-once, cannot set it to {value!r}"
                         )
             if tag_rows:
-                conn.execute(
-                    upsert_tags,
-                    [{"run_id": run_id, "key": k, "value": v} for k, v in tag_rows.items()],
-                )
+                driver.executemany(_UPSERT_RUN_TAGS, [(run_id, k, v) for k, v in tag_rows.items()])
                 if "mlflow.runName" in tag_rows:
-                    conn.execute(
-                        sa.update(t.runs)
-                        .where(t.runs.c.run_id == run_id)
-                        .values(run_name=tag_rows["mlflow.runName"])
-                    )
+                    driver.execute(_SET_RUN_NAME, (tag_rows["mlflow.runName"], run_id))
             if metric_rows:
-                _insert_rows(conn, t.run_metrics, _METRIC_COLUMNS, metric_rows)
-                conn.execute(
-                    upsert_latest,
-                    [dict(zip(_METRIC_COLUMNS, row, strict=True)) for row in latest.values()],
-                )
+                _insert_metric_rows(driver, metric_rows)
+                driver.executemany(_UPSERT_LATEST, list(latest.values()))
 
-        self._write(work)
+        self._write_on_driver(work)
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Return every point of a metric, by step then timestamp. Raises NotFound."""
@@ -839,8 +869,9 @@ class Store:
         order = None if order_by is None else tuple(order_by)
         args = (ids, filter_string, order, max_results, include_deleted, self.db.dialect)
         query = _cached(_run_query, *args)
+        sql, params = _compiled_query(query, self.db.dialect)
         self._ensure_default_experiment()
-        return self._read(lambda conn: _run_table(conn, conn.execute(query).all()))
+        return self._read_on_driver(lambda driver: _run_table(driver, driver.all(sql, params)))
 
     def search_runs(
         self,
@@ -921,24 +952,26 @@ class Store:
 
     # ----------------------------------------------------------------- registry
 
-    def _lock_model(self, conn: Connection, name: str) -> None:
-        if conn.execute(_LOCK_MODEL, {"name": name}).first() is None:
+    def _lock_model(self, conn: Connection | DriverConnection, name: str) -> None:
+        if DriverConnection.of(conn).first(_LOCK_MODEL, (name,)) is None:
             raise NotFound(f"registered model {name!r} does not exist")
 
-    def _require_model(self, conn: Connection, name: str) -> None:
-        if conn.execute(_MODEL, {"name": name}).first() is None:
+    def _require_model(self, conn: Connection | DriverConnection, name: str) -> None:
+        if DriverConnection.of(conn).first(_MODEL, (name,)) is None:
             raise NotFound(f"registered model {name!r} does not exist")
 
-    def _require_version(self, conn: Connection, name: str, version: int) -> Any:
-        row = conn.execute(_VERSION, {"name": name, "version": version}).first()
+    def _require_version(
+        self, conn: Connection | DriverConnection, name: str, version: int
+    ) -> _VersionRow:
+        row = DriverConnection.of(conn).first(_VERSION, (name, version))
         if row is None:
             self._require_model(conn, name)
             raise NotFound(f"registered model {name!r} has no version {version}")
-        return row
+        return _VersionRow._make(row)
 
     def _event(
         self,
-        conn: Connection,
+        conn: Connection | DriverConnection,
         name: str,
         version: int | None,
         kind: str,
@@ -949,26 +982,19 @@ class Store:
         alias: str | None = None,
         timestamp: int | None = None,
     ) -> None:
-        conn.execute(
+        DriverConnection.of(conn).execute(
             _INSERT_EVENT,
-            {
-                "name": name,
-                "version": version,
-                "kind": kind,
-                "from_stage": from_stage,
-                "to_stage": to_stage,
-                "alias": alias,
-                "actor": actor,
-                "timestamp": timestamp or now_ms(),
-            },
+            (name, version, kind, from_stage, to_stage, alias, actor, timestamp or now_ms()),
         )
 
-    def _touch_model(self, conn: Connection, name: str, now: int) -> None:
-        conn.execute(_TOUCH_MODEL, {"model": name, "now": now})
+    def _touch_model(self, conn: Connection | DriverConnection, name: str, now: int) -> None:
+        DriverConnection.of(conn).execute(_TOUCH_MODEL, (now, name))
 
-    def _lock_and_touch_model(self, conn: Connection, name: str, now: int) -> None:
+    def _lock_and_touch_model(
+        self, conn: Connection | DriverConnection, name: str, now: int
+    ) -> None:
         """Set a model's update time, which locks its row until commit (as ``_lock_model``)."""
-        if conn.execute(_TOUCH_MODEL, {"model": name, "now": now}).rowcount == 0:
+        if DriverConnection.of(conn).rowcount(_TOUCH_MODEL, (now, name)) == 0:
             raise NotFound(f"registered model {name!r} does not exist")
 
     def create_registered_model(
@@ -999,44 +1025,51 @@ class Store:
         self._write(work)
         return self.get_registered_model(name)
 
-    def _model_versions(self, conn: Connection, rows: Sequence[Any]) -> list[ModelVersion]:
+    def _model_versions(
+        self, conn: Connection | DriverConnection, rows: Sequence[Sequence[Any]]
+    ) -> list[ModelVersion]:
+        """Return ``model_versions`` rows (their columns in table order) as ModelVersions."""
         if not rows:
             return []
+        driver = DriverConnection.of(conn)
         tags: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
         aliases: dict[tuple[str, int], list[str]] = defaultdict(list)
         by_name: dict[str, list[int]] = defaultdict(list)
         for row in rows:
-            by_name[row.name].append(int(row.version))
+            by_name[row[0]].append(int(row[1]))
         for name, numbers in by_name.items():
             if len(numbers) == 1:
-                params = {"name": name, "version": numbers[0]}
-                found = [(numbers[0], k, v) for k, v in conn.execute(_VERSION_TAGS, params).all()]
+                found = [
+                    (numbers[0], k, v) for k, v in driver.all(_VERSION_TAGS, (name, numbers[0]))
+                ]
             else:
-                dialect = conn.dialect.name
-                params = {"name": name, "ids": _ids_param(numbers, dialect)}
-                found = conn.execute(_version_tags_of(dialect), params).all()
+                found = driver.all(_VERSIONS_TAGS, (name, _ids_param(numbers, driver.dialect)))
             for version, key, value in found:
                 tags[(name, int(version))][key] = value
-            for alias, version in conn.execute(_MODEL_ALIASES, {"name": name}).all():
+            for alias, version in driver.all(_MODEL_ALIASES, (name,)):
                 aliases[(name, int(version))].append(alias)
-        return [
-            ModelVersion(
-                name=row.name,
-                version=int(row.version),
-                creation_timestamp=row.creation_time,
-                last_updated_timestamp=row.last_updated_time,
-                description=row.description,
-                user_id=row.user_id,
-                current_stage=row.current_stage,
-                source=row.source,
-                run_id=row.run_id,
-                status=row.status,
-                run_link=row.run_link,
-                tags=tags[(row.name, row.version)],
-                aliases=aliases[(row.name, row.version)],
+        out = []
+        for row in rows:
+            mv = _VersionRow._make(row)
+            key = (mv.name, int(mv.version))
+            out.append(
+                ModelVersion(
+                    name=mv.name,
+                    version=key[1],
+                    creation_timestamp=mv.creation_time,
+                    last_updated_timestamp=mv.last_updated_time,
+                    description=mv.description,
+                    user_id=mv.user_id,
+                    current_stage=mv.current_stage,
+                    source=mv.source,
+                    run_id=mv.run_id,
+                    status=mv.status,
+                    run_link=mv.run_link,
+                    tags=tags[key],
+                    aliases=aliases[key],
+                )
             )
-            for row in rows
-        ]
+        return out
 
     def _latest_versions(
         self, conn: Connection, name: str, stages: Sequence[str] | None
@@ -1208,17 +1241,20 @@ class Store:
 
         self._write(work)
 
-    def resolve_source(self, conn: Connection, uri: str) -> tuple[str, str | None]:
+    def resolve_source(
+        self, conn: Connection | DriverConnection, uri: str
+    ) -> tuple[str, str | None]:
         """Return the ``runs:/`` source and run id a model URI stands for; check it exists."""
         parsed = parse_model_uri(uri)
         if parsed.scheme == "models":
             row = self._resolve_version(conn, uri)
             return row.source, row.run_id
         assert parsed.run_id is not None
+        driver = DriverConnection.of(conn)
         # run_artifacts rows exist only for existing runs, so one query checks both.
-        params = {"run_id": parsed.run_id, "path": f"{parsed.path}/MLmodel"}
-        if conn.execute(_MODEL_ARTIFACT, params).first() is None:
-            if conn.execute(_RUN_EXISTS, {"run_id": parsed.run_id}).first() is None:
+        params = (parsed.run_id, f"{parsed.path}/MLmodel")
+        if driver.first(_MODEL_ARTIFACT, params) is None:
+            if driver.first(_RUN_EXISTS, (parsed.run_id,)) is None:
                 raise NotFound(f"model URI {uri!r}: run {parsed.run_id} does not exist")
             raise NotFound(
                 f"model URI {uri!r}: run {parsed.run_id} has no model at {parsed.path!r} "
@@ -1226,35 +1262,32 @@ class Store:
             )
         return f"runs:/{parsed.run_id}/{parsed.path}", parsed.run_id
 
-    def _resolve_version(self, conn: Connection, uri: str) -> Any:
+    def _resolve_version(self, conn: Connection | DriverConnection, uri: str) -> _VersionRow:
         parsed = parse_model_uri(uri)
         assert parsed.name is not None
         name = parsed.name
-        mv = t.model_versions.c
+        driver = DriverConnection.of(conn)
         if parsed.version is not None:
-            return self._require_version(conn, name, parsed.version)
+            return self._require_version(driver, name, parsed.version)
         if parsed.alias is not None:
-            al = t.registered_model_aliases.c
-            version = conn.execute(
-                sa.select(al.version).where(al.name == name, al.alias == parsed.alias)
-            ).scalar()
+            version = driver.scalar(_ALIAS_VERSION, (name, parsed.alias))
             if version is None:
-                self._require_model(conn, name)
+                self._require_model(driver, name)
                 raise NotFound(f"model URI {uri!r}: model {name!r} has no alias {parsed.alias!r}")
-            return self._require_version(conn, name, int(version))
+            return self._require_version(driver, name, int(version))
         assert parsed.stage is not None
-        query = sa.select(t.model_versions).where(mv.name == name)
-        if parsed.stage.lower() != "latest":
+        if parsed.stage.lower() == "latest":
+            row = driver.first(_NEWEST_VERSION, (name,))
+        else:
             try:
                 stage = check_stage(parsed.stage)
             except InvalidArgument as err:
                 raise InvalidArgument(f"model URI {uri!r}: {err}") from None
-            query = query.where(mv.current_stage == stage)
-        row = conn.execute(query.order_by(mv.version.desc()).limit(1)).first()
+            row = driver.first(_NEWEST_IN_STAGE, (name, stage))
         if row is None:
-            self._require_model(conn, name)
+            self._require_model(driver, name)
             raise NotFound(f"model URI {uri!r}: model {name!r} has no version in {parsed.stage!r}")
-        return row
+        return _VersionRow._make(row)
 
     def resolve_model(self, uri: str) -> tuple[str, str, dict[str, tuple[str, int]]]:
         """Return the run id, artifact path and artifact manifest of the model a URI names.
@@ -1262,16 +1295,16 @@ class Store:
         The manifest is ``{path: (sha256, size)}`` of the files under the model's path.
         """
 
-        def work(conn: Connection) -> tuple[str, str, dict[str, tuple[str, int]]]:
-            source, _ = self.resolve_source(conn, uri)
+        def work(driver: DriverConnection) -> tuple[str, str, dict[str, tuple[str, int]]]:
+            source, _ = self.resolve_source(driver, uri)
             parsed = parse_model_uri(source)
             assert parsed.run_id is not None
             if source != uri:
                 # A version's source must still hold a model (its run may have been deleted).
-                self.resolve_source(conn, source)
-            return parsed.run_id, parsed.path, _manifest(conn, parsed.run_id, parsed.path)
+                self.resolve_source(driver, source)
+            return parsed.run_id, parsed.path, _manifest(driver, parsed.run_id, parsed.path)
 
-        return self._read(work)
+        return self._read_on_driver(work)
 
     def create_model_version(
         self,
@@ -1294,20 +1327,17 @@ class Store:
         }
         user = user_id or current_user()
 
-        def work(conn: Connection) -> ModelVersion:
-            resolved, source_run = self.resolve_source(conn, source)
+        def work(driver: DriverConnection) -> ModelVersion:
+            resolved, source_run = self.resolve_source(driver, source)
             if run_id is not None and source_run is not None and run_id != source_run:
                 raise InvalidArgument(
                     f"run_id {run_id!r} does not match the run of source {source!r}"
                 )
             now = now_ms()
             if create_model:
-                conn.execute(
-                    _ensure_model(conn.dialect.name),
-                    {"name": name, "creation_time": now, "last_updated_time": now},
-                )
-            self._lock_and_touch_model(conn, name, now)
-            version = self.db.next_value(conn, f"model_version:{name}")
+                driver.execute(_ENSURE_MODEL, (name, now, now))
+            self._lock_and_touch_model(driver, name, now)
+            version = self.db.next_value(driver, f"model_version:{name}")
             created = ModelVersion(
                 name=name,
                 version=version,
@@ -1323,34 +1353,29 @@ class Store:
                 tags=dict(tag_rows),
                 aliases=[],  # numbers are never reused, so no alias can name this one yet
             )
-            conn.execute(
+            driver.execute(
                 _INSERT_VERSION,
-                {
-                    "name": name,
-                    "version": version,
-                    "creation_time": now,
-                    "last_updated_time": now,
-                    "description": description,
-                    "user_id": user,
-                    "current_stage": "None",
-                    "source": resolved,
-                    "run_id": created.run_id,
-                    "run_link": run_link,
-                    "status": "READY",
-                },
+                (
+                    name,
+                    version,
+                    now,
+                    now,
+                    description,
+                    user,
+                    "None",
+                    resolved,
+                    created.run_id,
+                    run_link,
+                    "READY",
+                ),
             )
-            if tag_rows:
-                conn.execute(
-                    _INSERT_VERSION_TAGS,
-                    [
-                        {"name": name, "version": version, "key": k, "value": v}
-                        for k, v in tag_rows.items()
-                    ],
-                )
-            self._event(conn, name, version, "created", user, to_stage="None", timestamp=now)
+            driver.executemany(
+                _INSERT_VERSION_TAGS, [(name, version, k, v) for k, v in tag_rows.items()]
+            )
+            self._event(driver, name, version, "created", user, to_stage="None", timestamp=now)
             return created
 
-        created = self._write(work)
+        created = self._write_on_driver(work)
         _emit(
             "model_version_created",
             store=self,
@@ -1462,23 +1487,17 @@ class Store:
             )
         moved: list[tuple[int, str, str]] = []
 
-        def work(conn: Connection) -> ModelVersion:
+        def work(driver: DriverConnection) -> ModelVersion:
             moved.clear()
             now = now_ms()
-            self._lock_and_touch_model(conn, name, now)
-            row = self._require_version(conn, name, number)
-            mv = t.model_versions.c
+            self._lock_and_touch_model(driver, name, now)
+            row = self._require_version(driver, name, number)
             if archive_existing_versions:
-                others = conn.execute(
-                    sa.select(mv.version, mv.current_stage).where(
-                        mv.name == name, mv.current_stage == target, mv.version != number
-                    )
-                ).all()
+                others = driver.all(_OTHERS_IN_STAGE, (name, target, number))
                 for other, old in others:
-                    params = {"model": name, "number": other, "stage": "Archived", "now": now}
-                    conn.execute(_SET_STAGE, params)
+                    driver.execute(_SET_STAGE, ("Archived", now, name, other))
                     self._event(
-                        conn,
+                        driver,
                         name,
                         other,
                         "stage",
@@ -1488,9 +1507,9 @@ class Store:
                         timestamp=now,
                     )
                     moved.append((int(other), old, "Archived"))
-            conn.execute(_SET_STAGE, {"model": name, "number": number, "stage": target, "now": now})
+            driver.execute(_SET_STAGE, (target, now, name, number))
             self._event(
-                conn,
+                driver,
                 name,
                 number,
                 "stage",
@@ -1500,10 +1519,10 @@ class Store:
                 timestamp=now,
             )
             moved.append((number, row.current_stage, target))
-            before = self._model_versions(conn, [row])[0]
+            before = self._model_versions(driver, [row])[0]
             return dataclasses.replace(before, current_stage=target, last_updated_timestamp=now)
 
-        after = self._write(work)
+        after = self._write_on_driver(work)
         for moved_version, old, new in moved:
             _emit(
                 "stage_transitioned",
@@ -1602,7 +1621,10 @@ class Store:
         """Return model versions matching a filter; runs in SQL."""
         order = None if order_by is None else tuple(order_by)
         query = _cached(_version_query, filter_string, max_results, order, self.db.dialect)
-        return self._read(lambda conn: self._model_versions(conn, conn.execute(query).all()))
+        sql, params = _compiled_query(query, self.db.dialect)
+        return self._read_on_driver(
+            lambda driver: self._model_versions(driver, driver.all(sql, params))
+        )
 
     def delete_model_version(self, name: str, version: int | str, actor: str) -> None:
         """Delete a version (its number is never reused); its aliases go with it."""
