@@ -140,6 +140,41 @@ def test_metrics_history_latest_and_nan(uri: str) -> None:
     assert mlflow.get_run(run.info.run_id).data.metrics["big"] == 0.1 * 249
 
 
+def test_latest_metric_of_one_batch_is_greatest_step_then_timestamp(uri: str) -> None:
+    client = MlflowClient()
+    with mlflow.start_run() as run:
+        points = [
+            mlflow.Metric("m", 1.0, 20, 3),
+            mlflow.Metric("m", 2.0, 10, 5),
+            mlflow.Metric("m", 3.0, 30, 5),  # same step, later: the latest
+            mlflow.Metric("m", 4.0, 5, 5),  # same step, earlier
+            mlflow.Metric("m", 5.0, 99, 4),  # later time, lower step
+            mlflow.Metric("n", float("nan"), 1, 0),
+        ]
+        client.log_batch(run.info.run_id, points)
+        client.log_batch(run.info.run_id, [mlflow.Metric("m", 6.0, 30, 5)])  # tie: it wins
+        client.log_batch(run.info.run_id, [mlflow.Metric("m", 7.0, 29, 5)])  # older: kept out
+    metrics = mlflow.get_run(run.info.run_id).data.metrics
+    assert metrics["m"] == 6.0 and math.isnan(metrics["n"])
+    assert len(client.get_metric_history(run.info.run_id, "m")) == 7
+
+
+def test_metric_is_a_frozen_dataclass() -> None:
+    import dataclasses
+
+    point = mlflow.Metric("loss", 0.5, 7, 1)
+    assert point == mlflow.Metric(key="loss", value=0.5, timestamp=7, step=1)
+    assert hash(point) == hash(mlflow.Metric("loss", 0.5, 7, 1))
+    assert dataclasses.astuple(point) == ("loss", 0.5, 7, 1)
+    assert dataclasses.replace(point, step=2).step == 2
+    assert repr(point) == "Metric(key='loss', value=0.5, timestamp=7, step=1)"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        point.value = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        mlflow.Metric("loss", 0.5, 7)  # type: ignore[call-arg]
+    assert not hasattr(point, "__dict__")
+
+
 def test_artifacts_are_content_addressed(uri: str, tmp_path: Path) -> None:
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)

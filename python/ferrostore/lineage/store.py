@@ -213,18 +213,6 @@ def _insert_link(table: str, columns: tuple[str, ...]) -> SQL:
     )
 
 
-def _property_params(node_id: int, row: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (
-        node_id,
-        row["name"],
-        row["is_custom"],
-        row["data_type"],
-        row["int_value"],
-        row["double_value"],
-        row["string_value"],
-    )
-
-
 class _Batch:
     """Writes of one unit of work deferred to its end, each table in one ``executemany``.
 
@@ -606,20 +594,27 @@ class MetadataStore:
         type_id: int,
         type_name: str,
         declared: dict[str, PropertyType],
-    ) -> list[dict[str, Any]]:
+    ) -> list[tuple[Any, ...]]:
+        """Return the property rows of a node: name, is_custom, then the stored columns.
+
+        The columns follow ``node_id`` in :data:`_PROPERTY_COLUMNS`.
+        """
+
+        def where(key: object) -> str:
+            return f"{kind.name} {node.name or ''!s} ({type_name}) property {key!r}".replace(
+                "  ", " "
+            )
+
         rows = []
         fresh = False
         for custom, values in ((False, node.properties), (True, node.custom_properties)):
             if not isinstance(values, Mapping):
                 raise InvalidArgument(f"{kind.name} properties must be a dict, got {values!r}")
             for key, value in values.items():
-                where = f"{kind.name} {node.name or ''!s} ({type_name}) property {key!r}".replace(
-                    "  ", " "
-                )
                 if not isinstance(key, str) or not key:
-                    raise InvalidArgument(f"{where}: property names must be non-empty strings")
+                    raise InvalidArgument(f"{where(key)}: property names must be non-empty strings")
                 if custom:
-                    data_type = _infer_type(value, where)
+                    data_type = _infer_type(value, where(key))
                 else:
                     if key not in declared and not fresh:
                         # Declared since it was cached, maybe by another process.
@@ -628,18 +623,15 @@ class MetadataStore:
                             self._types_seen[(kind.name, type_name)] = (type_id, declared)
                     if key not in declared:
                         raise SchemaMismatch(
-                            f"{where} is not declared by the type (declared: "
+                            f"{where(key)} is not declared by the type (declared: "
                             f"{', '.join(sorted(declared)) or 'none'}); use custom_properties"
                         )
                     data_type = declared[key]
-                rows.append(
-                    {
-                        "name": key,
-                        "is_custom": custom,
-                        "data_type": str(data_type),
-                        **_encode(value, data_type, where),
-                    }
-                )
+                if data_type is PropertyType.STRING and type(value) is str:
+                    encoded: tuple[Any, ...] = (None, None, value)  # the common case
+                else:
+                    encoded = tuple(_encode(value, data_type, where(key)).values())
+                rows.append((key, custom, str(data_type), *encoded))
         return rows
 
     def _put_node(
@@ -720,11 +712,9 @@ class MetadataStore:
         if batch is not None:
             queued = batch.props[kind.name]
             for row in props:
-                queued[(node_id, row["name"], row["is_custom"])] = _property_params(node_id, row)
+                queued[(node_id, row[0], row[1])] = (node_id, *row)
         elif props:
-            driver.executemany(
-                _PROPS_UPSERT[kind.name], [_property_params(node_id, row) for row in props]
-            )
+            driver.executemany(_PROPS_UPSERT[kind.name], [(node_id, *row) for row in props])
         return node_id
 
     def _ensure_node(

@@ -387,7 +387,7 @@ class MetadataDB:
     def _run_on_driver_once(self, fn: Callable[[DriverConnection], T], readonly: bool) -> T:
         pooled = self._engine.raw_connection()
         try:
-            dbapi_conn = pooled.driver_connection
+            dbapi_conn: Any = pooled.driver_connection
             try:
                 if self._dialect == "sqlite":
                     dbapi_conn.execute("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")

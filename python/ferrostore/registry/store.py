@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import functools
 import getpass
+import itertools
 import json
 import math
 import re
@@ -244,7 +245,7 @@ def _insert_metric_rows(driver: DriverConnection, rows: Sequence[tuple[Any, ...]
         return
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         chunk = rows[start : start + _ROWS_PER_INSERT]
-        driver.execute(_insert_metrics(len(chunk)), [value for row in chunk for value in row])
+        driver.execute(_insert_metrics(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
 
 
 def _metric_from_row(value: float | None, is_nan: bool) -> float:
@@ -791,21 +792,25 @@ class Store:
             param_rows[key] = value
         tag_rows = {_check_key(x.key, "tag"): _check_value(x.value, "tag", x.key) for x in tags}
         metric_rows: list[tuple[Any, ...]] = []
+        append = metric_rows.append
+        # key -> its latest row (greatest step, then timestamp); a key not in it is checked.
         latest: dict[str, tuple[Any, ...]] = {}
-        checked: set[str] = set()
+        row: tuple[Any, ...]
         for m in metrics:
             key, value, step, timestamp = m.key, m.value, m.step, m.timestamp
-            if key not in checked:
-                checked.add(_check_key(key, "metric"))
+            best = latest.get(key)
+            if best is None:
+                _check_key(key, "metric")
             if type(value) is not float:  # floats, the common case, need no conversion
                 value = _metric_value(key, value)
             if type(step) is not int or type(timestamp) is not int:
                 _check_step(key, step, timestamp)
-            nan = value != value
-            row = (run_id, key, None if nan else value, nan, timestamp, step)
-            metric_rows.append(row)
-            best = latest.get(key)
-            if best is None or (step, timestamp) >= (best[5], best[4]):
+            if value == value:
+                row = (run_id, key, value, False, timestamp, step)
+            else:
+                row = (run_id, key, None, True, timestamp, step)
+            append(row)
+            if best is None or step > best[5] or (step == best[5] and timestamp >= best[4]):
                 latest[key] = row
 
         def work(driver: DriverConnection) -> None:
