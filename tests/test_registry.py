@@ -265,6 +265,32 @@ def test_search_runs_frame_matches_runs(uri: str) -> None:
     assert everything[0].info.status == "FINISHED" and not everything[-1].data.params
 
 
+def test_frame_times_are_utc_datetimes_with_none_as_nat() -> None:
+    from ferrostore.registry.store import RunTable
+
+    def row(run_id: str, start: int, end: int | None) -> tuple[Any, ...]:
+        return (run_id, "1", "n", "u", "FINISHED", start, end, "active", f"runs:/{run_id}")
+
+    starts = [1_700_000_000_123, 1_700_000_000_999, 5]
+    for ends in ([1_700_000_001_001, 7, 8_000_000_000_001], [None, 1_700_000_001_001, None]):
+        rows = [row(f"r{i}", s, e) for i, (s, e) in enumerate(zip(starts, ends, strict=True))]
+        table = RunTable(rows, {"acc": {"r1": 0.5}}, {"p": {"r0": "x"}}, {})
+        df = tracking.run_table_to_frame(table)
+        expected_end = pd.to_datetime(
+            [math.nan if e is None else e for e in ends], unit="ms", utc=True
+        )
+        assert df["start_time"].equals(pd.Series(pd.to_datetime(starts, unit="ms", utc=True)))
+        assert df["end_time"].equals(pd.Series(expected_end, name="end_time"))
+        assert str(df["end_time"].dtype) == "datetime64[ns, UTC]"
+        assert df["metrics.acc"].isna().tolist() == [True, False, True]
+        assert df["params.p"].tolist() == ["x", None, None]
+    empty = tracking.run_table_to_frame(RunTable([], {}, {}, {}))
+    assert list(empty.columns) == [
+        "run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"
+    ]  # fmt: skip
+    assert empty.empty
+
+
 def test_tracking_uri_default_env_and_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

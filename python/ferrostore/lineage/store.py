@@ -173,13 +173,14 @@ def _node_insert(kind: str, target: tuple[str, ...] | None) -> SQL:
 
     Parameters: type id, create time, then the :data:`_NODE_COLUMNS` of the kind. The upsert
     sets each given column to its new value unless that is NULL (kept), and only when the
-    existing row has the same type (otherwise no row is returned).
+    existing row has the same type (otherwise no row is returned). It leaves ``external_id``
+    out: on that key it is equal already, and SQLite rewrites the index of every column set.
     """
     table = _KINDS[kind].table.name
     columns = ("type_id", "create_time", *_NODE_COLUMNS[kind])
     text = f"INSERT INTO {table} ({_quoted(columns)}) VALUES ({_placeholders(columns)})"
     if target is not None:
-        kept = [c for c in _NODE_COLUMNS[kind] if c != "external_id" or target == ("external_id",)]
+        kept = [c for c in _NODE_COLUMNS[kind] if c != "external_id"]
         sets = ", ".join(f'"{c}" = COALESCE(excluded."{c}", {table}."{c}")' for c in kept)
         text += (
             f" ON CONFLICT ({_quoted(target)}) DO UPDATE SET {sets}"

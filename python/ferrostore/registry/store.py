@@ -320,7 +320,8 @@ def _run_table(conn: Connection | DriverConnection, rows: Sequence[Any]) -> RunT
     tags: dict[str, dict[str, str]] = defaultdict(dict)
     if rows:
         driver = DriverConnection.of(conn)
-        ids = (_ids_param([row[0] for row in rows], driver.dialect),)
+        # Sorted, the ids are probed in index order (SQLite returns rows in that order anyway).
+        ids = (_ids_param(sorted(row[0] for row in rows), driver.dialect),)
         for run_id, key, value, is_nan in driver.all(_RUN_LATEST_METRICS, ids):
             metrics[key][run_id] = _metric_from_row(value, is_nan)
         for run_id, key, value in driver.all(_RUNS_PARAMS, ids):
