@@ -6,6 +6,12 @@ One :class:`Store` per tracking URI: a :class:`~ferrostore.metadata.MetadataDB` 
 from the ``model_version:<name>`` counter inside the write transaction; stage transitions
 lock the registered model's row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite write
 transactions are serialized by ``BEGIN IMMEDIATE``).
+
+The hot paths (runs, ``log_batch``, registration, stage transitions, version reads, model
+resolution, both searches) run prebuilt SQL on the driver's own connection
+(:meth:`~ferrostore.metadata.MetadataDB.run_on_driver`); a search statement is built with
+SQLAlchemy once per filter, order and limit and compiled once. The rarer calls use
+SQLAlchemy Core.
 """
 
 from __future__ import annotations
