@@ -585,6 +585,50 @@ def test_write_summary_is_frozen() -> None:
         summary.rows = 2  # type: ignore[misc]
 
 
+def chunk(keys: list[int], xs: list[int], when: dt.datetime) -> dict[str, Any]:
+    return {
+        "k": keys,
+        "x": pa.array(xs, pa.int64()),
+        "s": ["s" * x for x in xs],  # a replaced row changes size
+        "event_timestamp": [when] * len(keys),
+    }
+
+
+def test_write_chunks_is_one_newer_wins_write(store: OnlineStore) -> None:
+    simple_view(store)
+    write_simple(store, [1, 2, 3], [10, 20, 30], at(1))
+    chunks = [
+        chunk([2, 4], [21, 40], at(2)),  # newer for 2, new 4
+        pl.DataFrame({"k": [1], "x": [11], "s": ["s"], "event_timestamp": [at(0)]}),  # older
+        pd.DataFrame({"k": [4, 5], "x": [41, 50], "s": ["a", "b"], "event_timestamp": at(3)}),
+    ]
+    summary = store.write_chunks("v", iter(chunks))
+    assert summary == WriteSummary(rows=5, written=4, skipped=1)
+    assert [x_of(store, k) for k in (1, 2, 3, 4, 5)] == [10, 21, 30, 41, 50]
+    assert store.read_one("v", [2], ["s"]) == {"s": "s" * 21}
+    assert store.write_chunks("v", []) == WriteSummary(rows=0, written=0, skipped=0)
+
+
+def test_write_chunks_that_fail_write_nothing(store: OnlineStore) -> None:
+    simple_view(store)
+    write_simple(store, [1], [10], at(1))
+
+    def failing_source() -> Iterator[dict[str, Any]]:
+        yield chunk([1, 2], [11, 20], at(2))
+        raise OSError("the source went away")
+
+    with pytest.raises(OSError, match="the source went away"):
+        store.write_chunks("v", failing_source())
+    bad = [chunk([1, 2], [11, 20], at(2)), {"k": [3], "x": [1], "event_timestamp": [at(2)]}]
+    with pytest.raises(errors.SchemaMismatch, match="'s'"):
+        store.write_chunks("v", bad)
+    with pytest.raises(errors.NotFound, match="nope"):
+        store.write_chunks("nope", [chunk([1], [1], at(2))])
+    with pytest.raises(TypeError):
+        store.write_chunks("v", 42)  # type: ignore[arg-type]
+    assert store.count("v") == 1 and x_of(store, 1) == 10
+
+
 # --------------------------------------------------------------------------------------------
 # 4. ttl
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Type stubs of the compiled module ``ferrostore._core`` (see ``rust/ferrostore-py``)."""
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -45,6 +45,15 @@ class OnlineStore:
         created_column: str | None = None,
     ) -> tuple[int, int, int]:
         """Write Arrow data; returns (rows, written, skipped)."""
+    def write_chunks(
+        self,
+        view: str,
+        chunks: Iterable[Any],
+        *,
+        timestamp_column: str = "event_timestamp",
+        created_column: str | None = None,
+    ) -> tuple[int, int, int]:
+        """Write every chunk an iterable yields in one transaction; (rows, written, skipped)."""
     def read(
         self,
         requests: list[tuple[str, list[str] | None]],

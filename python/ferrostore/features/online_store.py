@@ -21,7 +21,7 @@ import datetime as dt
 import enum
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,6 +283,40 @@ class OnlineStore:
         table = to_table(data)
         rows, written, skipped = self._store.write(
             view, table, timestamp_column=timestamp_column, created_column=created_column
+        )
+        return WriteSummary(rows, written, skipped)
+
+    def write_chunks(
+        self,
+        view: str,
+        chunks: Iterable[Any],
+        *,
+        timestamp_column: str = "event_timestamp",
+        created_column: str | None = None,
+    ) -> WriteSummary:
+        """Write every chunk of a stream in one transaction: a bulk load.
+
+        Chunks are read and prepared one at a time, so memory holds one chunk; the single
+        transaction copies each stored page once however many chunks touch it, and a
+        failure anywhere (in a chunk or in the iterable itself) writes nothing. Semantics
+        are :meth:`write`'s; ``written`` counts an entity once per chunk that stored it.
+
+        Args:
+            view: The view's name.
+            chunks: An iterable of anything :meth:`write` accepts.
+            timestamp_column: The event timestamp column.
+            created_column: An optional created timestamp column breaking ties.
+
+        Raises:
+            NotFound: Unknown view.
+            SchemaMismatch: A missing column, an uncastable type, a null key or timestamp.
+            StorageFull: The map size was reached.
+        """
+        rows, written, skipped = self._store.write_chunks(
+            view,
+            (to_table(chunk) for chunk in chunks),
+            timestamp_column=timestamp_column,
+            created_column=created_column,
         )
         return WriteSummary(rows, written, skipped)
 

@@ -1,5 +1,6 @@
 //! `ferrostore._core.OnlineStore`: conversions around `ferrostore_core::online`.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
@@ -10,7 +11,7 @@ use ferrostore_core::online::{
 };
 use ferrostore_core::Error;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDateTime, PyDict, PyList, PyString, PyTzInfo};
+use pyo3::types::{PyBytes, PyDateTime, PyDict, PyIterator, PyList, PyString, PyTzInfo};
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::PyRecordBatch;
 
@@ -254,6 +255,42 @@ impl OnlineStore {
             created_column,
         };
         let s = run(py, || self.store.write(&view, &batches, &options))?;
+        Ok((s.rows, s.written, s.skipped))
+    }
+
+    /// Writes each chunk an iterable yields (any input `write` takes) in one transaction.
+    #[pyo3(signature = (view, chunks, *, timestamp_column="event_timestamp".to_owned(), created_column=None))]
+    fn write_chunks(
+        &self,
+        py: Python<'_>,
+        view: String,
+        chunks: &Bound<'_, PyAny>,
+        timestamp_column: String,
+        created_column: Option<String>,
+    ) -> PyResult<(usize, usize, usize)> {
+        let chunks: Py<PyIterator> = chunks.try_iter()?.unbind();
+        let options = WriteOptions {
+            timestamp_column,
+            created_column,
+        };
+        // A Python error raised while pulling a chunk is kept and raised as it is.
+        let failure: Mutex<Option<PyErr>> = Mutex::new(None);
+        let stream = std::iter::from_fn(|| {
+            Python::attach(|py| {
+                let next = chunks.bind(py).clone().next()?;
+                let pulled = next.and_then(|item| batches(item.extract::<AnyRecordBatch>()?));
+                Some(pulled.map_err(|e| {
+                    let message = format!("reading a chunk to write failed: {e}");
+                    *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                    Error::InvalidArgument(message)
+                }))
+            })
+        });
+        let written = run(py, || self.store.write_chunks(&view, stream, &options));
+        if let Some(e) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            return Err(e);
+        }
+        let s = written?;
         Ok((s.rows, s.written, s.skipped))
     }
 

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod schema;
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Once, RwLock, Weak};
@@ -187,6 +188,10 @@ pub struct OnlineStore {
 }
 
 const NEXT_VIEW_ID: &str = "next_view_id";
+/// A chunk is merged by one cursor walk when the store holds at most this many rows per
+/// entry of the chunk: a B-tree search costs about as much as eight cursor steps with
+/// their key comparisons.
+const MERGE_SCAN_RATIO: u64 = 8;
 
 // Bumped in the child after every fork(), so a handle can tell it crossed one without a
 // getpid() system call on each read.
@@ -581,11 +586,39 @@ impl OnlineStore {
         batches: &[RecordBatch],
         options: &WriteOptions,
     ) -> Result<WriteSummary> {
+        self.write_chunks(view, std::iter::once(Ok(batches.to_vec())), options)
+    }
+
+    /// Writes a stream of chunks (each a list of batches, as [`OnlineStore::write`] takes
+    /// them) to view `view` in one transaction, newer-wins per entity: a bulk load such as a
+    /// materialization.
+    ///
+    /// One transaction copies each B-tree page once, however many chunks touch it; a
+    /// transaction per chunk would copy most pages once per chunk. Chunks are prepared one
+    /// at a time, so memory holds one chunk and LMDB's dirty pages (which it spills to the
+    /// file past its own limit). The first chunk is prepared before the write lock is taken.
+    ///
+    /// `written` counts entity rows stored per chunk: an entity replaced by a later chunk
+    /// counts once in each.
+    ///
+    /// # Errors
+    /// As [`OnlineStore::write`], and any error the stream yields. On error nothing of any
+    /// chunk is written.
+    pub fn write_chunks(
+        &self,
+        view: &str,
+        chunks: impl IntoIterator<Item = Result<Vec<RecordBatch>>, IntoIter: Send>,
+        options: &WriteOptions,
+    ) -> Result<WriteSummary> {
         let schema = {
             let txn = self.read_txn()?;
             self.schema_in(&txn, view)?
         };
-        let prepared = prepare_write(&schema, batches, options)?;
+        let mut chunks = chunks.into_iter();
+        let first = match chunks.next() {
+            Some(chunk) => prepare_write(&schema, &chunk?, options)?,
+            None => prepare_write(&schema, &[], options)?,
+        };
         let err = self.lmdb("writing a batch");
         let mut wtxn = self.write_txn("writing a batch")?;
         // The view may have been re-registered between preparation and the write lock.
@@ -595,40 +628,165 @@ impl OnlineStore {
             )));
         }
         let mut summary = WriteSummary {
-            rows: prepared.rows,
-            skipped: prepared.rows - prepared.entries.len(),
+            rows: 0,
             written: 0,
+            skipped: 0,
         };
-        // A bulk load past the last stored key appends: no lookups, pages filled in order.
-        let append = match (
-            self.shared.data.last(&wtxn).map_err(&err)?,
-            prepared.entries.first(),
-        ) {
-            (None, _) => true,
-            (Some((last, _)), Some(first)) => last < &prepared.keys[first.key.clone()],
-            (Some(_), None) => false,
+        // The next chunk is read and prepared on another thread while this one is
+        // applied; the write transaction stays on this thread, as LMDB requires.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<PreparedWrite>>(1);
+        std::thread::scope(|scope| {
+            let schema = &schema;
+            scope.spawn(move || {
+                for chunk in chunks {
+                    let prepared = chunk.and_then(|c| prepare_write(schema, &c, options));
+                    let failed = prepared.is_err();
+                    if sender.send(prepared).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            let outcome = (|| -> Result<()> {
+                self.apply_prepared(&mut wtxn, &first, &mut summary)?;
+                drop(first);
+                for prepared in &receiver {
+                    self.apply_prepared(&mut wtxn, &prepared?, &mut summary)?;
+                }
+                Ok(())
+            })();
+            // Unblocks the producer if this side stopped early.
+            drop(receiver);
+            outcome
+        })?;
+        wtxn.commit().map_err(&err)?;
+        Ok(summary)
+    }
+
+    /// Stores the entries of one prepared chunk in `wtxn`, newer-wins against the store.
+    ///
+    /// Entries are in key order. Past the last stored key they are appended; when the chunk
+    /// is large next to the store, one cursor walks the stored rows of the chunk's key range
+    /// beside the entries (no search per entry); otherwise each entry costs one search, and
+    /// a second only when it replaces an older row.
+    fn apply_prepared(
+        &self,
+        wtxn: &mut heed::RwTxn<'_>,
+        prepared: &PreparedWrite,
+        summary: &mut WriteSummary,
+    ) -> Result<()> {
+        let err = self.lmdb("writing a batch");
+        summary.rows += prepared.rows;
+        summary.skipped += prepared.rows - prepared.entries.len();
+        let Some(first) = prepared.entries.first() else {
+            return Ok(());
         };
+        let stored_last = self.shared.data.last(wtxn).map_err(&err)?;
+        if stored_last.map_or(true, |(key, _)| key < &prepared.keys[first.key.clone()]) {
+            for entry in &prepared.entries {
+                self.shared
+                    .data
+                    .put_with_flags(
+                        wtxn,
+                        heed::PutFlags::APPEND,
+                        &prepared.keys[entry.key.clone()],
+                        &prepared.values[entry.value.clone()],
+                    )
+                    .map_err(&err)?;
+            }
+            summary.written += prepared.entries.len();
+            return Ok(());
+        }
+        let stored = self.shared.data.len(wtxn).map_err(&err)?;
+        if stored <= (prepared.entries.len() as u64).saturating_mul(MERGE_SCAN_RATIO) {
+            let start = &prepared.keys[first.key.clone()];
+            return self.apply_merging(wtxn, prepared, start, summary);
+        }
         for entry in &prepared.entries {
             let key = &prepared.keys[entry.key.clone()];
             let value = &prepared.values[entry.value.clone()];
-            if append {
-                self.shared
-                    .data
-                    .put_with_flags(&mut wtxn, heed::PutFlags::APPEND, key, value)
-                    .map_err(&err)?;
-            } else {
-                if let Some(old) = self.shared.data.get(&wtxn, key).map_err(&err)? {
-                    if StoredRow::timestamps(old)? > (entry.event_ts, entry.created_ts) {
-                        summary.skipped += 1;
-                        continue;
-                    }
+            // One search inserts a new entity or finds the stored row; a second one (the
+            // put) is paid only when the stored row is older.
+            let stored = self
+                .shared
+                .data
+                .get_or_put_with_flags(wtxn, heed::PutFlags::empty(), key, value)
+                .map_err(&err)?
+                .map(StoredRow::timestamps)
+                .transpose()?;
+            if let Some(stored) = stored {
+                if stored > (entry.event_ts, entry.created_ts) {
+                    summary.skipped += 1;
+                    continue;
                 }
-                self.shared.data.put(&mut wtxn, key, value).map_err(&err)?;
+                self.shared.data.put(wtxn, key, value).map_err(&err)?;
             }
             summary.written += 1;
         }
-        wtxn.commit().map_err(&err)?;
-        Ok(summary)
+        Ok(())
+    }
+
+    /// [`OnlineStore::apply_prepared`] by one cursor over the stored rows from `start` (the
+    /// entries' first key) on, merged with the sorted entries: stored rows are replaced in
+    /// place, and keys not stored are inserted after the walk. The walk stops at the first
+    /// stored key past the last entry, so no end bound is compared at each step.
+    fn apply_merging(
+        &self,
+        wtxn: &mut heed::RwTxn<'_>,
+        prepared: &PreparedWrite,
+        start: &[u8],
+        summary: &mut WriteSummary,
+    ) -> Result<()> {
+        let err = self.lmdb("writing a batch");
+        let entries = &prepared.entries;
+        let key_of = |i: usize| &prepared.keys[entries[i].key.clone()];
+        let mut absent: Vec<usize> = Vec::new();
+        let mut next = 0;
+        {
+            let range = (Bound::Included(start), Bound::Unbounded);
+            let mut cursor = self.shared.data.range_mut(wtxn, &range).map_err(&err)?;
+            while next < entries.len() {
+                let Some(item) = cursor.next() else { break };
+                let (stored_key, stored_value) = item.map_err(&err)?;
+                while next < entries.len() && key_of(next) < stored_key {
+                    absent.push(next);
+                    next += 1;
+                }
+                if next == entries.len() || key_of(next) != stored_key {
+                    continue;
+                }
+                let entry = &entries[next];
+                next += 1;
+                if StoredRow::timestamps(stored_value)? > (entry.event_ts, entry.created_ts) {
+                    summary.skipped += 1;
+                    continue;
+                }
+                // SAFETY: the key and value come from `prepared`, not from the database,
+                // and nothing borrowed from the cursor is used after this call; the key is
+                // the one the cursor is on.
+                unsafe {
+                    cursor.put_current(
+                        &prepared.keys[entry.key.clone()],
+                        &prepared.values[entry.value.clone()],
+                    )
+                }
+                .map_err(&err)?;
+                summary.written += 1;
+            }
+        }
+        absent.extend(next..entries.len());
+        for i in absent {
+            let entry = &entries[i];
+            self.shared
+                .data
+                .put(
+                    wtxn,
+                    &prepared.keys[entry.key.clone()],
+                    &prepared.values[entry.value.clone()],
+                )
+                .map_err(&err)?;
+            summary.written += 1;
+        }
+        Ok(())
     }
 
     /// Reads `entities` (one row per entity, holding each view's join key columns) from
@@ -1089,8 +1247,9 @@ fn prepare_write(
     options: &WriteOptions,
 ) -> Result<PreparedWrite> {
     struct Candidate {
-        // The first 8 bytes of the entity key, big-endian: most comparisons stop here.
-        head: u64,
+        // The first 16 bytes of the entity key, big-endian and zero-padded: comparisons
+        // of keys up to 16 bytes (any single int64 or short string key) stop here.
+        head: u128,
         entry: PreparedEntry,
     }
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -1132,9 +1291,9 @@ fn prepare_write(
                     "the entity key of row {row} is {key_len} bytes long: expected at most {MAX_KEY_BYTES}"
                 )));
             }
-            let mut head = [0u8; 8];
+            let mut head = [0u8; 16];
             let tail = &keys[key_start + 4..];
-            head[..tail.len().min(8)].copy_from_slice(&tail[..tail.len().min(8)]);
+            head[..tail.len().min(16)].copy_from_slice(&tail[..tail.len().min(16)]);
             let event_ts = event.value(row);
             let created_ts =
                 created
@@ -1145,7 +1304,7 @@ fn prepare_write(
                 Error::SchemaMismatch(format!("row {row} of view '{}': {e}", schema.name))
             })?;
             candidates.push(Candidate {
-                head: u64::from_be_bytes(head),
+                head: u128::from_be_bytes(head),
                 entry: PreparedEntry {
                     key: key_start..keys.len(),
                     value: value_start..values.len(),

@@ -665,3 +665,133 @@ fn read_keys_of_many_entities_match_one_by_one_reads() {
     assert!(read.statuses.contains(&Status::NotFound));
     assert!(read.statuses.contains(&Status::NullValue));
 }
+
+/// One row of a generated write: (id, event second, created second, total, name length).
+type GenRow = (i64, i64, i64, i64, usize);
+
+fn rows_batch(rows: &[GenRow]) -> RecordBatch {
+    let n = rows.len();
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "customer_id",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+        ),
+        (
+            "event_timestamp",
+            Arc::new(TimestampSecondArray::from_iter_values(
+                rows.iter().map(|r| r.1),
+            )),
+        ),
+        (
+            "created",
+            Arc::new(TimestampSecondArray::from_iter_values(
+                rows.iter().map(|r| r.2),
+            )),
+        ),
+        (
+            "total",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        ),
+        ("avg", Arc::new(Float64Array::from(vec![0.5; n]))),
+        (
+            // Names of varying length: a replaced row may change size.
+            "name",
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| "n".repeat(r.4)),
+            )),
+        ),
+    ];
+    RecordBatch::try_from_iter(columns).unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Chunks written in one transaction, and each chunk in a transaction of its own, leave
+    /// the store a row-by-row newer-wins model describes, whichever of append, cursor
+    /// merge or per-key search each chunk takes (the preloaded store and the chunk sizes
+    /// vary to reach all three).
+    #[test]
+    fn chunked_writes_match_a_newer_wins_model(
+        preload in 0usize..400,
+        chunks in proptest::collection::vec(
+            proptest::collection::vec(
+                (0i64..600, 0i64..8, 0i64..3, 0i64..1000, 0usize..40),
+                0..60,
+            ),
+            1..6,
+        ),
+    ) {
+        let opts = WriteOptions {
+            timestamp_column: "event_timestamp".into(),
+            created_column: Some("created".into()),
+        };
+        // Even ids below 2 * preload, stored first at event second 4.
+        let preloaded: Vec<GenRow> =
+            (0..preload as i64).map(|i| (i * 2, 4, 1, -i, 3)).collect();
+        let mut model: std::collections::HashMap<i64, GenRow> = HashMap::new();
+        for row in preloaded.iter().chain(chunks.iter().flatten()) {
+            let replace = model.get(&row.0).map_or(true, |old| (row.1, row.2) >= (old.1, old.2));
+            if replace {
+                model.insert(row.0, *row);
+            }
+        }
+        let (_dir_one, one) = open();
+        let (_dir_each, each) = open();
+        for store in [&one, &each] {
+            store.register_view(&spec(None), OnSchemaChange::Error).unwrap();
+            store.write("customer", &[rows_batch(&preloaded)], &opts).unwrap();
+        }
+        let batches: Vec<Vec<RecordBatch>> =
+            chunks.iter().map(|c| vec![rows_batch(c)]).collect();
+        let total_rows: usize = chunks.iter().map(Vec::len).sum();
+        let summary = one
+            .write_chunks("customer", batches.clone().into_iter().map(Ok), &opts)
+            .unwrap();
+        proptest::prop_assert_eq!(summary.rows, total_rows);
+        for chunk in &batches {
+            each.write("customer", chunk, &opts).unwrap();
+        }
+        let ids: Vec<KeyValue> = (0..600).map(KeyValue::Int).collect();
+        let request = [KeysRequest { view: "customer", features: Some(&["total", "name"]), keys: &ids }];
+        for store in [&one, &each] {
+            proptest::prop_assert_eq!(store.count("customer").unwrap(), model.len() as u64);
+            let read = store.read_keys(&request, 0).unwrap().remove(0);
+            for id in 0..600usize {
+                let got = &read.values[id * 2..id * 2 + 2];
+                match model.get(&(id as i64)) {
+                    Some(row) => {
+                        proptest::prop_assert_eq!(read.event_ts[id], Some(row.1 * 1_000_000));
+                        proptest::prop_assert_eq!(
+                            got,
+                            &[Value::Int64(row.3), Value::String("n".repeat(row.4))][..]
+                        );
+                    }
+                    None => proptest::prop_assert_eq!(read.event_ts[id], None),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failing_chunk_writes_nothing_of_the_stream() {
+    let (_dir, store) = open();
+    store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    let opts = WriteOptions::default();
+    let chunks = vec![
+        Ok(vec![batch(&[1, 2], &[5, 5], &[Some(1), Some(2)])]),
+        Err(Error::InvalidArgument("the source failed".into())),
+        Ok(vec![batch(&[3], &[5], &[Some(3)])]),
+    ];
+    let failed = store.write_chunks("customer", chunks, &opts).unwrap_err();
+    assert!(matches!(failed, Error::InvalidArgument(_)), "{failed:?}");
+    assert_eq!(store.count("customer").unwrap(), 0);
+    // A chunk the view refuses (no event timestamp) also aborts the earlier ones.
+    let bad = keys(&[4]);
+    let chunks = vec![Ok(vec![batch(&[1], &[5], &[Some(1)])]), Ok(vec![bad])];
+    assert!(store.write_chunks("customer", chunks, &opts).is_err());
+    assert_eq!(store.count("customer").unwrap(), 0);
+}
