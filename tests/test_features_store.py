@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ferrostore.errors import InvalidArgument, SchemaMismatch
+from ferrostore.errors import InvalidArgument, SchemaMismatch, StorageError
 from ferrostore.features import (
     Entity,
     FeatureService,
@@ -352,17 +352,41 @@ def test_materialize_incremental_continues_from_last_end(sqlite_repo: Path):
 def test_materialize_streams_in_bounded_chunks(sqlite_repo: Path, monkeypatch):
     from ferrostore.features import store as store_module
 
-    monkeypatch.setattr(store_module, "_MATERIALIZE_BATCH_ROWS", 2)
+    monkeypatch.setattr(store_module, "_MATERIALIZE_BATCH_ROWS", 1)
+    monkeypatch.setattr(store_module, "_MATERIALIZE_CHUNK_ROWS", 2)
     with FeatureStore(repo_path=sqlite_repo) as store:
         store.apply([customer, customer_view(ttl=dt.timedelta(0))])
-        writes = []
-        real = store.online_store.write
-        monkeypatch.setattr(
-            store.online_store,
-            "write",
-            lambda view, t, **kw: writes.append(t.num_rows) or real(view, t, **kw),
-        )
+        chunks = []
+        real = store.online_store.write_chunks
+
+        def recording(view, stream, **kw):
+            return real(view, (chunks.append(t.num_rows) or t for t in stream), **kw)
+
+        monkeypatch.setattr(store.online_store, "write_chunks", recording)
         store.materialize(day(0), day(40))
-        assert max(writes) <= 2 and sum(writes) == 5
+        assert chunks == [2, 2, 1]
         resp = store.get_online_features(["customer_stats:orders"], [{"customer_id": 1}])
         assert resp.to_dict()["orders"] == [3]
+
+
+def test_a_materialize_that_fails_midway_writes_nothing(sqlite_repo: Path, monkeypatch):
+    from ferrostore.features import store as store_module
+
+    monkeypatch.setattr(store_module, "_MATERIALIZE_BATCH_ROWS", 1)
+    monkeypatch.setattr(store_module, "_MATERIALIZE_CHUNK_ROWS", 2)
+    with FeatureStore(repo_path=sqlite_repo) as store:
+        store.apply([customer, customer_view(ttl=dt.timedelta(0))])
+        real = store._cast_for_online
+        calls = []
+
+        def failing(view, table):
+            calls.append(table.num_rows)
+            if len(calls) == 4:  # the second chunk, after the first was written
+                raise StorageError("the disk went away")
+            return real(view, table)
+
+        monkeypatch.setattr(store, "_cast_for_online", failing)
+        with pytest.raises(StorageError, match="disk went away"):
+            store.materialize(day(0), day(40))
+        assert store.online_store.count("customer_stats") == 0
+        assert store.list_materializations("customer_stats") == []

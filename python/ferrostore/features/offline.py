@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 _UTC_US = pa.timestamp("us", tz="UTC")
+# Parquet's pre-buffering keeps every byte range it read until the whole file is done:
+# a streamed scan of one large file would end up holding all of it.
+_STREAMING_READS = ds.ParquetFragmentScanOptions(pre_buffer=False)
 
 
 def to_utc_micros(column: pa.Array | pa.ChunkedArray, *, what: str = "column") -> pa.Array:
@@ -240,7 +243,17 @@ def scan_batches(
         )
     expr = _filter(dataset.schema, source.timestamp_field, start, end)
     try:
-        for batch in dataset.to_batches(columns=columns, filter=expr, batch_size=batch_size):
+        # Little readahead: the consumer writes slower than Parquet decodes, and every
+        # batch queued ahead is memory held until it is written.
+        batches = dataset.to_batches(
+            columns=columns,
+            filter=expr,
+            batch_size=batch_size,
+            batch_readahead=1,
+            fragment_readahead=1,
+            fragment_scan_options=_STREAMING_READS,
+        )
+        for batch in batches:
             if batch.num_rows:
                 yield _rename(pa.Table.from_batches([batch]), source)
     except (pa.ArrowException, OSError) as exc:
@@ -284,7 +297,12 @@ def scan(
             )
         projection = {mapping.get(c, c): ds.field(c) for c in columns}
         # Little readahead: decoded batches queued ahead of the join are memory held twice.
-        scanner = dataset.scanner(columns=projection, batch_readahead=1, fragment_readahead=1)
+        scanner = dataset.scanner(
+            columns=projection,
+            batch_readahead=1,
+            fragment_readahead=1,
+            fragment_scan_options=_STREAMING_READS,
+        )
         return scanner.to_reader()
     except (pa.ArrowException, OSError) as exc:
         raise StorageError(f"reading Parquet source {source.path!r} failed: {exc}") from exc

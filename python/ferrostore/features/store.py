@@ -16,7 +16,7 @@ import contextlib
 import datetime as dt
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -54,9 +54,12 @@ from ferrostore.metadata import MetadataDB
 __all__ = ["FeatureStore", "RetrievalJob"]
 
 _REGISTRY_CACHE_S = 5.0
-# Rows read and written per online write transaction when materializing: the bound on its
-# memory (tens of MB). Each write dedups and sorts its rows, then looks each entity up, so
-# fewer, larger chunks mean fewer lookups (1M rows: 65,536 -> 1.0 s, 262,144 -> 0.74 s).
+# Rows per chunk when materializing, the bound on its memory (about 100 MB per chunk; the
+# store holds up to three at once: one written, one queued, one being prepared). A chunk
+# is deduplicated and sorted, then merged into the store by one cursor walk over the
+# stored rows of its key range, so larger chunks mean fewer walks.
+_MATERIALIZE_CHUNK_ROWS = 1 << 20
+# Rows per batch read from Parquet; batches are gathered into chunks without copies.
 _MATERIALIZE_BATCH_ROWS = 262_144
 
 
@@ -524,24 +527,36 @@ class FeatureStore:
         self._register_online(view, replace=False)
         src = view.source
         columns = [*view.join_keys, *view.feature_names]
-        rows = 0
         with Progress(f"materializing {view.name}", 0) as bar:
-            for chunk in offline.scan_batches(
-                src,
-                self.repo_path,
-                columns,
-                start=to_micros(start),
-                end=to_micros(end),
-                batch_size=_MATERIALIZE_BATCH_ROWS,
-            ):
-                self.online_store.write(
-                    view.name,
-                    self._cast_for_online(view, chunk),
-                    timestamp_column=src.timestamp_field,
-                    created_column=src.created_timestamp_column,
-                )
-                rows += chunk.num_rows
-                bar.advance(chunk.num_rows)
+
+            def chunks() -> Iterator[pa.Table]:
+                gathered: list[pa.Table] = []
+                size = 0
+                for batch in offline.scan_batches(
+                    src,
+                    self.repo_path,
+                    columns,
+                    start=to_micros(start),
+                    end=to_micros(end),
+                    batch_size=_MATERIALIZE_BATCH_ROWS,
+                ):
+                    gathered.append(self._cast_for_online(view, batch))
+                    size += batch.num_rows
+                    if size >= _MATERIALIZE_CHUNK_ROWS:
+                        yield pa.concat_tables(gathered, promote_options="permissive")
+                        bar.advance(size)
+                        gathered, size = [], 0
+                if gathered:
+                    yield pa.concat_tables(gathered, promote_options="permissive")
+                    bar.advance(size)
+
+            # One transaction for the whole view: all of it or, on failure, none of it.
+            rows = self.online_store.write_chunks(
+                view.name,
+                chunks(),
+                timestamp_column=src.timestamp_field,
+                created_column=src.created_timestamp_column,
+            ).rows
         self.registry.record_materialization(view.name, start, end, rows)
         lineage.record_materialization(self, view, start, end, rows)
         return rows
