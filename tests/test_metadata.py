@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import socket
 import sqlite3
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -322,3 +324,146 @@ def test_default_url_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with MetadataDB.from_env(tmp_path) as db:
         assert db.url == f"sqlite+pysqlite:///{other}"
     assert other.is_file()
+
+
+_BEFORE_RUN_DATA_BY_RUN = "0006_stack_state"
+
+
+@contextlib.contextmanager
+def _open_at(url: str, revision: str) -> Iterator[MetadataDB]:
+    """Open a new database created at an older schema revision."""
+    from alembic import command
+
+    from ferrostore.metadata import db as db_module
+
+    upgrade = command.upgrade
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(db_module, "_head_revision", lambda: revision)
+        patch.setattr(command, "upgrade", lambda config, _: upgrade(config, revision))
+        with MetadataDB(url) as db:
+            assert db.current_revision() == revision
+            yield db
+
+
+def _run_data(db: MetadataDB) -> dict[str, list[tuple[object, ...]]]:
+    with db.transaction(readonly=True) as conn:
+        return {
+            table: sorted(tuple(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}")))
+            for table in ("run_params", "run_tags", "run_latest_metrics", "run_metrics")
+        }
+
+
+def _index_columns(db: MetadataDB, table: str) -> list[str]:
+    (index,) = [
+        ix
+        for ix in sa.inspect(db.engine).get_indexes(table)
+        if ix["name"] == f"ix_{table}_key_value"
+    ]
+    return list(index["column_names"])
+
+
+def test_upgrade_keys_run_data_by_run_and_keeps_it(metadata_url: str) -> None:
+    runs = [uuid.uuid4().hex for _ in range(3)]
+    with _open_at(metadata_url, _BEFORE_RUN_DATA_BY_RUN) as old:
+        with old.transaction() as conn:
+            conn.execute(
+                sa.insert(tables.experiments),
+                [{"experiment_id": "7", "name": "e", "artifact_location": "a",
+                  "lifecycle_stage": "active", "creation_time": 1, "last_update_time": 1}],
+            )  # fmt: skip
+            conn.execute(
+                sa.insert(tables.runs),
+                [{"run_id": r, "experiment_id": "7", "run_name": f"r{i}", "user_id": "u",
+                  "status": "FINISHED", "start_time": i, "end_time": None,
+                  "lifecycle_stage": "active", "artifact_uri": f"runs:/{r}"}
+                 for i, r in enumerate(runs)],
+            )  # fmt: skip
+            for table in ("run_params", "run_tags"):
+                conn.execute(
+                    sa.text(f'INSERT INTO {table} (run_id, "key", value) VALUES (:r, :k, :v)'),
+                    [{"r": r, "k": k, "v": f"{k}-{i} ✓"} for i, r in enumerate(runs)
+                     for k in ("a", "b b", "")],
+                )  # fmt: skip
+            points = [
+                {"r": r, "k": k, "v": v, "n": n, "t": 10 + i, "s": i}
+                for i, r in enumerate(runs)
+                for k, v, n in (("acc", 0.1 + i, False), ("nan", None, True), ("big", 1e308, False))
+            ]
+            for table in ("run_latest_metrics", "run_metrics"):
+                conn.execute(
+                    sa.text(
+                        f'INSERT INTO {table} (run_id, "key", value, is_nan, "timestamp", step) '
+                        "VALUES (:r, :k, :v, :n, :t, :s)"
+                    ),
+                    points,
+                )
+        before = _run_data(old)
+    assert len(before["run_params"]) == 9 and len(before["run_latest_metrics"]) == 9
+
+    with MetadataDB(metadata_url) as db:  # upgrades to head
+        assert db.current_revision() == HEAD
+        assert _run_data(db) == before
+        assert _index_columns(db, "run_params") == ["key", "value", "run_id"]
+        assert _index_columns(db, "run_tags") == ["key", "value", "run_id"]
+        assert _index_columns(db, "run_latest_metrics") == ["key", "value", "is_nan", "run_id"]
+        if db.dialect == "sqlite":
+            with db.transaction(readonly=True) as conn:
+                ddl = dict(conn.execute(sa.text("SELECT name, sql FROM sqlite_master")).all())
+            for table in ("run_params", "run_tags", "run_latest_metrics"):
+                assert "WITHOUT ROWID" in ddl[table] and "pk_" + table in ddl[table]
+            assert "WITHOUT ROWID" not in ddl["run_metrics"]
+        with db.transaction() as conn:  # keys and cascades still hold
+            row = {"run_id": runs[0], "key": "a", "value": "again"}
+            with pytest.raises(exc.IntegrityError), conn.begin_nested():
+                conn.execute(sa.insert(tables.run_params), row)
+            with pytest.raises(exc.IntegrityError), conn.begin_nested():
+                conn.execute(sa.insert(tables.run_tags), {**row, "run_id": "no-such-run"})
+            conn.execute(sa.delete(tables.runs).where(tables.runs.c.run_id == runs[0]))
+        after_delete = _run_data(db)
+        assert all(runs[0] not in row for rows in after_delete.values() for row in rows)
+        assert len(after_delete["run_latest_metrics"]) == 6
+
+
+def test_downgrade_from_run_data_by_run_keeps_the_data(metadata_url: str) -> None:
+    from alembic import command
+
+    from ferrostore.metadata.db import _alembic_config
+
+    with MetadataDB(metadata_url) as db:
+        run = uuid.uuid4().hex
+        with db.transaction() as conn:
+            conn.execute(
+                sa.insert(tables.experiments),
+                {"experiment_id": "7", "name": "e", "artifact_location": "a",
+                 "lifecycle_stage": "active", "creation_time": 1, "last_update_time": 1},
+            )  # fmt: skip
+            conn.execute(
+                sa.insert(tables.runs),
+                {"run_id": run, "experiment_id": "7", "run_name": "r", "user_id": "u",
+                 "status": "FINISHED", "start_time": 1, "end_time": None,
+                 "lifecycle_stage": "active", "artifact_uri": "runs:/r"},
+            )  # fmt: skip
+            conn.execute(sa.insert(tables.run_params), {"run_id": run, "key": "k", "value": "v"})
+            conn.execute(
+                sa.insert(tables.run_latest_metrics),
+                {"run_id": run, "key": "m", "value": 0.5, "is_nan": False, "timestamp": 1,
+                 "step": 0},
+            )  # fmt: skip
+        before = _run_data(db)
+        with db.engine.connect() as conn:
+            config = _alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, _BEFORE_RUN_DATA_BY_RUN)
+            conn.commit()
+        assert db.current_revision() == _BEFORE_RUN_DATA_BY_RUN
+        assert _run_data(db) == before
+        assert _index_columns(db, "run_latest_metrics") == ["key", "value"]
+        if db.dialect == "sqlite":
+            with db.transaction(readonly=True) as conn:
+                ddl = conn.execute(
+                    sa.text("SELECT sql FROM sqlite_master WHERE name = 'run_params'")
+                ).scalar_one()
+            assert "WITHOUT ROWID" not in ddl
+    with MetadataDB(metadata_url) as db:  # and up again
+        assert db.current_revision() == HEAD
+        assert _run_data(db) == before

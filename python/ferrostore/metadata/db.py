@@ -702,7 +702,7 @@ def _known_revisions() -> frozenset[str]:
     return frozenset(script.revision for script in _script_directory().walk_revisions())
 
 
-HEAD_REVISION = "0006_stack_state"
+HEAD_REVISION = "0007_run_data_by_run"
 """The newest migration's revision (a test checks it against the migration scripts)."""
 
 

@@ -106,9 +106,14 @@ run_params = sa.Table(
     ),
     sa.Column("key", sa.Text, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
-    sa.Index("ix_run_params_key_value", "key", "value"),
+    sa.Index("ix_run_params_key_value", "key", "value", "run_id"),
+    sqlite_with_rowid=False,
 )
-"""Run parameters: written once per key."""
+"""Run parameters: written once per key.
+
+Stored by (run_id, key) (on SQLite ``WITHOUT ROWID``: a run's data is one B-tree search); the
+(key, value) index holds the run id, so a filter finds its runs from the index alone (0007).
+"""
 
 run_tags = sa.Table(
     "run_tags",
@@ -118,9 +123,10 @@ run_tags = sa.Table(
     ),
     sa.Column("key", sa.Text, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
-    sa.Index("ix_run_tags_key_value", "key", "value"),
+    sa.Index("ix_run_tags_key_value", "key", "value", "run_id"),
+    sqlite_with_rowid=False,
 )
-"""Run tags: the last value set wins."""
+"""Run tags: the last value set wins. Stored and indexed as :data:`run_params`."""
 
 run_metrics = sa.Table(
     "run_metrics",
@@ -147,9 +153,13 @@ run_latest_metrics = sa.Table(
     sa.Column("is_nan", sa.Boolean, nullable=False),
     sa.Column("timestamp", sa.BigInteger, nullable=False),
     sa.Column("step", sa.BigInteger, nullable=False),
-    sa.Index("ix_run_latest_metrics_key_value", "key", "value"),
+    sa.Index("ix_run_latest_metrics_key_value", "key", "value", "is_nan", "run_id"),
+    sqlite_with_rowid=False,
 )
-"""The latest point of each metric of a run (greatest step, then timestamp), kept on write."""
+"""The latest point of each metric of a run (greatest step, then timestamp), kept on write.
+
+Stored and indexed as :data:`run_params` (the index also holds ``is_nan``, which filters test).
+"""
 
 run_artifacts = sa.Table(
     "run_artifacts",
