@@ -274,7 +274,7 @@ def test_frame_times_are_utc_datetimes_with_none_as_nat() -> None:
     starts = [1_700_000_000_123, 1_700_000_000_999, 5]
     for ends in ([1_700_000_001_001, 7, 8_000_000_000_001], [None, 1_700_000_001_001, None]):
         rows = [row(f"r{i}", s, e) for i, (s, e) in enumerate(zip(starts, ends, strict=True))]
-        table = RunTable(rows, {"acc": {"r1": 0.5}}, {"p": {"r0": "x"}}, {})
+        table = RunTable(rows, {"acc": {1: 0.5}}, {"p": {0: "x"}}, {})
         df = tracking.run_table_to_frame(table)
         expected_end = pd.to_datetime(
             [math.nan if e is None else e for e in ends], unit="ms", utc=True

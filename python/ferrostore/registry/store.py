@@ -276,24 +276,28 @@ class RunTable(NamedTuple):
     """Runs as columns, the shape ``search_runs`` builds its DataFrame from.
 
     ``rows`` hold the :data:`_RUN_INFO_COLUMNS` of each run, in search order; ``metrics``,
-    ``params`` and ``tags`` map each key to ``{run_id: value}`` for the runs that have it.
+    ``params`` and ``tags`` map each key to ``{position in rows: value}`` for the runs that
+    have it.
     """
 
     rows: list[tuple[Any, ...]]
-    metrics: dict[str, dict[str, float]]
-    params: dict[str, dict[str, str]]
-    tags: dict[str, dict[str, str]]
+    metrics: dict[str, dict[int, float]]
+    params: dict[str, dict[int, str]]
+    tags: dict[str, dict[int, str]]
 
     def runs(self) -> list[Run]:
         """Return the table as :class:`Run` objects, in order."""
-        per_run: dict[str, tuple[dict[str, float], dict[str, str], dict[str, str]]] = {
-            row[0]: ({}, {}, {}) for row in self.rows
-        }
+        per_run: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = [
+            ({}, {}, {}) for _ in self.rows
+        ]
         for slot, columns in enumerate((self.metrics, self.params, self.tags)):
-            for key, by_run in columns.items():
-                for run_id, value in by_run.items():
-                    per_run[run_id][slot][key] = value  # type: ignore[index]
-        return [Run(info=RunInfo(*row), data=RunData(*per_run[row[0]])) for row in self.rows]
+            for key, by_row in columns.items():
+                for row, value in by_row.items():
+                    per_run[row][slot][key] = value
+        return [
+            Run(info=RunInfo(*row), data=RunData(*data))
+            for row, data in zip(self.rows, per_run, strict=True)
+        ]
 
 
 def _ids_sql(select: str, column: str, pg_type: str) -> SQL:
@@ -312,29 +316,59 @@ def _ids_param(ids: Sequence[Any], dialect: str) -> Any:
     return list(ids) if dialect == "postgresql" else json.dumps(list(ids))
 
 
-_RUN_LATEST_METRICS = _ids_sql(
-    'SELECT run_id, "key", value, is_nan FROM run_latest_metrics WHERE', "run_id", "TEXT"
+# The runs of a search, bound as one list: ``j(pos, run_id)``, pos the index in the list (an
+# int, cheaper to read and use than the run id). SQLite probes the ids sorted (neighbouring
+# pages) and walks the list first (``CROSS JOIN`` keeps that order): one primary-key search per
+# run and table.
+_RUN_LIST = SQL(
+    "WITH j(pos, run_id) AS (SELECT key, value FROM json_each(?) ORDER BY value) ",
+    postgresql="WITH j(run_id, pos) AS (SELECT run_id, pos - 1 FROM "
+    "unnest(CAST(%s AS TEXT[])) WITH ORDINALITY AS u(run_id, pos)) ",
 )
-_RUNS_PARAMS = _ids_sql('SELECT run_id, "key", value FROM run_params WHERE', "run_id", "TEXT")
-_RUNS_TAGS = _ids_sql('SELECT run_id, "key", value FROM run_tags WHERE', "run_id", "TEXT")
+
+
+def _with_run_list(select: str) -> SQL:
+    return SQL(
+        _RUN_LIST.sqlite + select.format(join="CROSS JOIN", agg="json_group_array"),
+        postgresql=_RUN_LIST.postgresql + select.format(join="JOIN", agg="array_agg"),
+    )
+
+
+# Latest metrics one row each (NaN read as NULL); params and tags one row per key, their
+# positions and values aggregated (JSON arrays on SQLite, arrays on PostgreSQL), so the rows
+# reach Python as a few lists instead of a tuple per value.
+_RUNS_METRICS = _with_run_list(
+    'SELECT j.pos, d."key", CASE WHEN d.is_nan THEN NULL ELSE d.value END '
+    "FROM j {join} run_latest_metrics AS d ON d.run_id = j.run_id"
+)
+_RUNS_PARAMS_TAGS = _with_run_list(
+    " UNION ALL ".join(
+        f'SELECT {kind}, d."key", {{agg}}(j.pos), {{agg}}(d.value) '
+        f'FROM j {{join}} {table} AS d ON d.run_id = j.run_id GROUP BY d."key"'
+        for kind, table in ((1, "run_params"), (2, "run_tags"))
+    )
+)
+_NAN = math.nan
 
 
 def _run_table(conn: Connection | DriverConnection, rows: Sequence[Any]) -> RunTable:
     """Return the runs ``rows`` (their :data:`_RUN_INFO_COLUMNS`) with their logged data."""
-    metrics: dict[str, dict[str, float]] = defaultdict(dict)
-    params: dict[str, dict[str, str]] = defaultdict(dict)
-    tags: dict[str, dict[str, str]] = defaultdict(dict)
+    metrics: dict[str, dict[int, float]] = {}
+    columns: tuple[dict[str, dict[int, str]], ...] = ({}, {}, {})
     if rows:
         driver = DriverConnection.of(conn)
-        # Sorted, the ids are probed in index order (SQLite returns rows in that order anyway).
-        ids = (_ids_param(sorted(row[0] for row in rows), driver.dialect),)
-        for run_id, key, value, is_nan in driver.all(_RUN_LATEST_METRICS, ids):
-            metrics[key][run_id] = _metric_from_row(value, is_nan)
-        for run_id, key, value in driver.all(_RUNS_PARAMS, ids):
-            params[key][run_id] = value
-        for run_id, key, value in driver.all(_RUNS_TAGS, ids):
-            tags[key][run_id] = value
-    return RunTable([tuple(row) for row in rows], dict(metrics), dict(params), dict(tags))
+        ids = (_ids_param([row[0] for row in rows], driver.dialect),)
+        for pos, key, value in driver.all(_RUNS_METRICS, ids):
+            by_row = metrics.get(key)
+            if by_row is None:
+                by_row = metrics[key] = {}
+            by_row[pos] = _NAN if value is None else float(value)
+        decode = json.loads if driver.dialect == "sqlite" else None
+        for kind, key, positions, values in driver.all(_RUNS_PARAMS_TAGS, ids):
+            if decode is not None:
+                positions, values = decode(positions), decode(values)
+            columns[kind][key] = dict(zip(positions, values, strict=True))
+    return RunTable([tuple(row) for row in rows], metrics, columns[1], columns[2])
 
 
 _MV_COLUMNS = (

@@ -19,7 +19,6 @@ directory (the project's shared metadata database).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import os
 import threading
@@ -606,37 +605,50 @@ def search_runs(
 
 
 def run_table_to_frame(table: RunTable) -> pd.DataFrame:
-    """Return runs as MLflow's ``search_runs`` DataFrame, built column by column."""
+    """Return runs as MLflow's ``search_runs`` DataFrame, built column by column.
+
+    Every column goes in as a NumPy array (object arrays for text), which pandas takes as it
+    is; from lists it would convert and check each value.
+    """
     columns = list(zip(*table.rows, strict=True)) if table.rows else [()] * 9
     run_ids, experiment_ids, _, _, statuses, starts, ends, _, artifact_uris = columns
+    n = len(run_ids)
     frame: dict[str, Any] = {
-        "run_id": list(run_ids),
-        "experiment_id": list(experiment_ids),
-        "status": list(statuses),
-        "artifact_uri": list(artifact_uris),
+        "run_id": _objects(run_ids),
+        "experiment_id": _objects(experiment_ids),
+        "status": _objects(statuses),
+        "artifact_uri": _objects(artifact_uris),
         "start_time": _ms_to_datetime(starts),
         "end_time": _ms_to_datetime(ends),
     }
-    fill = itertools.repeat
-    for prefix, by_key, missing in (
-        ("metrics", table.metrics, math.nan),
-        ("params", table.params, None),
-        ("tags", table.tags, None),
+    for prefix, by_key, empty in (
+        ("metrics", table.metrics, np.full(n, math.nan)),
+        ("params", table.params, np.full(n, None, dtype=object)),
+        ("tags", table.tags, np.full(n, None, dtype=object)),
     ):
         for key in sorted(by_key):
-            lookup = by_key[key].get
-            frame[f"{prefix}.{key}"] = list(map(lookup, run_ids, fill(missing, len(run_ids))))
+            by_row = by_key[key]
+            values = empty.copy()
+            values[np.fromiter(by_row, np.intp, len(by_row))] = list(by_row.values())
+            frame[f"{prefix}.{key}"] = values
     return pd.DataFrame(frame)
 
 
+def _objects(values: Sequence[Any]) -> np.ndarray[Any, np.dtype[np.object_]] | list[Any]:
+    # An empty list stays a list: pandas gives it the dtype MLflow's empty frame has.
+    return np.fromiter(values, object, len(values)) if values else []
+
+
 def _ms_to_datetime(values: Sequence[int | None]) -> pd.DatetimeIndex:
-    """Epoch milliseconds (``None`` for none) as UTC datetimes, as MLflow's frame has them."""
-    if None in values:
-        return pd.to_datetime(
-            [math.nan if value is None else value for value in values], unit="ms", utc=True
-        )
-    # An int64 array converts in one vectorized step; a list is converted item by item.
-    return pd.to_datetime(np.fromiter(values, np.int64, len(values)), unit="ms", utc=True)
+    """Epoch milliseconds (``None`` for none) as UTC datetimes, as MLflow's frame has them.
+
+    Raises:
+        pandas.errors.OutOfBoundsDatetime: A time outside the nanosecond range (as
+            ``pd.to_datetime`` does).
+    """
+    # datetime64[ms] (None becomes NaT) is taken as it is, then checked as it is widened to ns.
+    stamps = np.fromiter(values, "datetime64[ms]", len(values))
+    return pd.DatetimeIndex(stamps, tz="UTC").as_unit("ns")
 
 
 def register_model(
