@@ -290,7 +290,8 @@ class RunTable(NamedTuple):
         per_run: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = [
             ({}, {}, {}) for _ in self.rows
         ]
-        for slot, columns in enumerate((self.metrics, self.params, self.tags)):
+        kinds: tuple[dict[str, dict[int, Any]], ...] = (self.metrics, self.params, self.tags)
+        for slot, columns in enumerate(kinds):
             for key, by_row in columns.items():
                 for row, value in by_row.items():
                     per_run[row][slot][key] = value
