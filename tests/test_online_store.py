@@ -1406,6 +1406,39 @@ def test_same_store_opened_twice_in_one_process(tmp_path: Path) -> None:
     assert OnlineStore(path).read_one("v", [1], now=T0) == {"x": 2}
 
 
+def test_other_processes_see_a_chunked_write_whole_or_not_at_all(tmp_path: Path) -> None:
+    path = str(tmp_path / "online")
+    store = OnlineStore(path)
+    store.register_view("v", {"k": "int64"}, {"x": "int64"})
+    store.write("v", online_workers.batch_table(np.arange(100), 0, 0))
+    read_x = (
+        "import sys; from ferrostore.features import OnlineStore; s = OnlineStore(sys.argv[1]); "
+        "x = s.read({'k': list(range(200))}, ['v']).values.column('v:x').to_pylist(); "
+        "print(s.count('v'), sorted(set(x), key=repr))"
+    )
+
+    def observe() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", read_x, path],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=online_workers.TIMEOUT_S,
+        )
+        return done.stdout.strip()
+
+    during: list[str] = []
+
+    def chunks() -> Iterator[pa.Table]:
+        for b in (1, 2, 3):
+            yield online_workers.batch_table(np.arange(200), b, b)
+            during.append(observe())  # earlier chunks may already be in the transaction
+
+    assert store.write_chunks("v", chunks()).rows == 600
+    assert during == ["100 [0, None]"] * 3
+    assert observe() == "200 [3]"
+
+
 # --------------------------------------------------------------------------------------------
 # 8. Threads
 # --------------------------------------------------------------------------------------------

@@ -296,21 +296,13 @@ class OnlineStore:
     ) -> WriteSummary:
         """Write every chunk of a stream in one transaction: a bulk load.
 
-        Chunks are read and prepared one at a time, so memory holds one chunk; the single
-        transaction copies each stored page once however many chunks touch it, and a
-        failure anywhere (in a chunk or in the iterable itself) writes nothing. Semantics
-        are :meth:`write`'s; ``written`` counts an entity once per chunk that stored it.
-
-        Args:
-            view: The view's name.
-            chunks: An iterable of anything :meth:`write` accepts.
-            timestamp_column: The event timestamp column.
-            created_column: An optional created timestamp column breaking ties.
-
-        Raises:
-            NotFound: Unknown view.
-            SchemaMismatch: A missing column, an uncastable type, a null key or timestamp.
-            StorageFull: The map size was reached.
+        ``chunks`` is an iterable of anything :meth:`write` accepts; the other arguments,
+        the semantics and the errors are :meth:`write`'s, and so is an error raised by the
+        iterable itself. Chunks are read and prepared one at a time (the next while the
+        last is written), so memory holds a few chunks, not the stream. The transaction
+        copies each stored page once however many chunks touch it, and a failure anywhere
+        writes nothing; other readers see all of the stream or none of it. ``written``
+        counts an entity once per chunk that stored it.
         """
         rows, written, skipped = self._store.write_chunks(
             view,

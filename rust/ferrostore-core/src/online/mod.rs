@@ -177,6 +177,13 @@ struct Shared {
     schemas: RwLock<HashMap<String, CachedSchema>>,
 }
 
+/// The `views`, `data` and `meta` databases of an environment.
+type Databases = (
+    Database<Str, Bytes>,
+    Database<Bytes, Bytes>,
+    Database<Str, Bytes>,
+);
+
 // LMDB must not open one environment twice in a process: stores share it by path.
 static OPEN_STORES: LazyLock<Mutex<HashMap<PathBuf, Weak<Shared>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -268,20 +275,10 @@ impl OnlineStore {
         // Readers left by killed processes would pin old pages forever.
         env.clear_stale_readers()
             .map_err(|e| Error::lmdb(e, "clearing stale readers", path))?;
-        let mut wtxn = env
-            .write_txn()
-            .map_err(|e| Error::lmdb(e, "opening", path))?;
-        let views = env
-            .create_database(&mut wtxn, Some("views"))
-            .map_err(|e| Error::lmdb(e, "creating databases", path))?;
-        let data = env
-            .create_database(&mut wtxn, Some("data"))
-            .map_err(|e| Error::lmdb(e, "creating databases", path))?;
-        let meta = env
-            .create_database(&mut wtxn, Some("meta"))
-            .map_err(|e| Error::lmdb(e, "creating databases", path))?;
-        wtxn.commit()
-            .map_err(|e| Error::lmdb(e, "creating databases", path))?;
+        let (views, data, meta) = match Self::existing_databases(&env, path)? {
+            Some(databases) => databases,
+            None => Self::create_databases(&env, path)?,
+        };
         Ok(Shared {
             env,
             path: path.to_path_buf(),
@@ -292,6 +289,35 @@ impl OnlineStore {
             meta,
             schemas: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// The databases of a store created before, opened in a read transaction: opening
+    /// must not wait for a writer (a materialization holds the write lock for its whole
+    /// run).
+    fn existing_databases(env: &Env, path: &Path) -> Result<Option<Databases>> {
+        let fail = |e| Error::lmdb(e, "opening", path);
+        let rtxn = env.read_txn().map_err(fail)?;
+        let views = env.open_database(&rtxn, Some("views")).map_err(fail)?;
+        let data = env.open_database(&rtxn, Some("data")).map_err(fail)?;
+        let meta = env.open_database(&rtxn, Some("meta")).map_err(fail)?;
+        // Committing keeps the opened database handles valid after the transaction.
+        rtxn.commit().map_err(fail)?;
+        Ok(match (views, data, meta) {
+            (Some(views), Some(data), Some(meta)) => Some((views, data, meta)),
+            _ => None,
+        })
+    }
+
+    fn create_databases(env: &Env, path: &Path) -> Result<Databases> {
+        let fail = |e| Error::lmdb(e, "creating databases", path);
+        let mut wtxn = env.write_txn().map_err(fail)?;
+        let views = env
+            .create_database(&mut wtxn, Some("views"))
+            .map_err(fail)?;
+        let data = env.create_database(&mut wtxn, Some("data")).map_err(fail)?;
+        let meta = env.create_database(&mut wtxn, Some("meta")).map_err(fail)?;
+        wtxn.commit().map_err(fail)?;
+        Ok((views, data, meta))
     }
 
     /// The folder of the store.
