@@ -129,3 +129,39 @@ def test_write(benchmark, name: str, table: pa.Table, tmp_path: Path) -> None:
     assert written == ENTITIES
     if isinstance(made[0], LmdbPeer):
         made[0].close()
+
+
+#: Newer rows for every entity, split in chunks as a materialization streams them.
+CHUNKS = 8
+
+
+def _newer_chunks(table: pa.Table, shift_s: int) -> list[pa.Table]:
+    ts = table.column("event_timestamp")
+    newer = table.set_column(
+        table.schema.get_field_index("event_timestamp"),
+        "event_timestamp",
+        pa.compute.add(ts, pa.scalar(shift_s * 1_000_000, pa.duration("us"))),
+    )
+    order = np.random.default_rng(SEED + 2).permutation(len(newer))
+    newer = newer.take(pa.array(order))
+    size = -(-len(newer) // CHUNKS)
+    return [newer.slice(i, size) for i in range(0, len(newer), size)]
+
+
+@pytest.mark.benchmark(group="update 100k entities in 8 chunks")
+@pytest.mark.parametrize("transactions", ["one (write_chunks)", "one per chunk (write)"])
+def test_chunked_update(benchmark, transactions: str, table: pa.Table, tmp_path: Path) -> None:
+    store = Ferrostore(str(tmp_path / "store"))
+    store.write(table)
+    rounds = itertools.count(1)
+
+    def newer() -> tuple[tuple[list[pa.Table]], dict]:
+        return (_newer_chunks(table, next(rounds)),), {}
+
+    def update(chunks: list[pa.Table]) -> int:
+        if transactions.startswith("one ("):
+            return store.store.write_chunks(VIEW, chunks).written
+        return sum(store.store.write(VIEW, c).written for c in chunks)
+
+    written = benchmark.pedantic(update, setup=newer, rounds=5, iterations=1)
+    assert written == ENTITIES
