@@ -8,20 +8,8 @@ use pyo3::prelude::*;
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::PyRecordBatch;
 
+use crate::arrow_input::record_batches;
 use crate::error::run;
-
-/// The batches of `data` (zero-copy); one empty batch when it has none.
-fn batches(data: AnyRecordBatch) -> PyResult<Vec<arrow_array::RecordBatch>> {
-    let reader = data.into_reader()?;
-    let schema = reader.schema();
-    let mut batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PyErr::from(pyo3_arrow::error::PyArrowError::from(e)))?;
-    if batches.is_empty() {
-        batches.push(arrow_array::RecordBatch::new_empty(schema));
-    }
-    Ok(batches)
-}
 
 /// Point-in-time join of `features` onto `entities`; see `ferrostore/_core.pyi`.
 #[pyfunction]
@@ -39,7 +27,7 @@ pub fn point_in_time_join<'py>(
     ttl_micros: Option<i64>,
     columns: Vec<(String, String)>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let entities = batches(entities)?;
+    let entities = record_batches(entities)?;
     let schema = entities[0].schema();
     let entities = run(py, || single_batch(schema, &entities))?;
     let spec = JoinSpec {

@@ -4,6 +4,7 @@
 //! with the GIL released and panics caught ([`run`]), maps core errors onto
 //! `ferrostore.errors` ([`error`]) and converts results into Arrow or small Python values.
 
+mod arrow_input;
 mod error;
 mod join;
 mod online;

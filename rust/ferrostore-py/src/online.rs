@@ -3,7 +3,6 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow_array::RecordBatch;
 use ferrostore_core::online::codec::{KeyValue, Value};
 use ferrostore_core::online::{
     Column, KeysRequest, OnSchemaChange, OnlineStore as CoreStore, ValueType, ViewRequest,
@@ -15,6 +14,7 @@ use pyo3::types::{PyBytes, PyDateTime, PyDict, PyIterator, PyList, PyString, PyT
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::PyRecordBatch;
 
+use crate::arrow_input::record_batches;
 use crate::error::{run, run_holding_gil, to_py_err};
 
 fn current_micros() -> i64 {
@@ -44,12 +44,6 @@ fn schema_dict<'py>(py: Python<'py>, schema: &ViewSchema) -> PyResult<Bound<'py,
     dict.set_item("features", pairs(&schema.features))?;
     dict.set_item("ttl_micros", schema.ttl_micros)?;
     Ok(dict)
-}
-
-fn batches(data: AnyRecordBatch) -> PyResult<Vec<RecordBatch>> {
-    data.into_reader()?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PyErr::from(pyo3_arrow::error::PyArrowError::from(e)))
 }
 
 fn value_to_py<'py>(py: Python<'py>, value: Value) -> PyResult<Bound<'py, PyAny>> {
@@ -249,7 +243,7 @@ impl OnlineStore {
         timestamp_column: String,
         created_column: Option<String>,
     ) -> PyResult<(usize, usize, usize)> {
-        let batches = batches(data)?;
+        let batches = record_batches(data)?;
         let options = WriteOptions {
             timestamp_column,
             created_column,
@@ -278,7 +272,8 @@ impl OnlineStore {
         let stream = std::iter::from_fn(|| {
             Python::attach(|py| {
                 let next = chunks.bind(py).clone().next()?;
-                let pulled = next.and_then(|item| batches(item.extract::<AnyRecordBatch>()?));
+                let pulled =
+                    next.and_then(|item| record_batches(item.extract::<AnyRecordBatch>()?));
                 Some(pulled.map_err(|e| {
                     let message = format!("reading a chunk to write failed: {e}");
                     *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
