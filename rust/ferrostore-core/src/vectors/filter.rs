@@ -130,17 +130,33 @@ impl Bitset {
 
     /// The slots in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.words.iter().enumerate().flat_map(|(i, &word)| {
-            let mut w = word;
-            std::iter::from_fn(move || {
-                if w == 0 {
-                    return None;
-                }
-                let b = w.trailing_zeros();
-                w &= w - 1;
-                Some(i as u64 * 64 + u64::from(b))
+        self.iter_words(0..self.words.len())
+    }
+
+    /// How many 64-slot words the set spans: the unit [`Bitset::iter_words`] splits on.
+    pub fn word_count(&self) -> usize {
+        self.words.len()
+    }
+
+    /// The slots of words `words` (slots `64 * words.start` up to `64 * words.end`), in
+    /// increasing order.
+    pub fn iter_words(&self, words: std::ops::Range<usize>) -> impl Iterator<Item = u64> + '_ {
+        let first = words.start;
+        self.words[words]
+            .iter()
+            .enumerate()
+            .flat_map(move |(i, &word)| {
+                let i = first + i;
+                let mut w = word;
+                std::iter::from_fn(move || {
+                    if w == 0 {
+                        return None;
+                    }
+                    let b = w.trailing_zeros();
+                    w &= w - 1;
+                    Some(i as u64 * 64 + u64::from(b))
+                })
             })
-        })
     }
 }
 

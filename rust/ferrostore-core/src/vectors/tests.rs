@@ -316,3 +316,42 @@ fn half_floats_widen_exactly() {
     }
     assert!(f16_bits_to_f32(0x7c00).is_infinite());
 }
+
+#[test]
+fn exact_scoring_split_over_cores_matches_one_pass() {
+    let (n, dim) = (6000, 8);
+    // Every vector three times: equal distances, settled by the smaller sequence number.
+    let unique = vectors(n / 3, dim, 5);
+    let all: Vec<f32> = (0..3).flat_map(|_| unique.iter().copied()).collect();
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for quantization in ["f32", "f16"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CollectionConfig::new(dim, "cosine", 16, 64, 64, quantization);
+        let c = Collection::open(dir.path(), Some(cfg), Some(1 << 28)).unwrap();
+        c.write(batch(&id_refs, all.clone(), None), WriteMode::Add)
+            .unwrap();
+        let state = c.state.read().unwrap();
+        let mut set = state.live.clone();
+        for seq in state.live.iter().filter(|s| s % 7 == 0).collect::<Vec<_>>() {
+            set.remove(seq);
+        }
+        assert!(set.len() >= PARALLEL_EXACT_ROWS);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for q in vectors(4, dim, 17).chunks(dim) {
+            let q = c.config.graph_vector(q.to_vec());
+            let split = pool.install(|| c.exact(&state, &q, 25, &set)).unwrap();
+            let mut one_pass = c.exact_top(&state, &q, 25, set.iter()).unwrap();
+            one_pass.sort_unstable();
+            let one_pass: Vec<(u64, f32)> = one_pass.into_iter().map(|h| (h.1, h.0)).collect();
+            assert_eq!(split, one_pass);
+            assert!(
+                split.windows(2).any(|w| w[0].1 == w[1].1),
+                "no tie was tested"
+            );
+        }
+    }
+}
