@@ -84,6 +84,11 @@ def test_unknown_view_feature_and_bad_reference(store):
         store.get_historical_features(entity_df(), ["stats:orders", "stats:orders"])
     with pytest.raises(NotFound):
         store.get_online_features(["nope:orders"], [{"customer_id": 1}])
+    # References that are not strings, hashable or not, are refused on the cached path too.
+    for bad in (["stats:orders", ["stats:orders"]], ("stats:orders", 7)):
+        for _ in range(2):
+            with pytest.raises(InvalidArgument):
+                store.get_online_features(bad, [{"customer_id": 1}])
 
 
 def test_wrong_key_type(store):

@@ -43,6 +43,17 @@ class OnlineResponse:
         self._statuses = dict(statuses)
         self.feature_columns = feature_columns
 
+    @classmethod
+    def _of(
+        cls, columns: dict[str, Any], statuses: dict[str, Any], feature_columns: list[str]
+    ) -> OnlineResponse:
+        """A response owning dicts nobody else holds (no defensive copies): the serving path."""
+        response = cls.__new__(cls)
+        response._columns = columns
+        response._statuses = statuses
+        response.feature_columns = feature_columns
+        return response
+
     @property
     def statuses(self) -> dict[str, list[FieldStatus]]:
         """Feature column name to the :class:`FieldStatus` of each entity row's value."""

@@ -669,11 +669,17 @@ class FeatureStore:
         """Resolve references and output names once per registry snapshot."""
         snapshot = self._snapshot(cached=True)
         key: tuple[Any, ...] | None = None
-        if isinstance(features, list | tuple) and all(isinstance(f, str) for f in features):
+        if type(features) is list or type(features) is tuple:
+            # Only lists of references are cached, so a hit needs no per-item type check.
             key = (*features, full_feature_names)
-            hit = self._online_plans.get(key)
+            try:
+                hit = self._online_plans.get(key)
+            except TypeError:  # an unhashable item: rejected by _resolve below
+                hit = key = None
             if hit is not None and hit[0] is snapshot:
                 return hit[1], hit[2], hit[3]
+            if not all(isinstance(f, str) for f in features):
+                key = None
         requests = self._resolve(features, snapshot)
         names: list[str] = []
         planned = []
@@ -772,12 +778,12 @@ class FeatureStore:
                         f"entity_rows lack join key(s) {missing_keys} of feature view "
                         f"{view.name!r}: they have {list(columns)}"
                     )
-        clash = next((name for name in names if name in columns), None)
-        if clash is not None:
+        if not columns.keys().isdisjoint(names):
+            clash = next(name for name in names if name in columns)
             raise InvalidArgument(
                 f"output column {clash!r} would appear twice; pass full_feature_names=True"
             )
         out: dict[str, Any] = dict(columns)
         statuses: dict[str, Any] = {}
         self.online_store.read_into(plan, columns, n, out, statuses)
-        return OnlineResponse(out, statuses, names)
+        return OnlineResponse._of(out, statuses, names)
