@@ -302,7 +302,9 @@ class OnlineStore:
         last is written), so memory holds a few chunks, not the stream. The transaction
         copies each stored page once however many chunks touch it, and a failure anywhere
         writes nothing; other readers see all of the stream or none of it. ``written``
-        counts an entity once per chunk that stored it.
+        counts an entity once per chunk that stored it. The write lock is held until the
+        stream ends, so the iterable must not itself write to this store (that would wait
+        for the lock forever); reading from it, here or in other processes, is fine.
         """
         rows, written, skipped = self._store.write_chunks(
             view,
