@@ -311,6 +311,62 @@ def test_tracking_uri_default_env_and_folder(
     tracking._reset_for_tests()
 
 
+def test_tracking_uri_resolution_follows_cwd_env_and_new_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Resolutions are cached: each thing an answer depends on must still change it.
+    tracking._reset_for_tests()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    assert tracking._locations("rel") == (
+        str(tmp_path / "a" / "rel" / "metadata.db"),
+        tmp_path / "a" / "rel" / "artifacts",
+    )
+    (tmp_path / "a" / "rel").mkdir()
+    assert tracking._locations("rel")[0] == str(tmp_path / "a" / "rel" / "metadata.db")
+    monkeypatch.chdir(tmp_path / "b")
+    assert tracking._locations("rel")[0] == str(tmp_path / "b" / "rel" / "metadata.db")
+    # Not there when first asked, then created as a SQLite file without a suffix.
+    assert tracking._locations("later")[0] == str(tmp_path / "b" / "later" / "metadata.db")
+    (tmp_path / "b" / "later").write_bytes(b"")
+    assert tracking._locations("later") == (
+        str(tmp_path / "b" / "later"),
+        tmp_path / "b" / "artifacts",
+    )
+    monkeypatch.setenv(tracking.ARTIFACT_ROOT_ENV, str(tmp_path / "art1"))
+    assert tracking._locations("sqlite:///x.db")[1] == tmp_path / "art1"
+    monkeypatch.setenv(tracking.ARTIFACT_ROOT_ENV, str(tmp_path / "art2"))
+    assert tracking._locations("sqlite:///x.db")[1] == tmp_path / "art2"
+    monkeypatch.setenv("HOME", str(tmp_path / "home1"))
+    assert tracking._locations("~/t")[0] == str(tmp_path / "home1" / "t" / "metadata.db")
+    monkeypatch.setenv("HOME", str(tmp_path / "home2"))
+    assert tracking._locations("~/t")[0] == str(tmp_path / "home2" / "t" / "metadata.db")
+    tracking._reset_for_tests()
+
+
+def test_current_user_is_the_login_variable_else_the_account(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import getpass
+
+    from ferrostore.registry.store import current_user
+
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(variable, raising=False)
+    account = current_user()
+    try:
+        assert account == getpass.getuser()
+    except OSError:  # no account for this user id
+        assert account == "unknown"
+    monkeypatch.setenv("USERNAME", "fourth")
+    assert current_user() == "fourth"
+    monkeypatch.setenv("USER", "second")
+    assert current_user() == "second"
+    monkeypatch.setenv("LOGNAME", "first")
+    assert current_user() == "first"
+
+
 # -------------------------------------------------------------------------------- models
 
 

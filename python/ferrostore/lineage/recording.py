@@ -327,7 +327,7 @@ def _on_model_version(ms: MetadataStore, store: Any, payload: Mapping[str, Any])
         artifact = _model_artifact(name, version, **props)
         artifact.custom_properties = {"registered_by": user_id or ""}
         artifact_id = ms._put_node(driver, artifact, now, batch=batch)
-        ctx_id = ms._put_node(driver, _model_context(name), now, batch=batch)
+        ctx_id = ms._ensure_node(driver, _model_context(name), now, batch=batch)
         batch.link(t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": artifact_id}])
         if run_id:
             run = _run_execution(run_id)
@@ -377,7 +377,7 @@ def _on_approval(ms: MetadataStore, store: Any, payload: Mapping[str, Any], kind
         exec_id = ms._put_node(driver, execution, now, batch=batch)
         artifact_id = ms._ensure_node(driver, _model_artifact(name, version), now, batch=batch)
         ms._put_event(driver, Event(EventType.INPUT, artifact_id, exec_id), now, batch=batch)
-        ctx_id = ms._put_node(driver, _model_context(name), now, batch=batch)
+        ctx_id = ms._ensure_node(driver, _model_context(name), now, batch=batch)
         batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
         batch.flush(driver)
 

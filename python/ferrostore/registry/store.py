@@ -19,10 +19,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import getpass
 import itertools
 import json
 import math
+import os
 import re
 import time
 import uuid
@@ -115,10 +115,26 @@ def now_ms() -> int:
 
 
 def current_user() -> str:
-    """Return the OS user name (``"unknown"`` when it cannot be found)."""
+    """Return the OS user name (``"unknown"`` when it cannot be found).
+
+    As ``getpass.getuser()``: the first of ``LOGNAME``, ``USER``, ``LNAME``, ``USERNAME``
+    that is set, else the account of the process's user id (looked up once per id).
+    """
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        user = os.environ.get(variable)
+        if user:
+            return user
+    return _account_name(os.getuid() if hasattr(os, "getuid") else -1)
+
+
+@functools.lru_cache(maxsize=16)
+def _account_name(uid: int) -> str:
+    # getpass.getuser() reads the password database on every call without those variables.
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError, OSError):
         return "unknown"
 
 

@@ -93,6 +93,8 @@ _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _lock = threading.RLock()
 _tracking_uri: str | None = None
 _stores: dict[tuple[str, str], Store] = {}
+# _locations answers by (uri, cwd, HOME, artifact root variable).
+_resolved: dict[tuple[str, str, str | None, str | None], tuple[str, Path]] = {}
 _active_experiment: dict[str, str] = {}
 _thread = threading.local()
 _last_run_id: list[str | None] = [None]
@@ -129,11 +131,31 @@ def get_tracking_uri() -> str:
 
 
 def _locations(uri: str) -> tuple[str, Path]:
-    """Return the metadata database (path or URL) and artifact root for a tracking URI."""
+    """Return the metadata database (path or URL) and artifact root for a tracking URI.
+
+    What the answer depends on is its cache key: the URI, the working directory (relative
+    paths), ``HOME`` (``~``) and the artifact root variable. A path that does not exist yet is
+    resolved again on every call, as it may still become a file.
+    """
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the working directory was removed: resolve (and fail) as before
+        return _resolve_locations(uri)[0]
+    key = (uri, cwd, os.environ.get("HOME"), os.environ.get(ARTIFACT_ROOT_ENV))
+    found = _resolved.get(key)
+    if found is None:
+        found, settled = _resolve_locations(uri)
+        if settled:
+            _resolved[key] = found
+    return found
+
+
+def _resolve_locations(uri: str) -> tuple[tuple[str, Path], bool]:
+    """:func:`_locations`, and whether the answer holds as long as the path exists."""
     scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
     if scheme in _SQL_SCHEMES:
         root = os.environ.get(ARTIFACT_ROOT_ENV, "").strip()
-        return uri, Path(root or Path.cwd() / "ferrostore-artifacts").absolute()
+        return (uri, Path(root or Path.cwd() / "ferrostore-artifacts").absolute()), True
     if scheme and scheme != "file":
         raise InvalidArgument(
             f"tracking URI {uri!r} has an unsupported scheme {scheme!r}; expected a folder, "
@@ -141,8 +163,8 @@ def _locations(uri: str) -> tuple[str, Path]:
         )
     path = Path(uri.removeprefix("file://").removeprefix("file:")).expanduser().absolute()
     if path.suffix in _DB_SUFFIXES or path.is_file():
-        return str(path), path.parent / "artifacts"
-    return str(path / "metadata.db"), path / "artifacts"
+        return (str(path), path.parent / "artifacts"), True
+    return (str(path / "metadata.db"), path / "artifacts"), path.is_dir()
 
 
 def store_for(uri: str | None = None) -> Store:
@@ -176,6 +198,7 @@ def _reset_for_tests() -> None:
         for store in _stores.values():
             store.db.close()
         _stores.clear()
+        _resolved.clear()
         _active_experiment.clear()
         _tracking_uri = None
     _thread.__dict__.clear()
