@@ -19,6 +19,7 @@ from ferrostore.lineage import Direction, MetadataStore
 from ferrostore.lineage.questions import serving, uses, why
 from ferrostore.lineage.recording import TRAINING_SET_TAG
 from ferrostore.metadata import MetadataDB
+from ferrostore.metadata.db import SQL, DriverConnection
 
 sklearn = pytest.importorskip("sklearn.linear_model")
 
@@ -211,3 +212,95 @@ def test_a_failing_subscriber_never_fails_the_registry(
     assert "subscriber bug" in caplog.text
     with MetadataStore(str(tmp_path / "m.db")) as store:
         assert len(store.get_executions(type_name="ferrostore.Run")) == 1
+
+
+_COUNT_TRANSITIONS = SQL(
+    "SELECT count(*) FROM lineage_executions AS e JOIN lineage_types AS t ON t.id = e.type_id "
+    "WHERE t.name = 'ferrostore.StageTransition'"
+)
+
+
+def _transitions(url: str) -> list[Any]:
+    with MetadataStore(url) as store:
+        return store.get_executions(type_name="ferrostore.StageTransition")
+
+
+def test_registry_lineage_commits_with_the_change(
+    metadata_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The approval record is written in the transition's own transaction: a transition that
+    # fails after recording leaves neither the stage change nor its lineage.
+    import ferrostore.registry as mlflow
+    from ferrostore.registry import Client, tracking
+    from ferrostore.registry import store as registry_store
+
+    tracking._reset_for_tests()
+    mlflow.set_tracking_uri(metadata_url)
+    try:
+        with mlflow.start_run() as run:
+            mlflow.sklearn.log_model(sklearn.LinearRegression().fit([[0], [1]], [0, 1]), name="m")
+        mlflow.register_model(f"runs:/{run.info.run_id}/m", "atomic")
+        client = Client()
+        real_record = registry_store._Events.record
+
+        seen_in_transaction: list[int] = []
+
+        def record_then_fail(self: Any, conn: Any, event_name: str, **payload: Any) -> None:
+            real_record(self, conn, event_name, **payload)
+            if event_name == "stage_transitioned":
+                seen_in_transaction.append(DriverConnection.of(conn).scalar(_COUNT_TRANSITIONS))
+                raise RuntimeError("crash after recording")
+
+        monkeypatch.setattr(registry_store._Events, "record", record_then_fail)
+        with pytest.raises(RuntimeError, match="crash after recording"):
+            client.transition_model_version_stage("atomic", 1, "Staging")
+        assert client.get_model_version("atomic", 1).current_stage == "None"
+        assert seen_in_transaction == [1]  # written in the change's transaction...
+        assert _transitions(metadata_url) == []  # ...and rolled back with it
+        monkeypatch.setattr(registry_store._Events, "record", real_record)
+        client.transition_model_version_stage("atomic", 1, "Staging", approved_by="ana")
+        (recorded,) = _transitions(metadata_url)
+        assert recorded.properties["to_stage"] == "Staging"
+        assert recorded.properties["approved_by"] == "ana"
+    finally:
+        tracking._reset_for_tests()
+
+
+def test_a_failing_recorder_rolls_back_only_its_own_writes(
+    metadata_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import ferrostore.registry as mlflow
+    from ferrostore.lineage import recording
+    from ferrostore.registry import Client, tracking
+
+    tracking._reset_for_tests()
+    mlflow.set_tracking_uri(metadata_url)
+    real_approval = recording._on_approval
+
+    def half_then_fail(ms: Any, payload: Any, driver: Any, kind: str) -> None:
+        real_approval(ms, payload, driver, kind)  # writes the whole approval record...
+        raise RuntimeError("recorder bug")  # ...which the savepoint then takes back
+
+    try:
+        with mlflow.start_run() as run:
+            mlflow.sklearn.log_model(sklearn.LinearRegression().fit([[0], [1]], [0, 1]), name="m")
+        mlflow.register_model(f"runs:/{run.info.run_id}/m", "partial")
+        monkeypatch.setattr(recording, "_on_approval", half_then_fail)
+        monkeypatch.setitem(
+            recording._HANDLERS,
+            "stage_transitioned",
+            lambda ms, p, d: recording._on_approval(ms, p, d, "stage"),
+        )
+        client = Client()
+        with caplog.at_level(logging.ERROR, "ferrostore.registry"):
+            moved = client.transition_model_version_stage("partial", 1, "Production")
+        assert moved.current_stage == "Production"
+        assert client.get_model_version("partial", 1).current_stage == "Production"
+        assert "recorder bug" in caplog.text
+        assert _transitions(metadata_url) == []
+        # The run and model version recorded before are untouched.
+        with MetadataStore(metadata_url) as store:
+            assert len(store.get_executions(type_name="ferrostore.Run")) == 1
+            assert len(store.get_artifacts(type_name="ferrostore.ModelVersion")) == 1
+    finally:
+        tracking._reset_for_tests()

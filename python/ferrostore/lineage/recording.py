@@ -1,7 +1,9 @@
 """Lineage recorded without user code: the registry, the feature store, vectors and the stack.
 
-The registry subscribes :func:`on_registry_event` to its events when it emits its first
-one (this module does not import the registry). The feature store calls
+The registry records its events through :func:`record_registry_event`, inside the
+transaction that makes each change, so a run, a model version, a stage transition or an
+alias move and its lineage commit together (this module does not import the registry;
+the registry loads it by name). The feature store calls
 :func:`record_training_set` at the end of ``get_historical_features`` and
 :func:`record_materialization` after each view's materialization; the stack calls
 :func:`record_stack_apply`; the vector store may call :func:`record_collection_write`.
@@ -18,8 +20,9 @@ with contexts ``ferrostore.Experiment``, ``ferrostore.RegisteredModel``,
 used by the run tag :data:`TRAINING_SET_TAG` (their ``training-sets:/...`` URIs, comma
 separated); a training set built while a run is active is linked to it automatically.
 
-Recording never fails the call that triggered it (that call's change is committed): errors
-are logged on the ``ferrostore.lineage`` logger.
+Recording never fails the call that triggered it: errors are logged on the
+``ferrostore.lineage`` logger (a registry event's partial lineage is rolled back to a
+savepoint, and the registry change still commits).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from ferrostore.errors import NotFound
+from ferrostore.errors import NotFound, StorageError
 from ferrostore.lineage.store import MetadataStore, _Batch, now_ms
 from ferrostore.lineage.types import (
     Artifact,
@@ -68,9 +71,10 @@ __all__ = [
     "TRAINING_SET_TAG",
     "ensure_types",
     "lineage_store",
-    "on_registry_event",
+    "prepare_registry_recording",
     "record_collection_write",
     "record_materialization",
+    "record_registry_event",
     "record_stack_apply",
     "record_training_set",
 ]
@@ -208,18 +212,45 @@ def _safely(what: str, fn: Callable[[], T]) -> T | None:
 # ---------------------------------------------------------------------------- registry
 
 
-def on_registry_event(event_name: str, payload: Mapping[str, Any]) -> None:
-    """Record one registry event (the registry's ``_emit`` subscriber).
+def prepare_registry_recording(store: Any) -> None:
+    """Declare lineage types for a registry store, before its first recorded transaction.
+
+    The registry calls this outside any transaction: declaring types writes, and a
+    recorder runs inside the registry's own write transaction.
+
+    Args:
+        store: The registry store.
+    """
+    lineage_store(store.db)
+
+
+def record_registry_event(
+    event_name: str, payload: Mapping[str, Any], driver: DriverConnection
+) -> None:
+    """Record one registry event inside the registry transaction that makes it.
+
+    The change and its lineage commit together or not at all (the registry's recorder,
+    see ``ferrostore.registry._hooks``).
 
     Args:
         event_name: The event.
-        payload: Its details; ``payload["store"]`` is the registry store that emitted it.
+        payload: Its details; ``payload["store"]`` is the registry store that made it.
+        driver: The registry transaction's connection.
     """
     handler = _HANDLERS.get(event_name)
     store = payload.get("store")
     if handler is None or store is None:
         return
-    handler(lineage_store(store.db), store, payload)
+    with _lock:
+        ms = _stores.get(store.db)
+    if ms is None or ms not in _ready:
+        # Declaring the types now would write from a second connection and wait on this
+        # transaction's own lock.
+        raise StorageError(
+            f"lineage types are not declared in {store.db!r}: "
+            "prepare_registry_recording was not called or failed"
+        )
+    handler(ms, payload, driver)
 
 
 def _run_execution(run_id: str, **extra: Any) -> Execution:
@@ -280,67 +311,60 @@ def _link_named_training_sets(
         ms._put_event(driver, Event(EventType.INPUT, int(artifact_id), exec_id), now, batch=batch)
 
 
-def _on_run(ms: MetadataStore, store: Any, payload: Mapping[str, Any]) -> None:
-    del store
+def _on_run(ms: MetadataStore, payload: Mapping[str, Any], driver: DriverConnection) -> None:
     run_id = payload["run_id"]
-
-    def work(driver: DriverConnection) -> None:
-        info = driver.first(_RUN_FACTS, (TRAINING_SET_TAG, run_id))
-        if info is None:
-            raise NotFound(f"run {run_id!r} (or its experiment) does not exist")
-        run_name, user_id, experiment_id, status, experiment_name, training_sets = info
-        now = now_ms()
-        batch = _Batch()
-        execution = _run_execution(
-            run_id, run_name=run_name, user=user_id, experiment_id=experiment_id, status=status
-        )
-        execution.last_known_state = _run_state(status)
-        exec_id = ms._put_node(driver, execution, now, batch=batch)
-        ctx = Context(
-            type="ferrostore.Experiment",
-            name=experiment_name,
-            external_id=f"experiment:{experiment_id}",
-            properties={"experiment_id": experiment_id},
-        )
-        ctx_id = ms._put_node(driver, ctx, now, batch=batch)
-        batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
-        _link_named_training_sets(ms, driver, training_sets, exec_id, batch)
-        batch.flush(driver)
-
-    ms.db.run_on_driver(work)
+    info = driver.first(_RUN_FACTS, (TRAINING_SET_TAG, run_id))
+    if info is None:
+        raise NotFound(f"run {run_id!r} (or its experiment) does not exist")
+    run_name, user_id, experiment_id, status, experiment_name, training_sets = info
+    now = now_ms()
+    batch = _Batch()
+    execution = _run_execution(
+        run_id, run_name=run_name, user=user_id, experiment_id=experiment_id, status=status
+    )
+    execution.last_known_state = _run_state(status)
+    exec_id = ms._put_node(driver, execution, now, batch=batch)
+    ctx = Context(
+        type="ferrostore.Experiment",
+        name=experiment_name,
+        external_id=f"experiment:{experiment_id}",
+        properties={"experiment_id": experiment_id},
+    )
+    ctx_id = ms._put_node(driver, ctx, now, batch=batch)
+    batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
+    _link_named_training_sets(ms, driver, training_sets, exec_id, batch)
+    batch.flush(driver)
 
 
-def _on_model_version(ms: MetadataStore, store: Any, payload: Mapping[str, Any]) -> None:
-    del store
+def _on_model_version(
+    ms: MetadataStore, payload: Mapping[str, Any], driver: DriverConnection
+) -> None:
     name, version = payload["name"], int(payload["version"])
-
-    def work(driver: DriverConnection) -> None:
-        mv = driver.first(_VERSION_FACTS, (name, version))
-        if mv is None:
-            raise NotFound(f"registered model {name!r} has no version {version}")
-        source, run_id, user_id = mv
-        now = now_ms()
-        batch = _Batch()
-        props = {"source": source}
-        if run_id:
-            props["run_id"] = run_id
-        artifact = _model_artifact(name, version, **props)
-        artifact.custom_properties = {"registered_by": user_id or ""}
-        artifact_id = ms._put_node(driver, artifact, now, batch=batch)
-        ctx_id = ms._ensure_node(driver, _model_context(name), now, batch=batch)
-        batch.link(t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": artifact_id}])
-        if run_id:
-            run = _run_execution(run_id)
-            run.last_known_state = ExecutionState.UNKNOWN
-            exec_id = ms._ensure_node(driver, run, now, batch=batch)
-            ms._put_event(driver, Event(EventType.OUTPUT, artifact_id, exec_id), now, batch=batch)
-        batch.flush(driver)
-
-    ms.db.run_on_driver(work)
+    mv = driver.first(_VERSION_FACTS, (name, version))
+    if mv is None:
+        raise NotFound(f"registered model {name!r} has no version {version}")
+    source, run_id, user_id = mv
+    now = now_ms()
+    batch = _Batch()
+    props = {"source": source}
+    if run_id:
+        props["run_id"] = run_id
+    artifact = _model_artifact(name, version, **props)
+    artifact.custom_properties = {"registered_by": user_id or ""}
+    artifact_id = ms._put_node(driver, artifact, now, batch=batch)
+    ctx_id = ms._ensure_node(driver, _model_context(name), now, batch=batch)
+    batch.link(t.lineage_attributions, [{"context_id": ctx_id, "artifact_id": artifact_id}])
+    if run_id:
+        run = _run_execution(run_id)
+        run.last_known_state = ExecutionState.UNKNOWN
+        exec_id = ms._ensure_node(driver, run, now, batch=batch)
+        ms._put_event(driver, Event(EventType.OUTPUT, artifact_id, exec_id), now, batch=batch)
+    batch.flush(driver)
 
 
-def _on_approval(ms: MetadataStore, store: Any, payload: Mapping[str, Any], kind: str) -> None:
-    del store
+def _on_approval(
+    ms: MetadataStore, payload: Mapping[str, Any], driver: DriverConnection, kind: str
+) -> None:
     name, version = payload["name"], int(payload["version"])
     when = now_ms()
     if kind == "stage":
@@ -371,33 +395,31 @@ def _on_approval(ms: MetadataStore, store: Any, payload: Mapping[str, Any], kind
             type="ferrostore.AliasMove", last_known_state=ExecutionState.COMPLETE, properties=props
         )
 
-    def work(driver: DriverConnection) -> None:
-        now = now_ms()
-        batch = _Batch()
-        exec_id = ms._put_node(driver, execution, now, batch=batch)
-        artifact_id = ms._ensure_node(driver, _model_artifact(name, version), now, batch=batch)
-        ms._put_event(driver, Event(EventType.INPUT, artifact_id, exec_id), now, batch=batch)
-        ctx_id = ms._ensure_node(driver, _model_context(name), now, batch=batch)
-        batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
-        batch.flush(driver)
-
-    ms.db.run_on_driver(work)
+    now = when
+    batch = _Batch()
+    exec_id = ms._put_node(driver, execution, now, batch=batch)
+    artifact_id = ms._ensure_node(driver, _model_artifact(name, version), now, batch=batch)
+    ms._put_event(driver, Event(EventType.INPUT, artifact_id, exec_id), now, batch=batch)
+    ctx_id = ms._ensure_node(driver, _model_context(name), now, batch=batch)
+    batch.link(t.lineage_associations, [{"context_id": ctx_id, "execution_id": exec_id}])
+    batch.flush(driver)
 
 
-def _on_version_deleted(ms: MetadataStore, store: Any, payload: Mapping[str, Any]) -> None:
-    del store
+def _on_version_deleted(
+    ms: MetadataStore, payload: Mapping[str, Any], driver: DriverConnection
+) -> None:
     artifact = _model_artifact(payload["name"], int(payload["version"]))
     artifact.state = ArtifactState.DELETED
-    ms.put_artifacts([artifact])
+    ms._put_node(driver, artifact, now_ms())
 
 
-_HANDLERS: dict[str, Callable[[MetadataStore, Any, Mapping[str, Any]], None]] = {
+_HANDLERS: dict[str, Callable[[MetadataStore, Mapping[str, Any], DriverConnection], None]] = {
     "run_started": _on_run,
     "run_ended": _on_run,
     "model_version_created": _on_model_version,
-    "stage_transitioned": lambda ms, s, p: _on_approval(ms, s, p, "stage"),
-    "alias_set": lambda ms, s, p: _on_approval(ms, s, p, "alias_set"),
-    "alias_deleted": lambda ms, s, p: _on_approval(ms, s, p, "alias_deleted"),
+    "stage_transitioned": lambda ms, p, d: _on_approval(ms, p, d, "stage"),
+    "alias_set": lambda ms, p, d: _on_approval(ms, p, d, "alias_set"),
+    "alias_deleted": lambda ms, p, d: _on_approval(ms, p, d, "alias_deleted"),
     "model_version_deleted": _on_version_deleted,
 }
 

@@ -1,14 +1,20 @@
-"""The one place the registry reports what happened, for subscribers such as lineage.
+"""The one place the registry reports what happened: recorders and subscribers.
 
-Every run start and end, model version creation, stage transition and alias move calls
-:func:`_emit` after its transaction committed; :func:`_emit` hands the event to every
-subscribed listener, in subscription order. Lineage's subscriber,
-:func:`ferrostore.lineage.recording.on_registry_event`, is subscribed the first time an event
-is emitted, so lineage is recorded without user code.
+Every run start and end, model version creation, stage transition and alias move reports
+its event twice:
 
-A listener's failure never fails the registry call that emitted the event (its change is
+- to the **recorders**, with :func:`_record`, inside the transaction that makes the change.
+  Lineage is the recorder (:func:`ferrostore.lineage.recording.record_registry_event`,
+  loaded by name the first time): the change and its lineage commit together, so a crash
+  never leaves an acknowledged transition without its approval record. Each recorder runs
+  in a savepoint; a failing one is rolled back to it and logged, and the change still
+  commits. :func:`_prepare_recorders` runs first, outside the transaction (lineage declares
+  its types there).
+- to the **subscribers**, with :func:`_emit`, after the commit, in subscription order.
+
+A subscriber's failure never fails the registry call that emitted the event (its change is
 committed already): it is logged on the ``ferrostore.registry`` logger and the other
-listeners still run.
+subscribers still run.
 
 Example:
     >>> seen = []
@@ -27,16 +33,25 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ferrostore.metadata.db import SQL, DriverConnection
+
 __all__ = ["Listener", "subscribe", "unsubscribe"]
 
 Listener = Callable[[str, Mapping[str, Any]], None]
 """A subscriber: called with the event's name and its payload."""
 
-_DEFAULT_SUBSCRIBERS = (("ferrostore.lineage.recording", "on_registry_event"),)
+Recorder = Callable[[str, Mapping[str, Any], DriverConnection], None]
+"""A recorder: called with the event's name, its payload and the change's transaction."""
+
+_RECORDER_MODULE = "ferrostore.lineage.recording"
 _logger = logging.getLogger("ferrostore.registry")
 _lock = threading.Lock()
 _listeners: list[Listener] = []
-_defaults_loaded = False
+# (prepare, record) pairs, loaded from _RECORDER_MODULE on first use.
+_recorders: list[tuple[Callable[[Any], None], Recorder]] | None = None
+_SAVEPOINT = SQL("SAVEPOINT ferrostore_record")
+_RELEASE = SQL("RELEASE SAVEPOINT ferrostore_record")
+_ROLLBACK_TO = SQL("ROLLBACK TO SAVEPOINT ferrostore_record")
 
 
 def subscribe(listener: Listener) -> Callable[[], None]:
@@ -63,16 +78,52 @@ def unsubscribe(listener: Listener) -> None:
             _listeners.remove(listener)
 
 
-def _load_default_subscribers() -> None:
-    global _defaults_loaded
-    if _defaults_loaded:
-        return
-    _defaults_loaded = True
-    for module, attribute in _DEFAULT_SUBSCRIBERS:
+def _loaded_recorders() -> list[tuple[Callable[[Any], None], Recorder]]:
+    global _recorders
+    if _recorders is None:
+        loaded = []
         try:
-            subscribe(getattr(importlib.import_module(module), attribute))
+            module = importlib.import_module(_RECORDER_MODULE)
+            loaded.append((module.prepare_registry_recording, module.record_registry_event))
         except (ImportError, AttributeError):
-            _logger.exception("cannot load registry event subscriber %s.%s", module, attribute)
+            _logger.exception("cannot load the registry event recorder %s", _RECORDER_MODULE)
+        _recorders = loaded
+    return _recorders
+
+
+def _prepare_recorders(store: Any) -> bool:
+    """Get the recorders ready for ``store``'s events; call outside any transaction.
+
+    Returns:
+        Whether every recorder is ready. A failure is logged: the registry still works,
+        the recorder's events fail (logged) until a later call succeeds.
+    """
+    ready = True
+    for prepare, _ in _loaded_recorders():
+        try:
+            prepare(store)
+        except Exception:
+            ready = False
+            _logger.exception("cannot prepare registry event recorder %r", prepare)
+    return ready
+
+
+def _record(driver: DriverConnection, event_name: str, **payload: Any) -> None:
+    """Hand an event to every recorder, inside the transaction that makes the change.
+
+    Args:
+        driver: The change's transaction.
+        event_name: As for :func:`_emit`.
+        **payload: As for :func:`_emit`.
+    """
+    for _, record in _loaded_recorders():
+        driver.execute(_SAVEPOINT)
+        try:
+            record(event_name, payload, driver)
+        except Exception:
+            driver.execute(_ROLLBACK_TO)
+            _logger.exception("registry event recorder %r failed on %s", record, event_name)
+        driver.execute(_RELEASE)
 
 
 def _emit(event_name: str, **payload: Any) -> None:
@@ -83,7 +134,6 @@ def _emit(event_name: str, **payload: Any) -> None:
             ``"stage_transitioned"``, ``"alias_set"``, ``"alias_deleted"``...
         **payload: Event details (the store, names, versions, run ids, who, when).
     """
-    _load_default_subscribers()
     with _lock:
         listeners = list(_listeners)
     for listener in listeners:

@@ -42,7 +42,7 @@ from ferrostore.errors import AlreadyExists, InvalidArgument, NotFound
 from ferrostore.metadata import MetadataDB
 from ferrostore.metadata import tables as t
 from ferrostore.metadata.db import SQL, DriverConnection
-from ferrostore.registry._hooks import _emit
+from ferrostore.registry._hooks import _emit, _prepare_recorders, _record
 from ferrostore.registry.artifacts import ArtifactStore, normalize_artifact_path
 from ferrostore.registry.entities import (
     STAGES,
@@ -558,6 +558,20 @@ def _check_step(key: str, step: object, timestamp: object) -> None:
         raise InvalidArgument(f"metric {key!r}: timestamp {timestamp!r} must be ms")
 
 
+class _Events:
+    """The registry events of one change (see :meth:`Store._change`)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.made: list[tuple[str, dict[str, Any]]] = []
+
+    def record(self, conn: Connection | DriverConnection, event_name: str, **payload: Any) -> None:
+        """Hand an event to the recorders in ``conn``'s transaction; subscribers follow."""
+        payload["store"] = self._store
+        _record(DriverConnection.of(conn), event_name, **payload)
+        self.made.append((event_name, payload))
+
+
 class Store:
     """Tracking and registry operations on one metadata database and artifact store.
 
@@ -572,6 +586,7 @@ class Store:
         self.artifacts = artifacts
         self.uri = uri
         self._default_ready = False
+        self._recording_ready = False
 
     # ----------------------------------------------------------------- plumbing
 
@@ -586,6 +601,27 @@ class Store:
 
     def _read_on_driver(self, fn: Callable[[DriverConnection], T]) -> T:
         return self.db.run_on_driver(fn, readonly=True)
+
+    def _change(self, fn: Callable[[Any, _Events], T], *, on_driver: bool = True) -> T:
+        """Run a change that reports registry events, in one transaction.
+
+        ``fn(conn, events)`` calls ``events.record`` for each event: the recorders
+        (lineage) write in this transaction; subscribers hear of the events after the commit.
+        ``conn`` is a :class:`DriverConnection`, or a SQLAlchemy connection when
+        ``on_driver`` is false.
+        """
+        if not self._recording_ready:
+            self._recording_ready = _prepare_recorders(self)
+        events = _Events(self)
+
+        def attempt(conn: Any) -> T:
+            events.made.clear()  # a retried transaction records its events again
+            return fn(conn, events)
+
+        result = self.db.run_on_driver(attempt) if on_driver else self._write(attempt)
+        for event_name, payload in events.made:
+            _emit(event_name, **payload)
+        return result
 
     def _ensure_default_experiment(self) -> None:
         if self._default_ready:
@@ -721,7 +757,7 @@ class Store:
         run_id = uuid.uuid4().hex
         start = start_time if start_time is not None else now_ms()
 
-        def work(driver: DriverConnection) -> None:
+        def work(driver: DriverConnection, events: _Events) -> None:
             stage = driver.first(_EXPERIMENT_STAGE, (exp_id,))
             if stage is None:
                 raise NotFound(f"experiment id {exp_id!r} does not exist")
@@ -743,11 +779,16 @@ class Store:
                 ),
             )
             driver.executemany(_INSERT_RUN_TAGS, [(run_id, k, v) for k, v in tag_rows.items()])
+            events.record(
+                driver,
+                "run_started",
+                run_id=run_id,
+                experiment_id=exp_id,
+                run_name=name,
+                user=user,
+            )
 
-        self._write_on_driver(work)
-        _emit(
-            "run_started", store=self, run_id=run_id, experiment_id=exp_id, run_name=name, user=user
-        )
+        self._change(work)
         # What was just written: a new run has no metrics or params yet.
         info = RunInfo(
             run_id, exp_id, name, user, RunStatus.RUNNING, start, None, "active", f"runs:/{run_id}"
@@ -796,7 +837,7 @@ class Store:
         if run_name is not None:
             values["run_name"] = check_name(run_name, "run_name")
 
-        def work(driver: DriverConnection) -> None:
+        def work(driver: DriverConnection, events: _Events) -> None:
             if status is not None and RunStatus.is_terminated(status):
                 values["end_time"] = end_time or now_ms()
             if not values:
@@ -809,10 +850,10 @@ class Store:
                 raise NotFound(f"run {run_id!r} does not exist")
             if run_name is not None:
                 driver.execute(_UPSERT_RUN_TAGS, (run_id, "mlflow.runName", run_name))
+            if status is not None and RunStatus.is_terminated(status):
+                events.record(driver, "run_ended", run_id=run_id, status=status)
 
-        self._write_on_driver(work)
-        if status is not None and RunStatus.is_terminated(status):
-            _emit("run_ended", store=self, run_id=run_id, status=status)
+        self._change(work)
 
     def delete_run(self, run_id: str) -> None:
         """Mark a run deleted (hidden from search). Raises NotFound."""
@@ -1264,13 +1305,13 @@ class Store:
         """Delete a registered model with its versions, tags and aliases (history is kept)."""
         check_name(name, "registered model name")
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection, events: _Events) -> None:
             self._lock_model(conn, name)
             self._event(conn, name, None, "model_deleted", actor)
             conn.execute(sa.delete(t.registered_models).where(t.registered_models.c.name == name))
+            events.record(conn, "registered_model_deleted", name=name, approved_by=actor)
 
-        self._write(work)
-        _emit("registered_model_deleted", store=self, name=name, approved_by=actor)
+        self._change(work, on_driver=False)
 
     def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
         """Set a tag on a registered model. Raises NotFound."""
@@ -1390,7 +1431,7 @@ class Store:
         }
         user = user_id or current_user()
 
-        def work(driver: DriverConnection) -> ModelVersion:
+        def work(driver: DriverConnection, events: _Events) -> ModelVersion:
             resolved, source_run = self.resolve_source(driver, source)
             if run_id is not None and source_run is not None and run_id != source_run:
                 raise InvalidArgument(
@@ -1436,18 +1477,17 @@ class Store:
                 _INSERT_VERSION_TAGS, [(name, version, k, v) for k, v in tag_rows.items()]
             )
             self._event(driver, name, version, "created", user, to_stage="None", timestamp=now)
+            events.record(
+                driver,
+                "model_version_created",
+                name=name,
+                version=version,
+                source=source,
+                user=user,
+            )
             return created
 
-        created = self._write_on_driver(work)
-        _emit(
-            "model_version_created",
-            store=self,
-            name=name,
-            version=created.version,
-            source=source,
-            user=user,
-        )
-        return created
+        return self._change(work)
 
     def get_model_version(self, name: str, version: int | str) -> ModelVersion:
         """Return one model version. Raises NotFound."""
@@ -1548,68 +1588,54 @@ class Store:
             raise InvalidArgument(
                 f"archive_existing_versions applies to Staging or Production, not {target!r}"
             )
-        moved: list[tuple[int, str, str]] = []
 
-        def work(driver: DriverConnection) -> ModelVersion:
-            moved.clear()
+        def work(driver: DriverConnection, events: _Events) -> ModelVersion:
             now = now_ms()
             self._lock_and_touch_model(driver, name, now)
             row = self._require_version(driver, name, number)
+
+            def move(version: int, old: str, new: str) -> None:
+                driver.execute(_SET_STAGE, (new, now, name, version))
+                self._event(
+                    driver,
+                    name,
+                    version,
+                    "stage",
+                    actor,
+                    from_stage=old,
+                    to_stage=new,
+                    timestamp=now,
+                )
+                events.record(
+                    driver,
+                    "stage_transitioned",
+                    name=name,
+                    version=version,
+                    from_stage=old,
+                    to_stage=new,
+                    approved_by=actor,
+                )
+
             if archive_existing_versions:
-                others = driver.all(_OTHERS_IN_STAGE, (name, target, number))
-                for other, old in others:
-                    driver.execute(_SET_STAGE, ("Archived", now, name, other))
-                    self._event(
-                        driver,
-                        name,
-                        other,
-                        "stage",
-                        actor,
-                        from_stage=old,
-                        to_stage="Archived",
-                        timestamp=now,
-                    )
-                    moved.append((int(other), old, "Archived"))
-            driver.execute(_SET_STAGE, (target, now, name, number))
-            self._event(
-                driver,
-                name,
-                number,
-                "stage",
-                actor,
-                from_stage=row.current_stage,
-                to_stage=target,
-                timestamp=now,
-            )
-            moved.append((number, row.current_stage, target))
+                for other, old in driver.all(_OTHERS_IN_STAGE, (name, target, number)):
+                    move(int(other), old, "Archived")
+            move(number, row.current_stage, target)
             before = self._model_versions(driver, [row])[0]
             return dataclasses.replace(before, current_stage=target, last_updated_timestamp=now)
 
-        after = self._write_on_driver(work)
-        for moved_version, old, new in moved:
-            _emit(
-                "stage_transitioned",
-                store=self,
-                name=name,
-                version=moved_version,
-                from_stage=old,
-                to_stage=new,
-                approved_by=actor,
-            )
-        return after
+        return self._change(work)
 
     def set_alias(self, name: str, alias: str, version: int | str, actor: str) -> None:
         """Point an alias at a version (moving it if set), recording who did it."""
         check_name(name, "registered model name")
         check_alias(alias)
         number = check_version(version)
-        previous: list[int | None] = [None]
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection, events: _Events) -> None:
             self._lock_model(conn, name)
             self._require_version(conn, name, number)
             al = t.registered_model_aliases.c
-            previous[0] = conn.execute(
+            old = conn.execute(
                 sa.select(al.version).where(al.name == name, al.alias == alias)
             ).scalar()
             stmt = _insert(conn, t.registered_model_aliases).values(
@@ -1620,7 +1646,6 @@ class Store:
                     index_elements=["name", "alias"], set_={"version": number}
                 )
             )
-            old = previous[0]
             self._event(
                 conn,
                 name,
@@ -1631,24 +1656,24 @@ class Store:
                 from_stage=None if old is None else f"v{old}",
             )
             self._touch_model(conn, name, now_ms())
+            events.record(
+                conn,
+                "alias_set",
+                name=name,
+                alias=alias,
+                version=number,
+                previous_version=old,
+                approved_by=actor,
+            )
 
-        self._write(work)
-        _emit(
-            "alias_set",
-            store=self,
-            name=name,
-            alias=alias,
-            version=number,
-            previous_version=previous[0],
-            approved_by=actor,
-        )
+        self._change(work, on_driver=False)
 
     def delete_alias(self, name: str, alias: str, actor: str) -> None:
         """Remove an alias, recording who did it. Raises NotFound."""
         check_name(name, "registered model name")
         check_name(alias, "alias")
 
-        def work(conn: Connection) -> int:
+        def work(conn: Connection, events: _Events) -> None:
             self._lock_model(conn, name)
             al = t.registered_model_aliases.c
             version = conn.execute(
@@ -1660,12 +1685,16 @@ class Store:
                 sa.delete(t.registered_model_aliases).where(al.name == name, al.alias == alias)
             )
             self._event(conn, name, int(version), "alias_deleted", actor, alias=alias)
-            return int(version)
+            events.record(
+                conn,
+                "alias_deleted",
+                name=name,
+                alias=alias,
+                version=int(version),
+                approved_by=actor,
+            )
 
-        version = self._write(work)
-        _emit(
-            "alias_deleted", store=self, name=name, alias=alias, version=version, approved_by=actor
-        )
+        self._change(work, on_driver=False)
 
     def get_latest_versions(self, name: str, stages: Sequence[str] | None) -> list[ModelVersion]:
         """Return the newest version in each stage (or in the given stages)."""
@@ -1694,7 +1723,7 @@ class Store:
         check_name(name, "registered model name")
         number = check_version(version)
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection, events: _Events) -> None:
             self._lock_model(conn, name)
             row = self._require_version(conn, name, number)
             al = t.registered_model_aliases.c
@@ -1706,9 +1735,11 @@ class Store:
             mv = t.model_versions.c
             conn.execute(sa.delete(t.model_versions).where(mv.name == name, mv.version == number))
             self._touch_model(conn, name, now_ms())
+            events.record(
+                conn, "model_version_deleted", name=name, version=number, approved_by=actor
+            )
 
-        self._write(work)
-        _emit("model_version_deleted", store=self, name=name, version=number, approved_by=actor)
+        self._change(work, on_driver=False)
 
     def history(self, name: str, version: int | str | None) -> list[ModelVersionEvent]:
         """Return a model's (or one version's) history, oldest first. Raises NotFound."""
@@ -1786,7 +1817,7 @@ class Store:
         payload = json.dumps({k: (None if math.isnan(v) else v) for k, v in values.items()})
         now = now_ms()
 
-        def work(conn: Connection) -> int:
+        def work(conn: Connection, events: _Events) -> int:
             self._require_version(conn, name, number)
             result = conn.execute(
                 sa.insert(t.model_evaluations)
@@ -1800,17 +1831,13 @@ class Store:
                 )
                 .returning(t.model_evaluations.c.id)
             )
-            return int(result.scalar_one())
+            eval_id = int(result.scalar_one())  # read before the recorders' savepoint
+            events.record(
+                conn, "model_evaluated", name=name, version=number, dataset=dataset, metrics=values
+            )
+            return eval_id
 
-        eval_id = self._write(work)
-        _emit(
-            "model_evaluated",
-            store=self,
-            name=name,
-            version=number,
-            dataset=dataset,
-            metrics=values,
-        )
+        eval_id = self._change(work, on_driver=False)
         return ModelEvaluation(eval_id, name, number, values, dataset, actor, now)
 
     def list_evaluations(self, name: str, version: int | str | None) -> list[ModelEvaluation]:
