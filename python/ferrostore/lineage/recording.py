@@ -20,9 +20,9 @@ with contexts ``ferrostore.Experiment``, ``ferrostore.RegisteredModel``,
 used by the run tag :data:`TRAINING_SET_TAG` (their ``training-sets:/...`` URIs, comma
 separated); a training set built while a run is active is linked to it automatically.
 
-Recording never fails the call that triggered it: errors are logged on the
-``ferrostore.lineage`` logger (a registry event's partial lineage is rolled back to a
-savepoint, and the registry change still commits).
+Recording never fails the call that triggered it: errors are logged (on the
+``ferrostore.lineage`` logger; for a registry event on ``ferrostore.registry``, and the
+registry change is made again without its lineage).
 """
 
 from __future__ import annotations

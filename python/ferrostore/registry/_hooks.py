@@ -6,10 +6,11 @@ its event twice:
 - to the **recorders**, with :func:`_record`, inside the transaction that makes the change.
   Lineage is the recorder (:func:`ferrostore.lineage.recording.record_registry_event`,
   loaded by name the first time): the change and its lineage commit together, so a crash
-  never leaves an acknowledged transition without its approval record. Each recorder runs
-  in a savepoint; a failing one is rolled back to it and logged, and the change still
-  commits. :func:`_prepare_recorders` runs first, outside the transaction (lineage declares
-  its types there).
+  never leaves an acknowledged transition without its approval record. When a recorder
+  fails, the transaction is rolled back, the failure logged, and the change made again
+  without recording: it still commits. (A savepoint per recorder would cost every change a
+  statement journal; a failing recorder is the rare case.) :func:`_prepare_recorders` runs
+  first, outside the transaction (lineage declares its types there).
 - to the **subscribers**, with :func:`_emit`, after the commit, in subscription order.
 
 A subscriber's failure never fails the registry call that emitted the event (its change is
@@ -33,7 +34,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ferrostore.metadata.db import SQL, DriverConnection
+from ferrostore.metadata.db import DriverConnection
 
 __all__ = ["Listener", "subscribe", "unsubscribe"]
 
@@ -49,9 +50,6 @@ _lock = threading.Lock()
 _listeners: list[Listener] = []
 # (prepare, record) pairs, loaded from _RECORDER_MODULE on first use.
 _recorders: list[tuple[Callable[[Any], None], Recorder]] | None = None
-_SAVEPOINT = SQL("SAVEPOINT ferrostore_record")
-_RELEASE = SQL("RELEASE SAVEPOINT ferrostore_record")
-_ROLLBACK_TO = SQL("ROLLBACK TO SAVEPOINT ferrostore_record")
 
 
 def subscribe(listener: Listener) -> Callable[[], None]:
@@ -108,6 +106,13 @@ def _prepare_recorders(store: Any) -> bool:
     return ready
 
 
+class _RecordingFailed(Exception):
+    """A recorder failed: the change is rolled back and made again without recording."""
+
+    def __init__(self, recorder: Recorder, event_name: str) -> None:
+        super().__init__(f"registry event recorder {recorder!r} failed on {event_name}")
+
+
 def _record(driver: DriverConnection, event_name: str, **payload: Any) -> None:
     """Hand an event to every recorder, inside the transaction that makes the change.
 
@@ -115,15 +120,16 @@ def _record(driver: DriverConnection, event_name: str, **payload: Any) -> None:
         driver: The change's transaction.
         event_name: As for :func:`_emit`.
         **payload: As for :func:`_emit`.
+
+    Raises:
+        _RecordingFailed: A recorder raised (the original is its ``__cause__``). Its writes
+            are in the transaction, which must be rolled back.
     """
     for _, record in _loaded_recorders():
-        driver.execute(_SAVEPOINT)
         try:
             record(event_name, payload, driver)
-        except Exception:
-            driver.execute(_ROLLBACK_TO)
-            _logger.exception("registry event recorder %r failed on %s", record, event_name)
-        driver.execute(_RELEASE)
+        except Exception as err:
+            raise _RecordingFailed(record, event_name) from err
 
 
 def _emit(event_name: str, **payload: Any) -> None:

@@ -21,6 +21,7 @@ import datetime as dt
 import functools
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -42,7 +43,7 @@ from ferrostore.errors import AlreadyExists, InvalidArgument, NotFound
 from ferrostore.metadata import MetadataDB
 from ferrostore.metadata import tables as t
 from ferrostore.metadata.db import SQL, DriverConnection
-from ferrostore.registry._hooks import _emit, _prepare_recorders, _record
+from ferrostore.registry._hooks import _emit, _prepare_recorders, _record, _RecordingFailed
 from ferrostore.registry.artifacts import ArtifactStore, normalize_artifact_path
 from ferrostore.registry.entities import (
     STAGES,
@@ -107,6 +108,9 @@ _MV_ATTRS_NUM = {
     "creation_timestamp": "creation_time",
     "last_updated_timestamp": "last_updated_time",
 }
+
+
+_logger = logging.getLogger("ferrostore.registry")
 
 
 def now_ms() -> int:
@@ -564,11 +568,13 @@ class _Events:
     def __init__(self, store: Store) -> None:
         self._store = store
         self.made: list[tuple[str, dict[str, Any]]] = []
+        self.recording = True
 
     def record(self, conn: Connection | DriverConnection, event_name: str, **payload: Any) -> None:
         """Hand an event to the recorders in ``conn``'s transaction; subscribers follow."""
         payload["store"] = self._store
-        _record(DriverConnection.of(conn), event_name, **payload)
+        if self.recording:
+            _record(DriverConnection.of(conn), event_name, **payload)
         self.made.append((event_name, payload))
 
 
@@ -618,7 +624,15 @@ class Store:
             events.made.clear()  # a retried transaction records its events again
             return fn(conn, events)
 
-        result = self.db.run_on_driver(attempt) if on_driver else self._write(attempt)
+        def run() -> T:
+            return self.db.run_on_driver(attempt) if on_driver else self._write(attempt)
+
+        try:
+            result = run()
+        except _RecordingFailed as failed:
+            _logger.error("%s; the change is made without it", failed, exc_info=failed.__cause__)
+            events.recording = False
+            result = run()
         for event_name, payload in events.made:
             _emit(event_name, **payload)
         return result
