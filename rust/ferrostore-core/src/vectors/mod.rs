@@ -9,6 +9,7 @@
 //! after what it has applied. A crash therefore loses nothing that was committed.
 
 pub mod filter;
+pub mod hnsw;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,819 @@
+//! An HNSW graph of our own (Malkov & Yashunin, 2018), the fallback DESIGN.md names for
+//! when usearch cannot reach the vector targets.
+//!
+//! Why not usearch: its dense index never prefetches (it passes a no-op prefetcher to the
+//! graph search), and its vectors can only be read one key at a time through a locked
+//! lookup, which makes exact scoring of a filtered subset cost a call per row. Here:
+//!
+//! - vectors are float32, contiguous by slot (`slot * dim`), so exact scoring of any subset
+//!   is a loop over slices, and the graph search prefetches each neighbour's vector before
+//!   measuring it;
+//! - level-0 links are one flat array of `AtomicU32` (`slot * (2m + 1)`: count, then ids),
+//!   upper levels a small array per node; writers lock the node they change, readers never
+//!   lock: every id they can read names an allocated slot, so a racing read sees an old or
+//!   a new neighbour list, never freed memory;
+//! - a batch is added in two phases: its vectors and slots are stored first (`&mut self`),
+//!   then its nodes are linked in parallel (`&self`, rayon);
+//! - removal is a tombstone: the node keeps routing searches, and is never returned.
+//!
+//! Distances are Chroma's: squared l2, `1 - dot` for ip, and for cosine `1 - dot` of
+//! vectors normalized when added (queries are normalized by the search).
+
+use std::cell::RefCell;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use rayon::prelude::*;
+
+use super::{lanes, normalize, Space};
+use crate::{Error, Result};
+
+/// The highest level a node can get (a level is drawn as `-ln(u) / ln(m)`).
+const MAX_LEVEL: usize = 16;
+const FILE_MAGIC: &[u8; 8] = b"FSHNSW01";
+
+/// Build parameters of a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswParams {
+    /// Links per node on the upper levels; level 0 keeps twice as many.
+    pub m: usize,
+    /// Candidates kept while linking a new node (larger: better graph, slower build).
+    pub ef_construction: usize,
+    /// Seeds the draw of node levels (a graph is reproducible for a given insertion order
+    /// when built on one thread).
+    pub seed: u64,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 128,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// A search candidate: distance and slot, ordered by distance then slot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Near(f32, u32);
+impl Eq for Near {}
+impl PartialOrd for Near {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Near {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+
+/// The same candidate ordered nearest-first in a max-heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Far(std::cmp::Reverse<Near>);
+
+/// Per-thread marks of visited slots: a slot is visited when its mark equals the current
+/// generation, so clearing costs one increment.
+struct Visited {
+    marks: Vec<u32>,
+    generation: u32,
+}
+
+impl Visited {
+    fn start(&mut self, slots: usize) {
+        if self.marks.len() < slots {
+            self.marks.resize(slots, 0);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.marks.fill(0);
+            self.generation = 1;
+        }
+    }
+
+    /// Marks `slot`; returns whether it was marked already.
+    #[inline]
+    fn visit(&mut self, slot: u32) -> bool {
+        let mark = &mut self.marks[slot as usize];
+        let seen = *mark == self.generation;
+        *mark = self.generation;
+        seen
+    }
+}
+
+thread_local! {
+    static VISITED: RefCell<Visited> = const {
+        RefCell::new(Visited { marks: Vec::new(), generation: 0 })
+    };
+}
+
+/// An HNSW graph over float32 vectors, keyed by `u64`.
+pub struct Hnsw {
+    dim: usize,
+    space: Space,
+    params: HnswParams,
+    /// `slot * dim ..`: the vector of each slot (unit length for cosine).
+    vectors: Vec<f32>,
+    keys: Vec<u64>,
+    levels: Vec<u8>,
+    /// `slot * (2m + 1) ..`: the level-0 link count, then the links.
+    links0: Vec<AtomicU32>,
+    /// Per slot, levels 1..=level: `(level - 1) * (m + 1) ..` count then links.
+    upper: Vec<Box<[AtomicU32]>>,
+    /// Held while a node's links change.
+    locks: Vec<Mutex<()>>,
+    /// The entry point and its level (`None` while the graph is empty).
+    entry: RwLock<Option<(u32, usize)>>,
+    slot_of: HashMap<u64, u32>,
+    removed: Vec<u64>,
+    removed_count: usize,
+}
+
+impl std::fmt::Debug for Hnsw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hnsw")
+            .field("dim", &self.dim)
+            .field("space", &self.space)
+            .field("params", &self.params)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Hnsw {
+    /// An empty graph.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a zero dimension, `m < 2` or `ef_construction == 0`.
+    pub fn new(dim: usize, space: Space, params: HnswParams) -> Result<Self> {
+        if dim == 0 {
+            return Err(Error::InvalidArgument(
+                "dimension 0: expected at least 1".into(),
+            ));
+        }
+        if params.m < 2 || params.m > 255 {
+            return Err(Error::InvalidArgument(format!(
+                "m = {}: expected 2 to 255 links per node",
+                params.m
+            )));
+        }
+        if params.ef_construction == 0 {
+            return Err(Error::InvalidArgument(
+                "ef_construction = 0: expected at least 1".into(),
+            ));
+        }
+        Ok(Hnsw {
+            dim,
+            space,
+            params,
+            vectors: Vec::new(),
+            keys: Vec::new(),
+            levels: Vec::new(),
+            links0: Vec::new(),
+            upper: Vec::new(),
+            locks: Vec::new(),
+            entry: RwLock::new(None),
+            slot_of: HashMap::new(),
+            removed: Vec::new(),
+            removed_count: 0,
+        })
+    }
+
+    /// Vector length.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Nodes that can be returned (added and not removed).
+    pub fn len(&self) -> usize {
+        self.keys.len() - self.removed_count
+    }
+
+    /// Whether no node can be returned.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `key` is in the graph and not removed.
+    pub fn contains(&self, key: u64) -> bool {
+        self.slot_of.contains_key(&key)
+    }
+
+    /// Bytes held by vectors, links and bookkeeping (not the key map's overhead).
+    pub fn memory_bytes(&self) -> usize {
+        let upper: usize = self.upper.iter().map(|u| u.len() * 4).sum();
+        self.vectors.len() * 4
+            + self.keys.len() * 9
+            + self.links0.len() * 4
+            + upper
+            + self.locks.len() * std::mem::size_of::<Mutex<()>>()
+            + self.slot_of.capacity() * 16
+            + self.removed.len() * 8
+    }
+
+    fn m0(&self) -> usize {
+        2 * self.params.m
+    }
+
+    #[inline]
+    fn vector(&self, slot: u32) -> &[f32] {
+        let start = slot as usize * self.dim;
+        &self.vectors[start..start + self.dim]
+    }
+
+    #[inline]
+    fn distance(&self, a: &[f32], b: &[f32]) -> f32 {
+        match self.space {
+            Space::L2 => lanes(a, b, |x, y| (x - y) * (x - y)),
+            Space::Ip | Space::Cosine => 1.0 - lanes(a, b, |x, y| x * y),
+        }
+    }
+
+    /// The links of `slot` at `level`: its count cell and its link cells.
+    #[inline]
+    fn links(&self, slot: u32, level: usize) -> (&AtomicU32, &[AtomicU32]) {
+        let cells = if level == 0 {
+            let width = self.m0() + 1;
+            let start = slot as usize * width;
+            &self.links0[start..start + width]
+        } else {
+            let width = self.params.m + 1;
+            let start = (level - 1) * width;
+            &self.upper[slot as usize][start..start + width]
+        };
+        (&cells[0], &cells[1..])
+    }
+
+    fn neighbours(&self, slot: u32, level: usize, out: &mut Vec<u32>) {
+        let (count, cells) = self.links(slot, level);
+        let n = (count.load(Ordering::Acquire) as usize).min(cells.len());
+        out.clear();
+        out.extend(cells[..n].iter().map(|c| c.load(Ordering::Relaxed)));
+    }
+
+    fn set_links(&self, slot: u32, level: usize, ids: &[u32]) {
+        let (count, cells) = self.links(slot, level);
+        // Shrink first, so a reader never pairs the new count with unwritten cells.
+        let n = ids.len().min(cells.len());
+        count.store(0, Ordering::Release);
+        for (cell, id) in cells.iter().zip(ids) {
+            cell.store(*id, Ordering::Relaxed);
+        }
+        count.store(n as u32, Ordering::Release);
+    }
+
+    fn draw_level(&self, slot: usize) -> usize {
+        // splitmix64 of (seed, slot): levels do not depend on thread scheduling.
+        let mut z = self
+            .params
+            .seed
+            .wrapping_add((slot as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let unit = ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let level = (-unit.ln() / (self.params.m as f64).ln()).floor() as usize;
+        level.min(MAX_LEVEL)
+    }
+
+    fn check_vector(&self, v: &[f32], what: &str) -> Result<()> {
+        if v.len() != self.dim {
+            return Err(Error::InvalidArgument(format!(
+                "{what} has {} dimensions: expected {}",
+                v.len(),
+                self.dim
+            )));
+        }
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "{what} has a non-finite value {} at position {i}: expected finite numbers",
+                v[i]
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adds `(key, vector)` pairs: stored first, then linked into the graph in parallel.
+    ///
+    /// A key already in the graph is replaced (its old node becomes a tombstone).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a vector of the wrong length or with a non-finite value, or a
+    /// key given twice; nothing is added then.
+    pub fn add(&mut self, items: &[(u64, &[f32])]) -> Result<()> {
+        let mut seen = HashMap::with_capacity(items.len());
+        for (i, (key, v)) in items.iter().enumerate() {
+            self.check_vector(v, &format!("vector of key {key}"))?;
+            if let Some(first) = seen.insert(*key, i) {
+                return Err(Error::InvalidArgument(format!(
+                    "key {key} is given twice (items {first} and {i}): expected distinct keys"
+                )));
+            }
+        }
+        if self.keys.len() + items.len() > u32::MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "{} more nodes would pass the limit of {} per graph",
+                items.len(),
+                u32::MAX
+            )));
+        }
+        for (key, _) in items {
+            self.remove(*key);
+        }
+        let first = self.keys.len();
+        let total = first + items.len();
+        self.vectors.reserve(items.len() * self.dim);
+        self.links0
+            .resize_with(total * (self.m0() + 1), || AtomicU32::new(0));
+        let upper_width = self.params.m + 1;
+        for (i, (key, v)) in items.iter().enumerate() {
+            let slot = first + i;
+            let start = self.vectors.len();
+            self.vectors.extend_from_slice(v);
+            if self.space == Space::Cosine {
+                normalize(&mut self.vectors[start..]);
+            }
+            let level = self.draw_level(slot);
+            self.keys.push(*key);
+            self.levels.push(level as u8);
+            self.upper.push(
+                (0..level * upper_width)
+                    .map(|_| AtomicU32::new(0))
+                    .collect(),
+            );
+            self.locks.push(Mutex::new(()));
+            self.slot_of.insert(*key, slot as u32);
+        }
+        self.removed.resize(total.div_ceil(64), 0);
+        let graph = &*self;
+        (first..total)
+            .into_par_iter()
+            .for_each(|slot| graph.link(slot as u32));
+        Ok(())
+    }
+
+    /// Links a stored node into the graph (the node's vector and level are set).
+    fn link(&self, slot: u32) {
+        let level = usize::from(self.levels[slot as usize]);
+        let entry = {
+            let mut entry = self.entry.write().unwrap_or_else(|e| e.into_inner());
+            match *entry {
+                None => {
+                    *entry = Some((slot, level));
+                    return;
+                }
+                Some(e) => e,
+            }
+        };
+        let q = self.vector(slot);
+        let (mut current, top) = entry;
+        let mut current_dist = self.distance(q, self.vector(current));
+        let mut scratch = Vec::new();
+        for l in (level + 1..=top).rev() {
+            (current, current_dist) = self.greedy(q, current, current_dist, l, &mut scratch);
+        }
+        let mut entries = vec![Near(current_dist, current)];
+        for l in (0..=level.min(top)).rev() {
+            let found = self.search_layer(q, &entries, self.params.ef_construction, l, None);
+            let max_links = if l == 0 { self.m0() } else { self.params.m };
+            let chosen = self.select(&found, max_links, Some(slot));
+            {
+                let _lock = self.locks[slot as usize]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let ids: Vec<u32> = chosen.iter().map(|n| n.1).collect();
+                self.set_links(slot, l, &ids);
+            }
+            for n in &chosen {
+                self.link_back(n.1, slot, n.0, l, max_links);
+            }
+            entries = found;
+        }
+        if level > top {
+            let mut entry = self.entry.write().unwrap_or_else(|e| e.into_inner());
+            if entry.map_or(true, |(_, top)| level > top) {
+                *entry = Some((slot, level));
+            }
+        }
+    }
+
+    /// Adds `new` to `node`'s links at `level`, pruning with the heuristic when full.
+    fn link_back(&self, node: u32, new: u32, dist: f32, level: usize, max_links: usize) {
+        let _lock = self.locks[node as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut ids = Vec::with_capacity(max_links + 1);
+        self.neighbours(node, level, &mut ids);
+        if ids.contains(&new) {
+            return;
+        }
+        if ids.len() < max_links {
+            ids.push(new);
+            self.set_links(node, level, &ids);
+            return;
+        }
+        let base = self.vector(node);
+        let mut candidates: Vec<Near> = ids
+            .iter()
+            .map(|&id| Near(self.distance(base, self.vector(id)), id))
+            .collect();
+        candidates.push(Near(dist, new));
+        candidates.sort_unstable();
+        let kept = self.select(&candidates, max_links, None);
+        let ids: Vec<u32> = kept.iter().map(|n| n.1).collect();
+        self.set_links(node, level, &ids);
+    }
+
+    /// The neighbour-selection heuristic: nearest first, keeping a candidate only when it
+    /// is nearer to the base than to every one kept (spreads links across directions).
+    /// `found` is sorted nearest first; `skip` is the base itself.
+    fn select(&self, found: &[Near], max_links: usize, skip: Option<u32>) -> Vec<Near> {
+        let mut kept: Vec<Near> = Vec::with_capacity(max_links);
+        for c in found {
+            if Some(c.1) == skip {
+                continue;
+            }
+            if kept.len() == max_links {
+                break;
+            }
+            let cv = self.vector(c.1);
+            if kept
+                .iter()
+                .all(|k| self.distance(cv, self.vector(k.1)) > c.0)
+            {
+                kept.push(*c);
+            }
+        }
+        kept
+    }
+
+    /// Moves to the nearest neighbour until none is nearer, on one level.
+    fn greedy(
+        &self,
+        q: &[f32],
+        mut current: u32,
+        mut current_dist: f32,
+        level: usize,
+        scratch: &mut Vec<u32>,
+    ) -> (u32, f32) {
+        loop {
+            let mut moved = false;
+            self.neighbours(current, level, scratch);
+            for &n in scratch.iter() {
+                let d = self.distance(q, self.vector(n));
+                if d < current_dist {
+                    current = n;
+                    current_dist = d;
+                    moved = true;
+                }
+            }
+            if !moved {
+                return (current, current_dist);
+            }
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let start = slot as usize * self.dim;
+            let v = &self.vectors[start..start + self.dim];
+            // Two cache lines: the first 32 floats; the rest follow by the hardware
+            // prefetcher's stride detection.
+            let p = v.as_ptr().cast::<i8>();
+            // SAFETY: prefetching is a hint; both addresses are inside `v` or one line past
+            // its start, which _mm_prefetch may touch without faulting.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(p);
+                if self.dim > 16 {
+                    _mm_prefetch::<_MM_HINT_T0>(p.add(64));
+                }
+            }
+        }
+    }
+
+    /// Beam search on one level from `entries`; returns up to `ef` nodes sorted nearest
+    /// first. With `admit`, only admitted nodes are returned (all still route the search).
+    fn search_layer(
+        &self,
+        q: &[f32],
+        entries: &[Near],
+        ef: usize,
+        level: usize,
+        admit: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<Near> {
+        VISITED.with(|visited| {
+            let mut visited = visited.borrow_mut();
+            visited.start(self.keys.len());
+            let mut candidates: BinaryHeap<Far> = BinaryHeap::with_capacity(ef * 2);
+            let mut results: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
+            for e in entries {
+                if visited.visit(e.1) {
+                    continue;
+                }
+                candidates.push(Far(std::cmp::Reverse(*e)));
+                if admit.map_or(true, |f| f(e.1)) {
+                    results.push(*e);
+                }
+            }
+            while results.len() > ef {
+                results.pop();
+            }
+            let mut ids = Vec::with_capacity(self.m0());
+            while let Some(Far(std::cmp::Reverse(nearest))) = candidates.pop() {
+                if results.len() >= ef && results.peek().is_some_and(|w| nearest.0 > w.0) {
+                    break;
+                }
+                self.neighbours(nearest.1, level, &mut ids);
+                ids.retain(|&n| !visited.visit(n));
+                for &n in &ids {
+                    self.prefetch(n);
+                }
+                for &n in &ids {
+                    let d = self.distance(q, self.vector(n));
+                    let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
+                    if results.len() < ef || d < worst {
+                        candidates.push(Far(std::cmp::Reverse(Near(d, n))));
+                        if admit.map_or(true, |f| f(n)) {
+                            results.push(Near(d, n));
+                            if results.len() > ef {
+                                results.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            results.into_sorted_vec()
+        })
+    }
+
+    fn query_vector<'q>(&self, q: &'q [f32], unit: &'q mut Vec<f32>) -> Result<&'q [f32]> {
+        self.check_vector(q, "query")?;
+        if self.space == Space::Cosine {
+            unit.clear();
+            unit.extend_from_slice(q);
+            normalize(unit);
+            Ok(unit)
+        } else {
+            Ok(q)
+        }
+    }
+
+    /// The `k` nearest live nodes to `q` as `(key, distance)`, nearest first, searching
+    /// with a beam of `max(ef, k)`. With `admit`, only keys it admits are returned.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a query of the wrong length or with a non-finite value.
+    pub fn search(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        admit: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<(u64, f32)>> {
+        let mut unit = Vec::new();
+        let q = self.query_vector(q, &mut unit)?;
+        let Some((entry, top)) = *self.entry.read().unwrap_or_else(|e| e.into_inner()) else {
+            return Ok(Vec::new());
+        };
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let mut current = entry;
+        let mut current_dist = self.distance(q, self.vector(entry));
+        let mut scratch = Vec::new();
+        for l in (1..=top).rev() {
+            (current, current_dist) = self.greedy(q, current, current_dist, l, &mut scratch);
+        }
+        let live = |slot: u32| -> bool {
+            !self.is_removed(slot) && admit.map_or(true, |f| f(self.keys[slot as usize]))
+        };
+        let found = self.search_layer(q, &[Near(current_dist, current)], ef.max(k), 0, Some(&live));
+        Ok(found
+            .into_iter()
+            .take(k)
+            .map(|n| (self.keys[n.1 as usize], n.0))
+            .collect())
+    }
+
+    /// The exact `k` nearest of the live nodes among `keys` (unknown keys are skipped),
+    /// nearest first, ties to the smaller key.
+    ///
+    /// # Errors
+    /// As [`Hnsw::search`].
+    pub fn exact(&self, q: &[f32], k: usize, keys: &[u64]) -> Result<Vec<(u64, f32)>> {
+        let mut unit = Vec::new();
+        let q = self.query_vector(q, &mut unit)?;
+        let mut heap: BinaryHeap<(Near, u64)> = BinaryHeap::with_capacity(k + 1);
+        for key in keys {
+            let Some(&slot) = self.slot_of.get(key) else {
+                continue;
+            };
+            let d = self.distance(q, self.vector(slot));
+            let item = (Near(d, 0), *key);
+            if heap.len() < k {
+                heap.push(item);
+            } else if heap.peek().is_some_and(|worst| item < *worst) {
+                heap.pop();
+                heap.push(item);
+            }
+        }
+        Ok(heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(n, key)| (key, n.0))
+            .collect())
+    }
+
+    /// The stored vector of `key` (unit length for cosine), `None` when absent.
+    pub fn get(&self, key: u64) -> Option<&[f32]> {
+        self.slot_of.get(&key).map(|&slot| self.vector(slot))
+    }
+
+    fn is_removed(&self, slot: u32) -> bool {
+        self.removed[slot as usize / 64] >> (slot % 64) & 1 == 1
+    }
+
+    /// Removes `key` (its node stays as a tombstone that routes searches); returns whether
+    /// it was there.
+    pub fn remove(&mut self, key: u64) -> bool {
+        let Some(slot) = self.slot_of.remove(&key) else {
+            return false;
+        };
+        self.removed[slot as usize / 64] |= 1 << (slot % 64);
+        self.removed_count += 1;
+        true
+    }
+
+    /// Writes the graph to `path` (replaced whole: written to a sibling file, then renamed).
+    ///
+    /// # Errors
+    /// `Storage` when the file cannot be written.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("tmp");
+        let io = |e: std::io::Error| Error::Storage(format!("writing {}: {e}", tmp.display()));
+        let file = std::fs::File::create(&tmp).map_err(io)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let entry = *self.entry.read().unwrap_or_else(|e| e.into_inner());
+        let space = match self.space {
+            Space::L2 => 0u64,
+            Space::Ip => 1,
+            Space::Cosine => 2,
+        };
+        let (entry_slot, top) = entry.map_or((u64::MAX, 0), |(s, l)| (u64::from(s), l as u64));
+        w.write_all(FILE_MAGIC).map_err(io)?;
+        for value in [
+            self.dim as u64,
+            space,
+            self.params.m as u64,
+            self.params.ef_construction as u64,
+            self.params.seed,
+            self.keys.len() as u64,
+            entry_slot,
+            top,
+        ] {
+            w.write_all(&value.to_le_bytes()).map_err(io)?;
+        }
+        for key in &self.keys {
+            w.write_all(&key.to_le_bytes()).map_err(io)?;
+        }
+        w.write_all(&self.levels).map_err(io)?;
+        for x in &self.vectors {
+            w.write_all(&x.to_le_bytes()).map_err(io)?;
+        }
+        for cell in self
+            .links0
+            .iter()
+            .chain(self.upper.iter().flat_map(|u| u.iter()))
+        {
+            w.write_all(&cell.load(Ordering::Relaxed).to_le_bytes())
+                .map_err(io)?;
+        }
+        for word in &self.removed {
+            w.write_all(&word.to_le_bytes()).map_err(io)?;
+        }
+        w.into_inner()
+            .map_err(|e| io(e.into_error()))?
+            .sync_all()
+            .map_err(io)?;
+        std::fs::rename(&tmp, path)
+            .map_err(|e| Error::Storage(format!("renaming to {}: {e}", path.display())))
+    }
+
+    /// Reads a graph written by [`Hnsw::save`].
+    ///
+    /// # Errors
+    /// `Storage` when the file cannot be read or is not a graph of this format.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bad = |what: &str| Error::Storage(format!("{}: {what}", path.display()));
+        let io = |e: std::io::Error| Error::Storage(format!("reading {}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic).map_err(io)?;
+        if &magic != FILE_MAGIC {
+            return Err(bad("not a ferrostore HNSW graph (bad magic)"));
+        }
+        let header = read_u64s(&mut r, 8).map_err(io)?;
+        let [dim, space, m, ef_construction, seed, n, entry_slot, top] = header[..] else {
+            return Err(bad("short header"));
+        };
+        let space = match space {
+            0 => Space::L2,
+            1 => Space::Ip,
+            2 => Space::Cosine,
+            _ => return Err(bad("unknown space")),
+        };
+        let params = HnswParams {
+            m: usize::try_from(m).map_err(|_| bad("bad m"))?,
+            ef_construction: usize::try_from(ef_construction).map_err(|_| bad("bad ef"))?,
+            seed,
+        };
+        let dim = usize::try_from(dim).map_err(|_| bad("bad dimension"))?;
+        let mut graph = Hnsw::new(dim, space, params).map_err(|_| bad("bad header"))?;
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= u32::MAX as usize)
+            .ok_or_else(|| bad("bad node count"))?;
+        graph.keys = read_u64s(&mut r, n).map_err(io)?;
+        let mut levels = vec![0u8; n];
+        r.read_exact(&mut levels).map_err(io)?;
+        if levels.iter().any(|&l| usize::from(l) > MAX_LEVEL) {
+            return Err(bad("a node level is out of range"));
+        }
+        graph.vectors = read_u32s(&mut r, n * dim)
+            .map_err(io)?
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
+        let width0 = graph.m0() + 1;
+        let upper_width = graph.params.m + 1;
+        let cells = read_u32s(&mut r, n * width0).map_err(io)?;
+        if !links_valid(&cells, width0, n) {
+            return Err(bad("a level-0 link is out of range"));
+        }
+        graph.links0 = cells.into_iter().map(AtomicU32::new).collect();
+        for &level in &levels {
+            let cells = read_u32s(&mut r, usize::from(level) * upper_width).map_err(io)?;
+            if !links_valid(&cells, upper_width, n) {
+                return Err(bad("an upper-level link is out of range"));
+            }
+            graph
+                .upper
+                .push(cells.into_iter().map(AtomicU32::new).collect());
+        }
+        graph.levels = levels;
+        graph.removed = read_u64s(&mut r, n.div_ceil(64)).map_err(io)?;
+        graph.locks = (0..n).map(|_| Mutex::new(())).collect();
+        for (slot, key) in graph.keys.iter().enumerate() {
+            if !graph.is_removed(slot as u32) {
+                graph.slot_of.insert(*key, slot as u32);
+            } else {
+                graph.removed_count += 1;
+            }
+        }
+        if entry_slot != u64::MAX {
+            if entry_slot as usize >= n || top as usize > MAX_LEVEL {
+                return Err(bad("the entry point is out of range"));
+            }
+            *graph.entry.get_mut().unwrap_or_else(|e| e.into_inner()) =
+                Some((entry_slot as u32, top as usize));
+        }
+        Ok(graph)
+    }
+}
+
+fn read_u64s(r: &mut impl Read, n: usize) -> std::io::Result<Vec<u64>> {
+    let mut buf = vec![0u8; n * 8];
+    r.read_exact(&mut buf)?;
+    Ok(buf
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect())
+}
+
+fn read_u32s(r: &mut impl Read, n: usize) -> std::io::Result<Vec<u32>> {
+    let mut buf = vec![0u8; n * 4];
+    r.read_exact(&mut buf)?;
+    Ok(buf
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// Whether `cells` hold link lists of `width` cells (a count, then ids) naming slots below `n`.
+fn links_valid(cells: &[u32], width: usize, n: usize) -> bool {
+    cells.chunks_exact(width).all(|list| {
+        let count = list[0] as usize;
+        count < width && list[1..=count].iter().all(|&id| (id as usize) < n)
+    })
+}
+
+#[cfg(test)]
+mod tests;

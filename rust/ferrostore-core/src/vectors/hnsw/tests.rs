@@ -1,0 +1,298 @@
+use super::*;
+
+/// Deterministic uniform numbers in [-1, 1) (xorshift64*).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+        bits as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// `n` vectors around `clusters` random centres (the shape of real embeddings).
+fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng(seed);
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| (0..dim).map(|_| rng.next()).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[i % clusters];
+            c.iter().map(|x| x + 0.25 * rng.next()).collect()
+        })
+        .collect()
+}
+
+fn build(space: Space, vectors: &[Vec<f32>], batches: usize) -> Hnsw {
+    let mut graph = Hnsw::new(vectors[0].len(), space, HnswParams::default()).unwrap();
+    let items: Vec<(u64, &[f32])> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64 * 3 + 7, v.as_slice()))
+        .collect();
+    for part in items.chunks(items.len().div_ceil(batches)) {
+        graph.add(part).unwrap();
+    }
+    graph
+}
+
+fn all_keys(graph: &Hnsw) -> Vec<u64> {
+    let mut keys: Vec<u64> = graph.slot_of.keys().copied().collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// Mean recall@k of the graph search against exact search over every key.
+fn recall(graph: &Hnsw, queries: &[Vec<f32>], k: usize, ef: usize) -> f64 {
+    let keys = all_keys(graph);
+    let mut hits = 0usize;
+    for q in queries {
+        let truth: Vec<u64> = graph
+            .exact(q, k, &keys)
+            .unwrap()
+            .iter()
+            .map(|h| h.0)
+            .collect();
+        let found = graph.search(q, k, ef, None).unwrap();
+        assert_eq!(found.len(), k);
+        assert!(
+            found.windows(2).all(|w| w[0].1 <= w[1].1),
+            "sorted nearest first"
+        );
+        hits += found.iter().filter(|h| truth.contains(&h.0)).count();
+    }
+    hits as f64 / (queries.len() * k) as f64
+}
+
+#[test]
+fn search_finds_the_true_neighbours_in_every_space() {
+    let vectors = clustered(3000, 24, 30, 1);
+    let queries = clustered(100, 24, 30, 2);
+    // Inner product over unit vectors, as embeddings are (on raw vectors ip is no metric).
+    let mut units = vectors.clone();
+    units.iter_mut().for_each(|v| normalize(v));
+    for space in [Space::L2, Space::Ip, Space::Cosine] {
+        let graph = build(space, if space == Space::Ip { &units } else { &vectors }, 1);
+        assert_eq!(graph.len(), 3000);
+        let r = recall(&graph, &queries, 10, 64);
+        assert!(r >= 0.95, "{space:?}: recall@10 {r}");
+    }
+}
+
+#[test]
+fn a_graph_built_in_many_batches_is_as_good() {
+    let vectors = clustered(3000, 16, 20, 3);
+    let queries = clustered(100, 16, 20, 4);
+    let graph = build(Space::L2, &vectors, 12);
+    let r = recall(&graph, &queries, 10, 64);
+    assert!(r >= 0.95, "recall@10 {r}");
+}
+
+#[test]
+fn distances_are_chromas() {
+    let mut graph = Hnsw::new(2, Space::Cosine, HnswParams::default()).unwrap();
+    graph
+        .add(&[(1, &[3.0, 4.0][..]), (2, &[0.0, -2.0][..])])
+        .unwrap();
+    let found = graph.search(&[6.0, 8.0], 2, 8, None).unwrap();
+    assert_eq!(found[0].0, 1);
+    assert!(found[0].1.abs() < 1e-6);
+    assert!((found[1].1 - 1.8).abs() < 1e-6, "1 - cos = 1 + 0.8");
+    let mut l2 = Hnsw::new(2, Space::L2, HnswParams::default()).unwrap();
+    l2.add(&[(9, &[1.0, 1.0][..])]).unwrap();
+    assert_eq!(l2.search(&[4.0, 5.0], 1, 8, None).unwrap(), vec![(9, 25.0)]);
+    let mut ip = Hnsw::new(2, Space::Ip, HnswParams::default()).unwrap();
+    ip.add(&[(5, &[0.5, 0.25][..])]).unwrap();
+    assert_eq!(ip.search(&[2.0, 2.0], 1, 8, None).unwrap(), vec![(5, -0.5)]);
+}
+
+#[test]
+fn exact_ranks_a_subset_with_ties_to_the_smaller_key() {
+    let mut graph = Hnsw::new(2, Space::L2, HnswParams::default()).unwrap();
+    let points = [
+        (10, [1.0, 0.0]),
+        (4, [0.0, 1.0]),
+        (7, [1.0, 0.0]),
+        (2, [5.0, 5.0]),
+    ];
+    let items: Vec<(u64, &[f32])> = points.iter().map(|(k, v)| (*k, &v[..])).collect();
+    graph.add(&items).unwrap();
+    let got = graph.exact(&[0.0, 0.0], 3, &[10, 7, 2, 99, 4]).unwrap();
+    assert_eq!(got, vec![(4, 1.0), (7, 1.0), (10, 1.0)]);
+    assert_eq!(
+        graph.exact(&[0.0, 0.0], 2, &[2, 10]).unwrap(),
+        vec![(10, 1.0), (2, 50.0)]
+    );
+}
+
+#[test]
+fn removed_keys_are_never_returned_and_a_key_added_again_replaces_its_vector() {
+    let vectors = clustered(1500, 8, 10, 5);
+    let mut graph = build(Space::L2, &vectors, 2);
+    let keys = all_keys(&graph);
+    for key in keys.iter().step_by(3) {
+        assert!(graph.remove(*key));
+        assert!(!graph.remove(*key), "second removal finds nothing");
+    }
+    assert_eq!(graph.len(), 1000);
+    for q in clustered(50, 8, 10, 6) {
+        for (key, _) in graph.search(&q, 20, 64, None).unwrap() {
+            assert!(graph.contains(key));
+            assert_ne!(keys.iter().position(|k| *k == key).unwrap() % 3, 0);
+        }
+    }
+    // Key kept moves next to another point of the data.
+    let kept = keys[1];
+    let moved: Vec<f32> = vectors[500].iter().map(|x| x + 0.01).collect();
+    graph.add(&[(kept, &moved[..])]).unwrap();
+    assert_eq!(graph.len(), 1000);
+    assert_eq!(graph.get(kept), Some(&moved[..]));
+    assert_eq!(
+        graph.search(&moved, 1, 32, None).unwrap(),
+        vec![(kept, 0.0)]
+    );
+}
+
+#[test]
+fn filtered_search_returns_only_admitted_keys_with_recall() {
+    let vectors = clustered(3000, 16, 30, 7);
+    let graph = build(Space::L2, &vectors, 1);
+    let even: Vec<u64> = all_keys(&graph)
+        .into_iter()
+        .filter(|k| k % 2 == 0)
+        .collect();
+    let admit = |key: u64| key % 2 == 0;
+    let mut hits = 0;
+    let queries = clustered(100, 16, 30, 8);
+    for q in &queries {
+        let truth: Vec<u64> = graph
+            .exact(q, 10, &even)
+            .unwrap()
+            .iter()
+            .map(|h| h.0)
+            .collect();
+        let found = graph.search(q, 10, 64, Some(&admit)).unwrap();
+        assert_eq!(found.len(), 10);
+        assert!(found.iter().all(|h| admit(h.0)));
+        hits += found.iter().filter(|h| truth.contains(&h.0)).count();
+    }
+    let r = hits as f64 / 1000.0;
+    assert!(r >= 0.95, "filtered recall@10 {r}");
+}
+
+#[test]
+fn small_and_empty_graphs() {
+    let mut graph = Hnsw::new(3, Space::L2, HnswParams::default()).unwrap();
+    assert!(graph.is_empty());
+    assert_eq!(graph.search(&[0.0; 3], 5, 10, None).unwrap(), vec![]);
+    graph
+        .add(&[(1, &[0.0, 0.0, 1.0][..]), (2, &[0.0, 0.0, 2.0][..])])
+        .unwrap();
+    assert_eq!(graph.search(&[0.0; 3], 0, 10, None).unwrap(), vec![]);
+    let found = graph.search(&[0.0; 3], 5, 1, None).unwrap();
+    assert_eq!(found, vec![(1, 1.0), (2, 4.0)]);
+    graph.add(&[]).unwrap();
+    assert_eq!(graph.len(), 2);
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    assert!(matches!(
+        Hnsw::new(0, Space::L2, HnswParams::default()),
+        Err(Error::InvalidArgument(_))
+    ));
+    let params = HnswParams {
+        m: 1,
+        ..HnswParams::default()
+    };
+    assert!(matches!(
+        Hnsw::new(4, Space::L2, params),
+        Err(Error::InvalidArgument(_))
+    ));
+    let mut graph = Hnsw::new(2, Space::L2, HnswParams::default()).unwrap();
+    graph.add(&[(1, &[1.0, 1.0][..])]).unwrap();
+    let cases: [&[(u64, &[f32])]; 3] = [
+        &[(2, &[1.0, 2.0]), (3, &[1.0])],
+        &[(2, &[1.0, 2.0]), (3, &[f32::NAN, 0.0])],
+        &[(2, &[1.0, 2.0]), (2, &[3.0, 4.0])],
+    ];
+    for items in cases {
+        let err = graph.add(items).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert_eq!(graph.len(), 1);
+        assert!(!graph.contains(2));
+    }
+    let err = graph.add(&[(1, &[f32::INFINITY, 0.0][..])]).unwrap_err();
+    assert!(err.to_string().contains("non-finite"), "{err}");
+    assert_eq!(
+        graph.get(1),
+        Some(&[1.0, 1.0][..]),
+        "a refused replacement keeps the old"
+    );
+    assert!(matches!(
+        graph.search(&[1.0], 1, 8, None),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        graph.search(&[f32::NAN, 1.0], 1, 8, None),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn a_saved_graph_loads_with_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graph.hnsw");
+    let vectors = clustered(2000, 12, 20, 9);
+    let mut graph = build(Space::Cosine, &vectors, 3);
+    graph.remove(7);
+    graph.save(&path).unwrap();
+    let loaded = Hnsw::load(&path).unwrap();
+    assert_eq!(loaded.len(), graph.len());
+    assert!(!loaded.contains(7));
+    for q in clustered(30, 12, 20, 10) {
+        assert_eq!(
+            loaded.search(&q, 10, 32, None).unwrap(),
+            graph.search(&q, 10, 32, None).unwrap()
+        );
+    }
+    let mut more = loaded;
+    more.add(&[(1, &[1.0; 12][..])]).unwrap();
+    assert_eq!(more.search(&[2.0; 12], 1, 32, None).unwrap()[0].0, 1);
+}
+
+#[test]
+fn a_damaged_file_is_a_storage_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graph.hnsw");
+    let vectors = clustered(300, 4, 5, 11);
+    build(Space::L2, &vectors, 1).save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let header = 8 + 8 * 8;
+    let cases: Vec<Vec<u8>> = vec![
+        b"not a graph".to_vec(),
+        bytes[..bytes.len() / 2].to_vec(),
+        {
+            // Node count far past the file's end.
+            let mut b = bytes.clone();
+            b[8 + 5 * 8..8 + 6 * 8].copy_from_slice(&u64::MAX.to_le_bytes());
+            b
+        },
+        {
+            // A level-0 link naming a slot that does not exist.
+            let mut b = bytes.clone();
+            let links = header + 300 * 8 + 300 + 300 * 4 * 4;
+            b[links..links + 4].copy_from_slice(&1u32.to_le_bytes());
+            b[links + 4..links + 8].copy_from_slice(&100_000u32.to_le_bytes());
+            b
+        },
+    ];
+    for (i, damaged) in cases.into_iter().enumerate() {
+        std::fs::write(&path, damaged).unwrap();
+        let err = Hnsw::load(&path).unwrap_err();
+        assert!(matches!(err, Error::Storage(_)), "case {i}: {err}");
+    }
+}
