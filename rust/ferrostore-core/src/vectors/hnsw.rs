@@ -115,6 +115,8 @@ thread_local! {
 pub struct Hnsw {
     dim: usize,
     space: Space,
+    /// The distance kernel, chosen once for the CPU (AVX2 + FMA when it has them).
+    kernels: Kernels,
     params: HnswParams,
     /// `slot * dim ..`: the vector of each slot (unit length for cosine).
     vectors: Vec<f32>,
@@ -169,6 +171,7 @@ impl Hnsw {
         Ok(Hnsw {
             dim,
             space,
+            kernels: Kernels::for_cpu(),
             params,
             vectors: Vec::new(),
             keys: Vec::new(),
@@ -228,8 +231,8 @@ impl Hnsw {
     #[inline]
     fn distance(&self, a: &[f32], b: &[f32]) -> f32 {
         match self.space {
-            Space::L2 => lanes(a, b, |x, y| (x - y) * (x - y)),
-            Space::Ip | Space::Cosine => 1.0 - lanes(a, b, |x, y| x * y),
+            Space::L2 => (self.kernels.l2)(a, b),
+            Space::Ip | Space::Cosine => 1.0 - (self.kernels.dot)(a, b),
         }
     }
 
@@ -477,25 +480,20 @@ impl Hnsw {
         }
     }
 
+    /// Asks the CPU to load the first two cache lines of `slot`'s vector (the hardware
+    /// prefetcher follows the rest of a sequential read).
     #[inline]
     fn prefetch(&self, slot: u32) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let start = slot as usize * self.dim;
-            let v = &self.vectors[start..start + self.dim];
-            // Two cache lines: the first 32 floats; the rest follow by the hardware
-            // prefetcher's stride detection.
-            let p = v.as_ptr().cast::<i8>();
-            // SAFETY: prefetching is a hint; both addresses are inside `v` or one line past
-            // its start, which _mm_prefetch may touch without faulting.
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(p);
-                if self.dim > 16 {
-                    _mm_prefetch::<_MM_HINT_T0>(p.add(64));
-                }
-            }
-        }
+        let start = slot as usize * self.dim;
+        let v = &self.vectors[start..start + self.dim];
+        prefetch_lines(v.as_ptr().cast(), if self.dim > 16 { 2 } else { 1 });
+    }
+
+    /// Asks the CPU to load `slot`'s level-0 link list (read when it is expanded).
+    #[inline]
+    fn prefetch_links(&self, slot: u32) {
+        let width = self.m0() + 1;
+        prefetch_lines(self.links0[slot as usize * width..].as_ptr().cast(), 1);
     }
 
     /// Beam search on one level from `entries`; returns up to `ef` nodes sorted nearest
@@ -539,6 +537,7 @@ impl Hnsw {
                     let d = self.distance(q, self.vector(n));
                     let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
                     if results.len() < ef || d < worst {
+                        self.prefetch_links(n);
                         candidates.push(Far(std::cmp::Reverse(Near(d, n))));
                         if admit.map_or(true, |f| f(n)) {
                             results.push(Near(d, n));
@@ -787,6 +786,129 @@ impl Hnsw {
         }
         Ok(graph)
     }
+}
+
+/// Dot product and squared l2 distance of equal-length slices.
+#[derive(Clone, Copy)]
+struct Kernels {
+    dot: fn(&[f32], &[f32]) -> f32,
+    l2: fn(&[f32], &[f32]) -> f32,
+}
+
+impl Kernels {
+    fn for_cpu() -> Kernels {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Kernels {
+                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    dot: |a, b| unsafe { simd::dot(a, b) },
+                    // SAFETY: as above.
+                    l2: |a, b| unsafe { simd::l2(a, b) },
+                };
+            }
+        }
+        Kernels {
+            dot: |a, b| lanes(a, b, |x, y| x * y),
+            l2: |a, b| lanes(a, b, |x, y| (x - y) * (x - y)),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps,
+        _mm256_loadu_ps, _mm256_setzero_ps, _mm256_sub_ps, _mm_add_ps, _mm_cvtss_f32,
+        _mm_movehl_ps, _mm_shuffle_ps,
+    };
+
+    #[target_feature(enable = "avx2,fma")]
+    fn sum(v: __m256) -> f32 {
+        let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        _mm_cvtss_f32(_mm_add_ps(pair, _mm_shuffle_ps::<1>(pair, pair)))
+    }
+
+    /// `f(acc, x, y)` over 8-float blocks with four accumulators, then the tail in scalar.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn fold(
+        a: &[f32],
+        b: &[f32],
+        block: impl Fn(__m256, __m256, __m256) -> __m256,
+        scalar: impl Fn(f32, f32) -> f32,
+    ) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        // SAFETY (all loads): i + 8 <= n for every block read, so each load is in bounds.
+        while i + 32 <= n {
+            for (j, slot) in acc.iter_mut().enumerate() {
+                let (x, y) = unsafe {
+                    (
+                        _mm256_loadu_ps(pa.add(i + 8 * j)),
+                        _mm256_loadu_ps(pb.add(i + 8 * j)),
+                    )
+                };
+                *slot = block(*slot, x, y);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+            acc[0] = block(acc[0], x, y);
+            i += 8;
+        }
+        let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let tail: f32 = a[i..n]
+            .iter()
+            .zip(&b[i..n])
+            .map(|(x, y)| scalar(*x, *y))
+            .sum();
+        sum(total) + tail
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |acc, x, y| _mm256_fmadd_ps(x, y, acc), |x, y| x * y)
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn l2(a: &[f32], b: &[f32]) -> f32 {
+        fold(
+            a,
+            b,
+            |acc, x, y| {
+                let d = _mm256_sub_ps(x, y);
+                _mm256_fmadd_ps(d, d, acc)
+            },
+            |x, y| (x - y) * (x - y),
+        )
+    }
+}
+
+/// Prefetches `lines` cache lines from `p` (a hint: never faults, does nothing elsewhere
+/// than on x86-64). `p` and the lines after it must lie in one allocation.
+#[inline]
+fn prefetch_lines(p: *const i8, lines: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        for line in 0..lines {
+            // SAFETY: _mm_prefetch never faults; the address stays in the caller's slice.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64 * line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, lines);
 }
 
 fn read_u64s(r: &mut impl Read, n: usize) -> std::io::Result<Vec<u64>> {

@@ -296,3 +296,58 @@ fn a_damaged_file_is_a_storage_error_not_a_panic() {
         assert!(matches!(err, Error::Storage(_)), "case {i}: {err}");
     }
 }
+
+/// Build and query speed on vectors from files (`FERROSTORE_HNSW_DATA`: a folder with
+/// `base.f32`, `queries.f32` and `gt.i32` top-10 rows, dimension `FERROSTORE_HNSW_DIM`).
+/// Run: `cargo test --release -p ferrostore-core hnsw_speed -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement on external data, not a check"]
+fn hnsw_speed() {
+    let Ok(folder) = std::env::var("FERROSTORE_HNSW_DATA") else {
+        return;
+    };
+    let dim: usize = std::env::var("FERROSTORE_HNSW_DIM").map_or(128, |d| d.parse().unwrap());
+    let floats = |name: &str| -> Vec<f32> {
+        std::fs::read(std::path::Path::new(&folder).join(name))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let base = floats("base.f32");
+    let queries = floats("queries.f32");
+    let gt: Vec<u32> = floats("gt.i32").into_iter().map(f32::to_bits).collect();
+    let items: Vec<(u64, &[f32])> = base
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, v)| (i as u64, v))
+        .collect();
+    let mut graph = Hnsw::new(dim, Space::Ip, HnswParams::default()).unwrap();
+    let start = std::time::Instant::now();
+    for part in items.chunks(50_000) {
+        graph.add(part).unwrap();
+    }
+    println!(
+        "build {} x {dim}: {:.2} s, {} B/vector",
+        items.len(),
+        start.elapsed().as_secs_f64(),
+        graph.memory_bytes() / items.len()
+    );
+    for ef in [16, 32, 64, 128] {
+        let start = std::time::Instant::now();
+        let mut hits = 0;
+        for (q, truth) in queries.chunks_exact(dim).zip(gt.chunks_exact(10)) {
+            let found = graph.search(q, 10, ef, None).unwrap();
+            hits += found
+                .iter()
+                .filter(|h| truth.contains(&(h.0 as u32)))
+                .count();
+        }
+        let n = queries.len() / dim;
+        println!(
+            "ef {ef}: {:.0} q/s, recall@10 {:.3}",
+            n as f64 / start.elapsed().as_secs_f64(),
+            hits as f64 / (n * 10) as f64
+        );
+    }
+}
