@@ -35,6 +35,18 @@ use crate::{Error, Result};
 const MAX_LEVEL: usize = 16;
 const FILE_MAGIC: &[u8; 8] = b"FSHNSW01";
 
+/// How a graph stores its vectors (queries are always float32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    F32,
+    /// IEEE half floats: half the memory; for unit vectors (cosine) the 11-bit precision
+    /// changes distances by about 1e-3. Values past float16's range are refused.
+    F16,
+}
+
+/// The largest finite float16.
+const F16_MAX: f32 = 65504.0;
+
 /// Build parameters of a graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HnswParams {
@@ -45,6 +57,7 @@ pub struct HnswParams {
     /// Seeds the draw of node levels (a graph is reproducible for a given insertion order
     /// when built on one thread).
     pub seed: u64,
+    pub storage: Storage,
 }
 
 impl Default for HnswParams {
@@ -53,6 +66,7 @@ impl Default for HnswParams {
             m: 16,
             ef_construction: 128,
             seed: 0x5eed,
+            storage: Storage::F32,
         }
     }
 }
@@ -120,6 +134,8 @@ pub struct Hnsw {
     params: HnswParams,
     /// `slot * dim ..`: the vector of each slot (unit length for cosine).
     vectors: Vec<f32>,
+    /// The vectors of a float16 graph (`vectors` is empty then).
+    halves: Vec<u16>,
     keys: Vec<u64>,
     levels: Vec<u8>,
     /// `slot * (2m + 1) ..`: the level-0 link count, then the links.
@@ -174,6 +190,7 @@ impl Hnsw {
             kernels: Kernels::for_cpu(),
             params,
             vectors: Vec::new(),
+            halves: Vec::new(),
             keys: Vec::new(),
             levels: Vec::new(),
             links0: Vec::new(),
@@ -210,6 +227,7 @@ impl Hnsw {
     pub fn memory_bytes(&self) -> usize {
         let upper: usize = self.upper.iter().map(|u| u.len() * 4).sum();
         self.vectors.len() * 4
+            + self.halves.len() * 2
             + self.keys.len() * 9
             + self.links0.len() * 4
             + upper
@@ -223,16 +241,35 @@ impl Hnsw {
     }
 
     #[inline]
-    fn vector(&self, slot: u32) -> &[f32] {
-        let start = slot as usize * self.dim;
-        &self.vectors[start..start + self.dim]
+    fn storage(&self) -> Storage {
+        self.params.storage
     }
 
+    /// The distance of the float32 vector `q` to `slot`'s stored vector.
     #[inline]
-    fn distance(&self, a: &[f32], b: &[f32]) -> f32 {
-        match self.space {
-            Space::L2 => (self.kernels.l2)(a, b),
-            Space::Ip | Space::Cosine => 1.0 - (self.kernels.dot)(a, b),
+    fn dist(&self, q: &[f32], slot: u32) -> f32 {
+        let start = slot as usize * self.dim;
+        let range = start..start + self.dim;
+        let k = &self.kernels;
+        match (self.storage(), self.space) {
+            (Storage::F32, Space::L2) => (k.l2)(q, &self.vectors[range]),
+            (Storage::F32, _) => 1.0 - (k.dot)(q, &self.vectors[range]),
+            (Storage::F16, Space::L2) => (k.l2_half)(q, &self.halves[range]),
+            (Storage::F16, _) => 1.0 - (k.dot_half)(q, &self.halves[range]),
+        }
+    }
+
+    /// `slot`'s stored vector as float32, into `out`.
+    fn decode(&self, slot: u32, out: &mut Vec<f32>) {
+        let start = slot as usize * self.dim;
+        out.clear();
+        match self.storage() {
+            Storage::F32 => out.extend_from_slice(&self.vectors[start..start + self.dim]),
+            Storage::F16 => out.extend(
+                self.halves[start..start + self.dim]
+                    .iter()
+                    .map(|h| super::f16_bits_to_f32(*h)),
+            ),
         }
     }
 
@@ -297,6 +334,15 @@ impl Hnsw {
                 v[i]
             )));
         }
+        if self.storage() == Storage::F16 && self.space != Space::Cosine {
+            if let Some(i) = v.iter().position(|x| x.abs() > F16_MAX) {
+                return Err(Error::InvalidArgument(format!(
+                    "{what} has {} at position {i}: a float16 graph holds values up to \
+                     {F16_MAX} (store float32)",
+                    v[i]
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -329,16 +375,34 @@ impl Hnsw {
         }
         let first = self.keys.len();
         let total = first + items.len();
-        self.vectors.reserve(items.len() * self.dim);
+        // Huge pages for the two arrays every search walks at random: a 4 KiB page per
+        // vector read costs a TLB miss on large graphs.
+        match self.storage() {
+            Storage::F32 => {
+                self.vectors.reserve(items.len() * self.dim);
+                advise_huge_pages(&self.vectors);
+            }
+            Storage::F16 => {
+                self.halves.reserve(items.len() * self.dim);
+                advise_huge_pages(&self.halves);
+            }
+        }
+        let mut unit = Vec::with_capacity(self.dim);
+        self.links0.reserve(items.len() * (self.m0() + 1));
+        advise_huge_pages(&self.links0);
         self.links0
             .resize_with(total * (self.m0() + 1), || AtomicU32::new(0));
         let upper_width = self.params.m + 1;
         for (i, (key, v)) in items.iter().enumerate() {
             let slot = first + i;
-            let start = self.vectors.len();
-            self.vectors.extend_from_slice(v);
+            unit.clear();
+            unit.extend_from_slice(v);
             if self.space == Space::Cosine {
-                normalize(&mut self.vectors[start..]);
+                normalize(&mut unit);
+            }
+            match self.storage() {
+                Storage::F32 => self.vectors.extend_from_slice(&unit),
+                Storage::F16 => self.halves.extend(unit.iter().map(|x| f32_to_f16_bits(*x))),
             }
             let level = self.draw_level(slot);
             self.keys.push(*key);
@@ -372,9 +436,11 @@ impl Hnsw {
                 Some(e) => e,
             }
         };
-        let q = self.vector(slot);
+        let mut q = Vec::with_capacity(self.dim);
+        self.decode(slot, &mut q);
+        let q = &q[..];
         let (mut current, top) = entry;
-        let mut current_dist = self.distance(q, self.vector(current));
+        let mut current_dist = self.dist(q, current);
         let mut scratch = Vec::new();
         for l in (level + 1..=top).rev() {
             (current, current_dist) = self.greedy(q, current, current_dist, l, &mut scratch);
@@ -419,10 +485,11 @@ impl Hnsw {
             self.set_links(node, level, &ids);
             return;
         }
-        let base = self.vector(node);
+        let mut base = Vec::with_capacity(self.dim);
+        self.decode(node, &mut base);
         let mut candidates: Vec<Near> = ids
             .iter()
-            .map(|&id| Near(self.distance(base, self.vector(id)), id))
+            .map(|&id| Near(self.dist(&base, id), id))
             .collect();
         candidates.push(Near(dist, new));
         candidates.sort_unstable();
@@ -436,6 +503,7 @@ impl Hnsw {
     /// `found` is sorted nearest first; `skip` is the base itself.
     fn select(&self, found: &[Near], max_links: usize, skip: Option<u32>) -> Vec<Near> {
         let mut kept: Vec<Near> = Vec::with_capacity(max_links);
+        let mut cv = Vec::with_capacity(self.dim);
         for c in found {
             if Some(c.1) == skip {
                 continue;
@@ -443,11 +511,8 @@ impl Hnsw {
             if kept.len() == max_links {
                 break;
             }
-            let cv = self.vector(c.1);
-            if kept
-                .iter()
-                .all(|k| self.distance(cv, self.vector(k.1)) > c.0)
-            {
+            self.decode(c.1, &mut cv);
+            if kept.iter().all(|k| self.dist(&cv, k.1) > c.0) {
                 kept.push(*c);
             }
         }
@@ -467,7 +532,7 @@ impl Hnsw {
             let mut moved = false;
             self.neighbours(current, level, scratch);
             for &n in scratch.iter() {
-                let d = self.distance(q, self.vector(n));
+                let d = self.dist(q, n);
                 if d < current_dist {
                     current = n;
                     current_dist = d;
@@ -485,8 +550,11 @@ impl Hnsw {
     #[inline]
     fn prefetch(&self, slot: u32) {
         let start = slot as usize * self.dim;
-        let v = &self.vectors[start..start + self.dim];
-        prefetch_lines(v.as_ptr().cast(), if self.dim > 16 { 2 } else { 1 });
+        let (p, bytes): (*const i8, usize) = match self.storage() {
+            Storage::F32 => (self.vectors[start..].as_ptr().cast(), self.dim * 4),
+            Storage::F16 => (self.halves[start..].as_ptr().cast(), self.dim * 2),
+        };
+        prefetch_lines(p, if bytes > 64 { 2 } else { 1 });
     }
 
     /// Asks the CPU to load `slot`'s level-0 link list (read when it is expanded).
@@ -534,7 +602,7 @@ impl Hnsw {
                     self.prefetch(n);
                 }
                 for &n in &ids {
-                    let d = self.distance(q, self.vector(n));
+                    let d = self.dist(q, n);
                     let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
                     if results.len() < ef || d < worst {
                         self.prefetch_links(n);
@@ -585,7 +653,7 @@ impl Hnsw {
             return Ok(Vec::new());
         }
         let mut current = entry;
-        let mut current_dist = self.distance(q, self.vector(entry));
+        let mut current_dist = self.dist(q, entry);
         let mut scratch = Vec::new();
         for l in (1..=top).rev() {
             (current, current_dist) = self.greedy(q, current, current_dist, l, &mut scratch);
@@ -614,7 +682,7 @@ impl Hnsw {
             let Some(&slot) = self.slot_of.get(key) else {
                 continue;
             };
-            let d = self.distance(q, self.vector(slot));
+            let d = self.dist(q, slot);
             let item = (Near(d, 0), *key);
             if heap.len() < k {
                 heap.push(item);
@@ -630,9 +698,30 @@ impl Hnsw {
             .collect())
     }
 
-    /// The stored vector of `key` (unit length for cosine), `None` when absent.
-    pub fn get(&self, key: u64) -> Option<&[f32]> {
-        self.slot_of.get(&key).map(|&slot| self.vector(slot))
+    /// Writes the stored vector of `key` (unit length for cosine, rounded to float16 in a
+    /// float16 graph) into `out`; returns whether the key is there.
+    pub fn get(&self, key: u64, out: &mut Vec<f32>) -> bool {
+        match self.slot_of.get(&key) {
+            Some(&slot) => {
+                self.decode(slot, out);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The distance of `q` (float32, normalized for cosine by the caller of
+    /// [`Hnsw::prepare_query`]) to `key`'s vector, `None` when absent.
+    pub fn distance_to(&self, q: &[f32], key: u64) -> Option<f32> {
+        self.slot_of.get(&key).map(|&slot| self.dist(q, slot))
+    }
+
+    /// `q` as the graph compares it: checked, and unit length for cosine (into `unit`).
+    ///
+    /// # Errors
+    /// As [`Hnsw::search`].
+    pub fn prepare_query<'q>(&self, q: &'q [f32], unit: &'q mut Vec<f32>) -> Result<&'q [f32]> {
+        self.query_vector(q, unit)
     }
 
     fn is_removed(&self, slot: u32) -> bool {
@@ -673,6 +762,7 @@ impl Hnsw {
             self.params.m as u64,
             self.params.ef_construction as u64,
             self.params.seed,
+            u64::from(self.storage() == Storage::F16),
             self.keys.len() as u64,
             entry_slot,
             top,
@@ -685,6 +775,9 @@ impl Hnsw {
         w.write_all(&self.levels).map_err(io)?;
         for x in &self.vectors {
             w.write_all(&x.to_le_bytes()).map_err(io)?;
+        }
+        for h in &self.halves {
+            w.write_all(&h.to_le_bytes()).map_err(io)?;
         }
         for cell in self
             .links0
@@ -719,8 +812,8 @@ impl Hnsw {
         if &magic != FILE_MAGIC {
             return Err(bad("not a ferrostore HNSW graph (bad magic)"));
         }
-        let header = read_u64s(&mut r, 8).map_err(io)?;
-        let [dim, space, m, ef_construction, seed, n, entry_slot, top] = header[..] else {
+        let header = read_u64s(&mut r, 9).map_err(io)?;
+        let [dim, space, m, ef_construction, seed, half, n, entry_slot, top] = header[..] else {
             return Err(bad("short header"));
         };
         let space = match space {
@@ -733,6 +826,11 @@ impl Hnsw {
             m: usize::try_from(m).map_err(|_| bad("bad m"))?,
             ef_construction: usize::try_from(ef_construction).map_err(|_| bad("bad ef"))?,
             seed,
+            storage: match half {
+                0 => Storage::F32,
+                1 => Storage::F16,
+                _ => return Err(bad("unknown storage")),
+            },
         };
         let dim = usize::try_from(dim).map_err(|_| bad("bad dimension"))?;
         let mut graph = Hnsw::new(dim, space, params).map_err(|_| bad("bad header"))?;
@@ -746,11 +844,23 @@ impl Hnsw {
         if levels.iter().any(|&l| usize::from(l) > MAX_LEVEL) {
             return Err(bad("a node level is out of range"));
         }
-        graph.vectors = read_u32s(&mut r, n * dim)
-            .map_err(io)?
-            .into_iter()
-            .map(f32::from_bits)
-            .collect();
+        match graph.storage() {
+            Storage::F32 => {
+                graph.vectors = read_u32s(&mut r, n * dim)
+                    .map_err(io)?
+                    .into_iter()
+                    .map(f32::from_bits)
+                    .collect();
+            }
+            Storage::F16 => {
+                let mut buf = vec![0u8; n * dim * 2];
+                r.read_exact(&mut buf).map_err(io)?;
+                graph.halves = buf
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+            }
+        }
         let width0 = graph.m0() + 1;
         let upper_width = graph.params.m + 1;
         let cells = read_u32s(&mut r, n * width0).map_err(io)?;
@@ -793,6 +903,8 @@ impl Hnsw {
 struct Kernels {
     dot: fn(&[f32], &[f32]) -> f32,
     l2: fn(&[f32], &[f32]) -> f32,
+    dot_half: fn(&[f32], &[u16]) -> f32,
+    l2_half: fn(&[f32], &[u16]) -> f32,
 }
 
 impl Kernels {
@@ -801,98 +913,221 @@ impl Kernels {
         {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
             {
+                // SAFETY (all four): the CPU has AVX2, FMA and F16C (checked above).
                 return Kernels {
-                    // SAFETY: the CPU has AVX2 and FMA (checked above).
                     dot: |a, b| unsafe { simd::dot(a, b) },
-                    // SAFETY: as above.
                     l2: |a, b| unsafe { simd::l2(a, b) },
+                    dot_half: |a, b| unsafe { simd::dot_half(a, b) },
+                    l2_half: |a, b| unsafe { simd::l2_half(a, b) },
                 };
             }
         }
         Kernels {
             dot: |a, b| lanes(a, b, |x, y| x * y),
             l2: |a, b| lanes(a, b, |x, y| (x - y) * (x - y)),
+            dot_half: |a, b| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, h)| x * super::f16_bits_to_f32(*h))
+                    .sum()
+            },
+            l2_half: |a, b| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, h)| (x - super::f16_bits_to_f32(*h)).powi(2))
+                    .sum()
+            },
         }
     }
+}
+
+/// `x` as IEEE half-float bits, rounded to nearest even (overflow gives infinity).
+fn f32_to_f16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let mant = bits & 0x007f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if mant != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        // Subnormal: shift the mantissa, with its implicit one, into place.
+        let m = mant | 0x0080_0000;
+        let shift = (14 - e) as u32;
+        let half = m >> shift;
+        let rest = m & ((1 << shift) - 1);
+        let halfway = 1 << (shift - 1);
+        let up = rest > halfway || (rest == halfway && half & 1 == 1);
+        return sign | (half + u32::from(up)) as u16;
+    }
+    let h = ((e as u32) << 10) | (mant >> 13);
+    let rest = mant & 0x1fff;
+    let up = rest > 0x1000 || (rest == 0x1000 && h & 1 == 1);
+    // A carry out of the mantissa moves to the next exponent, as rounding should.
+    sign | (h + u32::from(up)) as u16
 }
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use std::arch::x86_64::{
-        __m256, _mm256_add_ps, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps,
-        _mm256_loadu_ps, _mm256_setzero_ps, _mm256_sub_ps, _mm_add_ps, _mm_cvtss_f32,
-        _mm_movehl_ps, _mm_shuffle_ps,
+        __m128i, __m256, _mm256_add_ps, _mm256_castps256_ps128, _mm256_cvtph_ps,
+        _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_sub_ps,
+        _mm_add_ps, _mm_cvtss_f32, _mm_loadu_si128, _mm_movehl_ps, _mm_shuffle_ps,
     };
 
-    #[target_feature(enable = "avx2,fma")]
+    /// Element types a kernel reads eight at a time as float32 lanes.
+    trait Lanes: Copy {
+        /// # Safety
+        /// Eight elements from `p` must be readable; the CPU must have AVX2 and F16C.
+        unsafe fn load8(p: *const Self) -> __m256;
+        fn widen(self) -> f32;
+    }
+
+    impl Lanes for f32 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f32) -> __m256 {
+            // SAFETY: as the trait requires.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        fn widen(self) -> f32 {
+            self
+        }
+    }
+
+    impl Lanes for u16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const u16) -> __m256 {
+            // SAFETY: as the trait requires.
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>())) }
+        }
+        #[inline(always)]
+        fn widen(self) -> f32 {
+            super::super::f16_bits_to_f32(self)
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn sum(v: __m256) -> f32 {
         let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
         let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
         _mm_cvtss_f32(_mm_add_ps(pair, _mm_shuffle_ps::<1>(pair, pair)))
     }
 
-    /// `f(acc, x, y)` over 8-float blocks with four accumulators, then the tail in scalar.
+    /// Sums `(a[i] - b[i])²` (`l2`) or `a[i] * b[i]` over 8-lane blocks with four
+    /// accumulators, then the tail.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn fold(
-        a: &[f32],
-        b: &[f32],
-        block: impl Fn(__m256, __m256, __m256) -> __m256,
-        scalar: impl Fn(f32, f32) -> f32,
-    ) -> f32 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn fold<T: Lanes, const L2: bool>(a: &[f32], b: &[T]) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let step = |acc: __m256, x: __m256, y: __m256| {
+            if L2 {
+                let d = _mm256_sub_ps(x, y);
+                _mm256_fmadd_ps(d, d, acc)
+            } else {
+                _mm256_fmadd_ps(x, y, acc)
+            }
+        };
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut i = 0;
-        // SAFETY (all loads): i + 8 <= n for every block read, so each load is in bounds.
         while i + 32 <= n {
             for (j, slot) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 8 * j + 8 <= n: both reads are in bounds.
                 let (x, y) = unsafe {
                     (
                         _mm256_loadu_ps(pa.add(i + 8 * j)),
-                        _mm256_loadu_ps(pb.add(i + 8 * j)),
+                        T::load8(pb.add(i + 8 * j)),
                     )
                 };
-                *slot = block(*slot, x, y);
+                *slot = step(*slot, x, y);
             }
             i += 32;
         }
         while i + 8 <= n {
-            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
-            acc[0] = block(acc[0], x, y);
+            // SAFETY: i + 8 <= n.
+            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), T::load8(pb.add(i))) };
+            acc[0] = step(acc[0], x, y);
             i += 8;
         }
         let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
         let tail: f32 = a[i..n]
             .iter()
             .zip(&b[i..n])
-            .map(|(x, y)| scalar(*x, *y))
+            .map(|(x, y)| {
+                let y = y.widen();
+                if L2 {
+                    (x - y) * (x - y)
+                } else {
+                    x * y
+                }
+            })
             .sum();
         sum(total) + tail
     }
 
     /// # Safety
-    /// The CPU must have AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
+    /// The CPU must have AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        fold(a, b, |acc, x, y| _mm256_fmadd_ps(x, y, acc), |x, y| x * y)
+        fold::<f32, false>(a, b)
     }
 
     /// # Safety
-    /// The CPU must have AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
+    /// As [`dot`].
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn l2(a: &[f32], b: &[f32]) -> f32 {
-        fold(
-            a,
-            b,
-            |acc, x, y| {
-                let d = _mm256_sub_ps(x, y);
-                _mm256_fmadd_ps(d, d, acc)
-            },
-            |x, y| (x - y) * (x - y),
-        )
+        fold::<f32, true>(a, b)
     }
+
+    /// # Safety
+    /// As [`dot`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_half(a: &[f32], b: &[u16]) -> f32 {
+        fold::<u16, false>(a, b)
+    }
+
+    /// # Safety
+    /// As [`dot`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn l2_half(a: &[f32], b: &[u16]) -> f32 {
+        fold::<u16, true>(a, b)
+    }
+}
+
+/// Asks Linux to back the whole 2 MiB pages of `v`'s allocation with huge pages (pages
+/// already touched are merged later by the kernel). Advice only: failures are ignored.
+fn advise_huge_pages<T>(v: &Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = v.as_ptr() as usize;
+        let end = start + v.capacity() * std::mem::size_of::<T>();
+        let (first, last) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
+        if last > first {
+            // SAFETY: the range lies inside `v`'s allocation; MADV_HUGEPAGE changes how
+            // pages are backed, never their contents.
+            unsafe {
+                libc::madvise(
+                    first as *mut libc::c_void,
+                    last - first,
+                    libc::MADV_HUGEPAGE,
+                );
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
 }
 
 /// Prefetches `lines` cache lines from `p` (a hint: never faults, does nothing elsewhere

@@ -27,7 +27,15 @@ fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> 
 }
 
 fn build(space: Space, vectors: &[Vec<f32>], batches: usize) -> Hnsw {
-    let mut graph = Hnsw::new(vectors[0].len(), space, HnswParams::default()).unwrap();
+    build_stored(space, Storage::F32, vectors, batches)
+}
+
+fn build_stored(space: Space, storage: Storage, vectors: &[Vec<f32>], batches: usize) -> Hnsw {
+    let params = HnswParams {
+        storage,
+        ..HnswParams::default()
+    };
+    let mut graph = Hnsw::new(vectors[0].len(), space, params).unwrap();
     let items: Vec<(u64, &[f32])> = vectors
         .iter()
         .enumerate()
@@ -149,7 +157,9 @@ fn removed_keys_are_never_returned_and_a_key_added_again_replaces_its_vector() {
     let moved: Vec<f32> = vectors[500].iter().map(|x| x + 0.01).collect();
     graph.add(&[(kept, &moved[..])]).unwrap();
     assert_eq!(graph.len(), 1000);
-    assert_eq!(graph.get(kept), Some(&moved[..]));
+    let mut stored = Vec::new();
+    assert!(graph.get(kept, &mut stored));
+    assert_eq!(stored, moved);
     assert_eq!(
         graph.search(&moved, 1, 32, None).unwrap(),
         vec![(kept, 0.0)]
@@ -227,11 +237,9 @@ fn bad_input_is_refused_and_changes_nothing() {
     }
     let err = graph.add(&[(1, &[f32::INFINITY, 0.0][..])]).unwrap_err();
     assert!(err.to_string().contains("non-finite"), "{err}");
-    assert_eq!(
-        graph.get(1),
-        Some(&[1.0, 1.0][..]),
-        "a refused replacement keeps the old"
-    );
+    let mut stored = Vec::new();
+    assert!(graph.get(1, &mut stored));
+    assert_eq!(stored, [1.0, 1.0], "a refused replacement keeps the old");
     assert!(matches!(
         graph.search(&[1.0], 1, 8, None),
         Err(Error::InvalidArgument(_))
@@ -271,14 +279,14 @@ fn a_damaged_file_is_a_storage_error_not_a_panic() {
     let vectors = clustered(300, 4, 5, 11);
     build(Space::L2, &vectors, 1).save(&path).unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    let header = 8 + 8 * 8;
+    let header = 8 + 9 * 8;
     let cases: Vec<Vec<u8>> = vec![
         b"not a graph".to_vec(),
         bytes[..bytes.len() / 2].to_vec(),
         {
             // Node count far past the file's end.
             let mut b = bytes.clone();
-            b[8 + 5 * 8..8 + 6 * 8].copy_from_slice(&u64::MAX.to_le_bytes());
+            b[8 + 6 * 8..8 + 7 * 8].copy_from_slice(&u64::MAX.to_le_bytes());
             b
         },
         {
@@ -298,7 +306,8 @@ fn a_damaged_file_is_a_storage_error_not_a_panic() {
 }
 
 /// Build and query speed on vectors from files (`FERROSTORE_HNSW_DATA`: a folder with
-/// `base.f32`, `queries.f32` and `gt.i32` top-10 rows, dimension `FERROSTORE_HNSW_DIM`).
+/// `base.f32`, `queries.f32` and `gt.i32` top-10 rows, dimension `FERROSTORE_HNSW_DIM`;
+/// float16 storage when `FERROSTORE_HNSW_F16` is set).
 /// Run: `cargo test --release -p ferrostore-core hnsw_speed -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement on external data, not a check"]
@@ -322,7 +331,16 @@ fn hnsw_speed() {
         .enumerate()
         .map(|(i, v)| (i as u64, v))
         .collect();
-    let mut graph = Hnsw::new(dim, Space::Ip, HnswParams::default()).unwrap();
+    let storage = if std::env::var("FERROSTORE_HNSW_F16").is_ok() {
+        Storage::F16
+    } else {
+        Storage::F32
+    };
+    let params = HnswParams {
+        storage,
+        ..HnswParams::default()
+    };
+    let mut graph = Hnsw::new(dim, Space::Ip, params).unwrap();
     let start = std::time::Instant::now();
     for part in items.chunks(50_000) {
         graph.add(part).unwrap();
@@ -349,5 +367,75 @@ fn hnsw_speed() {
             n as f64 / start.elapsed().as_secs_f64(),
             hits as f64 / (n * 10) as f64
         );
+    }
+}
+
+#[test]
+fn float16_graphs_search_as_well_in_half_the_memory() {
+    let vectors = clustered(3000, 32, 30, 12);
+    let queries = clustered(100, 32, 30, 13);
+    for space in [Space::L2, Space::Cosine] {
+        let wide = build_stored(space, Storage::F32, &vectors, 2);
+        let half = build_stored(space, Storage::F16, &vectors, 2);
+        let (r_wide, r_half) = (
+            recall(&wide, &queries, 10, 128),
+            recall(&half, &queries, 10, 128),
+        );
+        assert!(r_half >= 0.95, "{space:?}: float16 recall@10 {r_half}");
+        assert!(
+            r_half >= r_wide - 0.02,
+            "{space:?}: float16 {r_half}, float32 {r_wide}"
+        );
+        assert_eq!(wide.memory_bytes() - half.memory_bytes(), 3000 * 32 * 2);
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        assert!(wide.get(7, &mut a) && half.get(7, &mut b));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= x.abs() / 1024.0 + 1e-7, "{x} vs {y}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("half.hnsw");
+        half.save(&path).unwrap();
+        let loaded = Hnsw::load(&path).unwrap();
+        assert_eq!(
+            loaded.search(&queries[0], 10, 32, None).unwrap(),
+            half.search(&queries[0], 10, 32, None).unwrap()
+        );
+    }
+    let params = HnswParams {
+        storage: Storage::F16,
+        ..HnswParams::default()
+    };
+    let mut raw = Hnsw::new(2, Space::L2, params).unwrap();
+    let err = raw.add(&[(1, &[1e6, 0.0][..])]).unwrap_err();
+    assert!(err.to_string().contains("float16"), "{err}");
+    assert!(raw.is_empty());
+}
+
+#[test]
+fn float_to_half_rounds_to_nearest_even() {
+    for (x, bits) in [
+        (0.0f32, 0x0000u16),
+        (-0.0, 0x8000),
+        (1.0, 0x3c00),
+        (-2.0, 0xc000),
+        (65504.0, 0x7bff),
+        (65520.0, 0x7c00),
+        (1e9, 0x7c00),
+        (f32::INFINITY, 0x7c00),
+        (5.960_464_5e-8, 0x0001),
+        (2.980_232_2e-8, 0x0000),
+        (6.103_515_6e-5, 0x0400),
+        (1.000_488_3, 0x3c00),
+        (1.001_464_8, 0x3c02),
+        (0.333_333_34, 0x3555),
+    ] {
+        assert_eq!(f32_to_f16_bits(x), bits, "{x}");
+    }
+    let mut rng = Rng(14);
+    for _ in 0..10_000 {
+        let x = rng.next() * 1000.0;
+        let back = super::super::f16_bits_to_f32(f32_to_f16_bits(x));
+        assert!((x - back).abs() <= x.abs() / 2048.0 + 1e-7, "{x} -> {back}");
     }
 }
