@@ -860,8 +860,8 @@ def test_default_graph_quantization_follows_the_space(client: chromadb.ClientAPI
     # Distances (Chroma's) of the record to itself: 1 - cos, squared l2, 1 - dot.
     for space, expected, distance in (
         ("cosine", "f16", 0.0),
-        ("l2", "bf16", 0.0),
-        ("ip", "bf16", 1.0 - (1e12 + 9.0)),
+        ("l2", "f32", 0.0),
+        ("ip", "f32", 1.0 - (1e12 + 9.0)),
     ):
         collection = client.create_collection(
             f"space-{space}", metadata={"hnsw:space": space}, embedding_function=None

@@ -101,10 +101,10 @@ class ClientAPI:
             metadata: Collection metadata. ``hnsw:space`` (``l2`` by default, as in Chroma;
                 ``cosine`` or ``ip``), ``hnsw:M`` (16), ``hnsw:construction_ef`` (100) and
                 ``hnsw:search_ef`` (100) configure the index, and ferrostore's
-                ``ferrostore:quantization`` (``f16`` for cosine and ``bf16`` otherwise by
-                default; or ``f32``, ``i8``) how the graph stores vectors. Records always
-                keep float32 and distances are computed from them. Other keys are kept as
-                given.
+                ``ferrostore:quantization`` (``f16`` for cosine and ``f32`` otherwise by
+                default; or ``bf16``, ``i8``, held by usearch) how the graph stores vectors.
+                Records always keep float32 and distances are computed from them. Other keys
+                are kept as given.
             embedding_function: Embeds documents and query texts; the default is
                 all-MiniLM-L6-v2 (offline); ``None`` requires embeddings in every call.
             get_or_create: Return the existing collection of that name instead of failing

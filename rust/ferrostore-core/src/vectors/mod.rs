@@ -9,6 +9,7 @@
 //! after what it has applied. A crash therefore loses nothing that was committed.
 
 pub mod filter;
+mod graph;
 pub mod hnsw;
 
 use std::collections::{BinaryHeap, HashMap};
@@ -19,9 +20,11 @@ use heed::types::{Bytes, Str};
 use heed::{Database, Env, EnvOpenOptions, RoTxn};
 use rayon::prelude::*;
 use serde_json::Value as Json;
-use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+use usearch::{MetricKind, ScalarKind};
 
 pub use filter::{Bitset, MetaValue, MetadataIndex, Where, WhereDocument};
+use graph::{Graph, Scratch};
+pub use graph::{OWN_GRAPH, USEARCH_GRAPH};
 
 use crate::{Error, Result};
 
@@ -122,6 +125,14 @@ pub struct CollectionConfig {
     /// graph.
     #[serde(default)]
     pub normalized_graph: bool,
+    /// The graph implementation, [`OWN_GRAPH`] or [`USEARCH_GRAPH`] (collections stored
+    /// before this field keep usearch).
+    #[serde(default = "usearch_graph")]
+    pub graph: String,
+}
+
+fn usearch_graph() -> String {
+    USEARCH_GRAPH.to_string()
 }
 
 impl CollectionConfig {
@@ -142,20 +153,26 @@ impl CollectionConfig {
             ef_search,
             quantization: quantization.to_string(),
             normalized_graph: true,
+            // Our own graph holds float32, and float16 unit vectors; usearch the rest.
+            graph: if quantization == "f32" || (quantization == "f16" && space == "cosine") {
+                OWN_GRAPH
+            } else {
+                USEARCH_GRAPH
+            }
+            .to_string(),
         }
     }
 
     /// The graph's scalar type when none is chosen: a cosine graph holds unit vectors, where
-    /// float16's 11-bit precision costs no range; l2 and ip graphs hold raw values, where
-    /// bfloat16 keeps float32's range. Both halve the graph against float32, and distances
-    /// returned are computed from the float32 records either way. On 50k MiniLM rows a
-    /// bfloat16 graph walked ~25% faster, but a float16 one scores small filtered sets ~2.5×
-    /// faster: it hands its vectors over as stored, where bfloat16 ones go through a cast.
+    /// float16's 11-bit precision costs no range and halves the graph; l2 and ip graphs hold
+    /// raw values, which float16 cannot range over, so they stay float32. Distances returned
+    /// are computed from the float32 records either way. Both are held by ferrostore's own
+    /// graph (bfloat16 and int8, still accepted, by usearch).
     pub fn default_quantization(space: &str) -> &'static str {
         if space == "cosine" {
             "f16"
         } else {
-            "bf16"
+            "f32"
         }
     }
 
@@ -192,6 +209,12 @@ impl CollectionConfig {
             }
         }
         quantization(&self.quantization)?;
+        if self.graph != OWN_GRAPH && self.graph != USEARCH_GRAPH {
+            return Err(Error::InvalidArgument(format!(
+                "graph '{}': expected '{OWN_GRAPH}' or '{USEARCH_GRAPH}'",
+                self.graph
+            )));
+        }
         Ok(space)
     }
 }
@@ -278,7 +301,7 @@ struct Applied {
 }
 
 struct State {
-    index: Index,
+    graph: Graph,
     /// Each live sequence's insertion order (kept when the record is updated or upserted).
     /// Memory keeps nothing else per record: id, document, metadata and vector are read from
     /// the LMDB pages when asked for.
@@ -604,9 +627,8 @@ impl Collection {
         };
         wtxn.commit().map_err(lmdb(&path, "opening"))?;
         let space = config.validate()?;
-        let index = new_index(&config, space)?;
         let state = State {
-            index,
+            graph: Graph::new(&config, space)?,
             slots: HashMap::new(),
             live: Bitset::default(),
             metadata: MetadataIndex::default(),
@@ -655,7 +677,7 @@ impl Collection {
                 let name = e.file_name().into_string().ok()?;
                 let seq = name
                     .strip_prefix("graph-")?
-                    .strip_suffix(".usearch")?
+                    .strip_suffix(Graph::suffix(&self.config))?
                     .parse()
                     .ok()?;
                 Some((seq, e.path()))
@@ -672,18 +694,11 @@ impl Collection {
             return Ok(());
         };
         let mut state = self.state.write().map_err(|_| Self::lock_err())?;
-        let Some(path) = file.to_str() else {
-            return Ok(());
-        };
-        if state.index.load(path).is_err() {
+        if state.graph.load(&self.config, &file).is_err() {
             // A damaged checkpoint is only a cache: rebuild from the records instead.
-            state.index = new_index(&self.config, self.space)?;
+            state.graph = Graph::new(&self.config, self.space)?;
             return Ok(());
         }
-        state.index.change_expansion_search(self.config.ef_search);
-        state
-            .index
-            .change_expansion_add(self.config.ef_construction);
         state.checkpoint_seq = seq;
         Ok(())
     }
@@ -769,7 +784,7 @@ impl Collection {
                 seq,
                 position: r.position,
                 metadata: r.metadata_json.map(parse_metadata).transpose()?,
-                vector: (!state.index.contains(seq)).then(|| self.config.graph_vector(r.vector())),
+                vector: (!state.graph.contains(seq)).then(|| self.config.graph_vector(r.vector())),
             });
             if added.len() == APPLY_CHUNK {
                 insert(state, std::mem::take(&mut added))?;
@@ -1290,11 +1305,9 @@ impl Collection {
                     self.exact(&state, q, k_exact, set)
                 }
                 Some(set) => {
-                    let m = state
-                        .index
-                        .filtered_search(q, k, |key| set.contains(key))
-                        .map_err(usearch_err)?;
-                    let found: Vec<(u64, f32)> = m.keys.into_iter().zip(m.distances).collect();
+                    let found = state
+                        .graph
+                        .filtered_search(q, k, &|key| set.contains(key))?;
                     if found.len() < k {
                         self.exact(&state, q, k_exact, set)
                     } else {
@@ -1306,13 +1319,8 @@ impl Collection {
                     self.exact(&state, q, k_exact, &state.live)
                 }
                 None => {
-                    let m = state.index.search(q, k).map_err(usearch_err)?;
-                    let found: Vec<(u64, f32)> = m
-                        .keys
-                        .into_iter()
-                        .zip(m.distances)
-                        .filter(|(key, _)| state.live.contains(*key))
-                        .collect();
+                    let mut found = state.graph.search(q, k)?;
+                    found.retain(|(key, _)| state.live.contains(*key));
                     if found.len() < k {
                         self.exact(&state, q, k_exact, &state.live)
                     } else {
@@ -1412,29 +1420,14 @@ impl Collection {
         k: usize,
         seqs: impl Iterator<Item = u64>,
     ) -> Result<Vec<Hit>> {
-        let dim = self.config.dim;
-        let raw_f16 = self.config.quantization == "f16";
+        let mut scratch = Scratch::default();
         let mut heap = BinaryHeap::with_capacity(k + 1);
-        let mut buf = vec![0f32; dim];
-        let mut half = vec![0i16; if raw_f16 { dim } else { 0 }];
         for seq in seqs {
-            let got = if raw_f16 {
-                let n = state
-                    .index
-                    .get(seq, usearch::f16::from_mut_i16s(&mut half))
-                    .map_err(usearch_err)?;
-                f16_to_f32(&half, &mut buf);
-                n
-            } else {
-                state.index.get(seq, &mut buf).map_err(usearch_err)?
-            };
-            if got == 0 {
+            let Some(d) = state
+                .graph
+                .score(&self.config, self.space, q, seq, &mut scratch)?
+            else {
                 continue;
-            }
-            let d = if self.config.normalizes() {
-                1.0 - lanes(q, &buf, |x, y| x * y)
-            } else {
-                self.space.distance(q, &buf)
             };
             // Seqs come in increasing order: an equal distance never displaces an earlier
             // seq, which ranks first on ties.
@@ -1458,8 +1451,8 @@ impl Collection {
         self.state
             .read()
             .map_err(|_| Self::lock_err())?
-            .index
-            .change_expansion_search(ef);
+            .graph
+            .set_ef(ef);
         Ok(())
     }
 
@@ -1470,16 +1463,14 @@ impl Collection {
         if state.applied_seq == state.checkpoint_seq {
             return Ok(());
         }
+        let suffix = Graph::suffix(&self.config);
         let file = self
             .path
-            .join(format!("graph-{}.usearch", state.applied_seq));
+            .join(format!("graph-{}{suffix}", state.applied_seq));
         let tmp = self
             .path
-            .join(format!("graph-{}.usearch.tmp", state.applied_seq));
-        let tmp_str = tmp
-            .to_str()
-            .ok_or_else(|| Error::Storage("collection path is not UTF-8".into()))?;
-        state.index.save(tmp_str).map_err(usearch_err)?;
+            .join(format!("graph-{}{suffix}.tmp", state.applied_seq));
+        state.graph.save(&tmp)?;
         std::fs::rename(&tmp, &file)
             .map_err(|e| Error::Storage(format!("cannot save graph: {e}")))?;
         state.checkpoint_seq = state.applied_seq;
@@ -1501,7 +1492,7 @@ impl Collection {
                 .env
                 .read_txn()
                 .map_err(lmdb(&self.path, "compacting"))?;
-            let index = new_index(&self.config, self.space)?;
+            let mut graph = Graph::new(&self.config, self.space)?;
             let mut metadata = MetadataIndex::default();
             let mut seqs: Vec<u64> = state.slots.keys().copied().collect();
             seqs.sort_unstable();
@@ -1517,9 +1508,9 @@ impl Collection {
                     }
                     vectors.push((seq, self.config.graph_vector(r.vector())));
                 }
-                add_to_index(&index, &vectors)?;
+                graph.add(&vectors)?;
             }
-            state.index = index;
+            state.graph = graph;
             state.metadata = metadata;
             state.removed_in_graph = 0;
             state.checkpoint_seq = 0;
@@ -1546,28 +1537,6 @@ impl Collection {
         }
         Ok(())
     }
-}
-
-fn new_index(config: &CollectionConfig, space: Space) -> Result<Index> {
-    let options = IndexOptions {
-        dimensions: config.dim,
-        metric: if config.normalizes() {
-            MetricKind::IP
-        } else {
-            space.metric()
-        },
-        quantization: quantization(&config.quantization)?,
-        connectivity: config.m,
-        expansion_add: config.ef_construction,
-        expansion_search: config.ef_search,
-        multi: false,
-    };
-    let index = Index::new(&options).map_err(usearch_err)?;
-    // Thread contexts for rayon's workers plus callers' threads.
-    index
-        .reserve_capacity_and_threads(1024, rayon::current_num_threads() + 16)
-        .map_err(usearch_err)?;
-    Ok(index)
 }
 
 /// Widens IEEE half floats (as raw bits) into `out`, with F16C where the CPU has it.
@@ -1648,8 +1617,7 @@ fn forget(state: &mut State, removed: &[u64]) -> Result<()> {
         if state.slots.remove(&seq).is_some() {
             state.live.remove(seq);
         }
-        if state.index.contains(seq) {
-            state.index.remove(seq).map_err(usearch_err)?;
+        if state.graph.remove(seq)? {
             state.removed_in_graph += 1;
         }
     }
@@ -1667,30 +1635,12 @@ fn insert(state: &mut State, added: Vec<Applied>) -> Result<()> {
         state.slots.insert(a.seq, a.position);
         state.applied_seq = state.applied_seq.max(a.seq);
         if let Some(v) = a.vector {
-            if !state.index.contains(a.seq) {
+            if !state.graph.contains(a.seq) {
                 vectors.push((a.seq, v));
             }
         }
     }
-    add_to_index(&state.index, &vectors)
-}
-
-/// Adds `vectors` to `index` in parallel, reserving capacity geometrically first.
-fn add_to_index(index: &Index, vectors: &[(u64, Vec<f32>)]) -> Result<()> {
-    if vectors.is_empty() {
-        return Ok(());
-    }
-    let needed = index.size() + vectors.len();
-    if needed > index.capacity() {
-        // Geometric growth by half: amortised like doubling, with less idle capacity.
-        let capacity = needed.max(index.capacity() + index.capacity() / 2);
-        index
-            .reserve_capacity_and_threads(capacity, rayon::current_num_threads() + 16)
-            .map_err(usearch_err)?;
-    }
-    vectors
-        .par_iter()
-        .try_for_each(|(seq, v)| index.add(*seq, v).map_err(usearch_err))
+    state.graph.add(&vectors)
 }
 
 #[cfg(test)]

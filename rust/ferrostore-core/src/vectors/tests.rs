@@ -220,6 +220,8 @@ fn quantized_and_legacy_graphs_return_exact_distances() {
     }
     let mut legacy = config(dim, "cosine");
     legacy.normalized_graph = false;
+    layouts.push(legacy.clone());
+    legacy.graph = USEARCH_GRAPH.to_string();
     layouts.push(legacy);
     for cfg in layouts {
         let dir = tempfile::tempdir().unwrap();
@@ -352,6 +354,92 @@ fn exact_scoring_split_over_cores_matches_one_pass() {
                 split.windows(2).any(|w| w[0].1 == w[1].1),
                 "no tie was tested"
             );
+        }
+    }
+}
+
+/// Configurations stored before the graph field keep usearch; new ones choose by storage.
+#[test]
+fn the_graph_follows_the_configuration() {
+    let stored = json!({
+        "dim": 4, "space": "cosine", "m": 16, "ef_construction": 64, "ef_search": 64,
+        "quantization": "f16", "normalized_graph": true
+    });
+    let old: CollectionConfig = serde_json::from_value(stored).unwrap();
+    assert_eq!(old.graph, USEARCH_GRAPH);
+    for (space, quantization, graph) in [
+        ("cosine", "f16", OWN_GRAPH),
+        ("cosine", "f32", OWN_GRAPH),
+        ("l2", "f32", OWN_GRAPH),
+        ("l2", "f16", USEARCH_GRAPH),
+        ("ip", "bf16", USEARCH_GRAPH),
+        ("cosine", "i8", USEARCH_GRAPH),
+    ] {
+        let cfg = CollectionConfig::new(4, space, 16, 64, 64, quantization);
+        assert_eq!(cfg.graph, graph, "{space} {quantization}");
+    }
+    let mut bad = config(4, "l2");
+    bad.graph = "faiss".into();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Collection::open(dir.path(), Some(bad), None),
+        Err(Error::InvalidArgument(m)) if m.contains("faiss")
+    ));
+}
+
+/// Past the exact-search cutoff the graph answers: its checkpoint is reloaded and caught up
+/// on open, on both graphs, and a damaged checkpoint is rebuilt from the records.
+#[test]
+fn graph_checkpoints_reload_catch_up_and_survive_damage() {
+    let (n, dim) = (6000, 16);
+    let all = vectors(n, dim, 41);
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for quantization in ["f16", "bf16"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CollectionConfig::new(dim, "cosine", 16, 64, 64, quantization);
+        let suffix = Graph::suffix(&cfg);
+        {
+            let c = Collection::open(dir.path(), Some(cfg.clone()), Some(1 << 28)).unwrap();
+            c.write(
+                batch(&id_refs[..5000], all[..5000 * dim].to_vec(), None),
+                WriteMode::Add,
+            )
+            .unwrap();
+            c.checkpoint().unwrap();
+            c.write(
+                batch(&id_refs[5000..], all[5000 * dim..].to_vec(), None),
+                WriteMode::Add,
+            )
+            .unwrap();
+            c.delete(Some(&["17".to_string()]), None, None).unwrap();
+        }
+        let files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with("graph-"))
+            .collect();
+        assert_eq!(files, vec![format!("graph-5000{suffix}")], "{quantization}");
+        for damage in [false, true] {
+            if damage {
+                std::fs::write(dir.path().join(&files[0]), b"garbage").unwrap();
+            }
+            let c = Collection::open(dir.path(), None, Some(1 << 28)).unwrap();
+            assert_eq!(c.count().unwrap(), n - 1);
+            c.set_search_ef(128).unwrap();
+            for (row, id) in [(17usize, "17"), (5500, "5500"), (3, "3")] {
+                let q = &all[row * dim..(row + 1) * dim];
+                let r = c.query(q, 3, None, None, Include::default()).unwrap();
+                if id == "17" {
+                    assert!(
+                        !r[0].ids.contains(&"17".to_string()),
+                        "deleted stays deleted"
+                    );
+                } else {
+                    assert_eq!(r[0].ids[0], id, "{quantization} damaged={damage}");
+                    assert!(r[0].distances[0].abs() < 1e-5);
+                }
+            }
         }
     }
 }
