@@ -33,6 +33,10 @@ use crate::{Error, Result};
 
 /// The highest level a node can get (a level is drawn as `-ln(u) / ln(m)`).
 const MAX_LEVEL: usize = 16;
+/// The links of a node on a level it is not on.
+static NO_LINKS: AtomicU32 = AtomicU32::new(0);
+/// Writers lock `locks[slot % LOCK_STRIPES]`, one lock at a time (so never in a cycle).
+const LOCK_STRIPES: usize = 4096;
 const FILE_MAGIC: &[u8; 8] = b"FSHNSW01";
 
 /// How a graph stores its vectors (queries are always float32).
@@ -93,8 +97,8 @@ struct Far(std::cmp::Reverse<Near>);
 /// Per-thread marks of visited slots: a slot is visited when its mark equals the current
 /// generation, so clearing costs one increment.
 struct Visited {
-    marks: Vec<u32>,
-    generation: u32,
+    marks: Vec<u16>,
+    generation: u16,
 }
 
 impl Visited {
@@ -140,10 +144,11 @@ pub struct Hnsw {
     levels: Vec<u8>,
     /// `slot * (2m + 1) ..`: the level-0 link count, then the links.
     links0: Vec<AtomicU32>,
-    /// Per slot, levels 1..=level: `(level - 1) * (m + 1) ..` count then links.
-    upper: Vec<Box<[AtomicU32]>>,
-    /// Held while a node's links change.
-    locks: Vec<Mutex<()>>,
+    /// Nodes above level 0 (about one in `m`): levels 1..=level, `(level - 1) * (m + 1) ..`
+    /// count then links.
+    upper: HashMap<u32, Box<[AtomicU32]>>,
+    /// Held while a node's links change (striped: a lock per node would cost 8 bytes each).
+    locks: Box<[Mutex<()>]>,
     /// The entry point and its level (`None` while the graph is empty).
     entry: RwLock<Option<(u32, usize)>>,
     slot_of: HashMap<u64, u32>,
@@ -194,8 +199,8 @@ impl Hnsw {
             keys: Vec::new(),
             levels: Vec::new(),
             links0: Vec::new(),
-            upper: Vec::new(),
-            locks: Vec::new(),
+            upper: HashMap::new(),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             entry: RwLock::new(None),
             slot_of: HashMap::new(),
             removed: Vec::new(),
@@ -225,13 +230,13 @@ impl Hnsw {
 
     /// Bytes held by vectors, links and bookkeeping (not the key map's overhead).
     pub fn memory_bytes(&self) -> usize {
-        let upper: usize = self.upper.iter().map(|u| u.len() * 4).sum();
+        let upper: usize = self.upper.values().map(|u| u.len() * 4 + 16).sum();
         self.vectors.len() * 4
             + self.halves.len() * 2
             + self.keys.len() * 9
             + self.links0.len() * 4
             + upper
-            + self.locks.len() * std::mem::size_of::<Mutex<()>>()
+            + LOCK_STRIPES * std::mem::size_of::<Mutex<()>>()
             + self.slot_of.capacity() * 16
             + self.removed.len() * 8
     }
@@ -283,7 +288,11 @@ impl Hnsw {
         } else {
             let width = self.params.m + 1;
             let start = (level - 1) * width;
-            &self.upper[slot as usize][start..start + width]
+            match self.upper.get(&slot) {
+                Some(cells) if cells.len() >= start + width => &cells[start..start + width],
+                // Not on this level (only a damaged file links there): no links.
+                _ => return (&NO_LINKS, &[]),
+            }
         };
         (&cells[0], &cells[1..])
     }
@@ -407,12 +416,14 @@ impl Hnsw {
             let level = self.draw_level(slot);
             self.keys.push(*key);
             self.levels.push(level as u8);
-            self.upper.push(
-                (0..level * upper_width)
-                    .map(|_| AtomicU32::new(0))
-                    .collect(),
-            );
-            self.locks.push(Mutex::new(()));
+            if level > 0 {
+                self.upper.insert(
+                    slot as u32,
+                    (0..level * upper_width)
+                        .map(|_| AtomicU32::new(0))
+                        .collect(),
+                );
+            }
             self.slot_of.insert(*key, slot as u32);
         }
         self.removed.resize(total.div_ceil(64), 0);
@@ -451,7 +462,7 @@ impl Hnsw {
             let max_links = if l == 0 { self.m0() } else { self.params.m };
             let chosen = self.select(&found, max_links, Some(slot));
             {
-                let _lock = self.locks[slot as usize]
+                let _lock = self.locks[slot as usize % LOCK_STRIPES]
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
                 let ids: Vec<u32> = chosen.iter().map(|n| n.1).collect();
@@ -472,7 +483,7 @@ impl Hnsw {
 
     /// Adds `new` to `node`'s links at `level`, pruning with the heuristic when full.
     fn link_back(&self, node: u32, new: u32, dist: f32, level: usize, max_links: usize) {
-        let _lock = self.locks[node as usize]
+        let _lock = self.locks[node as usize % LOCK_STRIPES]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let mut ids = Vec::with_capacity(max_links + 1);
@@ -779,11 +790,10 @@ impl Hnsw {
         for h in &self.halves {
             w.write_all(&h.to_le_bytes()).map_err(io)?;
         }
-        for cell in self
-            .links0
-            .iter()
-            .chain(self.upper.iter().flat_map(|u| u.iter()))
-        {
+        for cell in self.links0.iter().chain(
+            (0..self.keys.len() as u32)
+                .flat_map(|slot| self.upper.get(&slot).into_iter().flat_map(|u| u.iter())),
+        ) {
             w.write_all(&cell.load(Ordering::Relaxed).to_le_bytes())
                 .map_err(io)?;
         }
@@ -868,18 +878,29 @@ impl Hnsw {
             return Err(bad("a level-0 link is out of range"));
         }
         graph.links0 = cells.into_iter().map(AtomicU32::new).collect();
-        for &level in &levels {
+        for (slot, &level) in levels.iter().enumerate() {
+            if level == 0 {
+                continue;
+            }
             let cells = read_u32s(&mut r, usize::from(level) * upper_width).map_err(io)?;
-            if !links_valid(&cells, upper_width, n) {
+            let on_level = cells
+                .chunks_exact(upper_width)
+                .enumerate()
+                .all(|(i, list)| {
+                    let count = (list[0] as usize).min(upper_width - 1);
+                    list[1..=count]
+                        .iter()
+                        .all(|&id| levels.get(id as usize).is_some_and(|&l| usize::from(l) > i))
+                });
+            if !links_valid(&cells, upper_width, n) || !on_level {
                 return Err(bad("an upper-level link is out of range"));
             }
             graph
                 .upper
-                .push(cells.into_iter().map(AtomicU32::new).collect());
+                .insert(slot as u32, cells.into_iter().map(AtomicU32::new).collect());
         }
         graph.levels = levels;
         graph.removed = read_u64s(&mut r, n.div_ceil(64)).map_err(io)?;
-        graph.locks = (0..n).map(|_| Mutex::new(())).collect();
         for (slot, key) in graph.keys.iter().enumerate() {
             if !graph.is_removed(slot as u32) {
                 graph.slot_of.insert(*key, slot as u32);
@@ -888,7 +909,10 @@ impl Hnsw {
             }
         }
         if entry_slot != u64::MAX {
-            if entry_slot as usize >= n || top as usize > MAX_LEVEL {
+            if entry_slot as usize >= n
+                || top as usize > MAX_LEVEL
+                || u64::from(graph.levels[entry_slot as usize]) < top
+            {
                 return Err(bad("the entry point is out of range"));
             }
             *graph.entry.get_mut().unwrap_or_else(|e| e.into_inner()) =
