@@ -460,7 +460,9 @@ impl Hnsw {
         for l in (0..=level.min(top)).rev() {
             let found = self.search_layer(q, &entries, self.params.ef_construction, l, None);
             let max_links = if l == 0 { self.m0() } else { self.params.m };
-            let chosen = self.select(&found, max_links, Some(slot));
+            // As hnswlib: a new node links to m neighbours on every level; level 0 lists
+            // grow to 2m by the links back from later nodes.
+            let chosen = self.select(&found, self.params.m, Some(slot));
             {
                 let _lock = self.locks[slot as usize % LOCK_STRIPES]
                     .lock()
