@@ -9,8 +9,8 @@
 //!   is a loop over slices, and the graph search prefetches each neighbour's vector before
 //!   measuring it;
 //! - level-0 links are one flat array of `AtomicU32` (`slot * (2m + 1)`: count, then ids),
-//!   upper levels a small array per node; writers lock the node they change, readers never
-//!   lock: every id they can read names an allocated slot, so a racing read sees an old or
+//!   upper levels a small array per node above level 0; writers lock the node they change
+//!   (4,096 striped locks, one held at a time), readers never lock: every id they can read names an allocated slot, so a racing read sees an old or
 //!   a new neighbour list, never freed memory;
 //! - a batch is added in two phases: its vectors and slots are stored first (`&mut self`),
 //!   then its nodes are linked in parallel (`&self`, rayon);
@@ -719,18 +719,10 @@ impl Hnsw {
         }
     }
 
-    /// The distance of `q` (float32, normalized for cosine by the caller of
-    /// [`Hnsw::prepare_query`]) to `key`'s vector, `None` when absent.
+    /// The distance of `q` to `key`'s vector, `None` when absent. `q` is taken as it is:
+    /// callers of a cosine graph pass it at unit length (searches normalize their query).
     pub fn distance_to(&self, q: &[f32], key: u64) -> Option<f32> {
         self.slot_of.get(&key).map(|&slot| self.dist(q, slot))
-    }
-
-    /// `q` as the graph compares it: checked, and unit length for cosine (into `unit`).
-    ///
-    /// # Errors
-    /// As [`Hnsw::search`].
-    pub fn prepare_query<'q>(&self, q: &'q [f32], unit: &'q mut Vec<f32>) -> Result<&'q [f32]> {
-        self.query_vector(q, unit)
     }
 
     fn is_removed(&self, slot: u32) -> bool {

@@ -128,6 +128,8 @@ fn exact_ranks_a_subset_with_ties_to_the_smaller_key() {
     ];
     let items: Vec<(u64, &[f32])> = points.iter().map(|(k, v)| (*k, &v[..])).collect();
     graph.add(&items).unwrap();
+    assert_eq!(graph.distance_to(&[0.0, 0.0], 2), Some(50.0));
+    assert_eq!(graph.distance_to(&[0.0, 0.0], 99), None);
     let got = graph.exact(&[0.0, 0.0], 3, &[10, 7, 2, 99, 4]).unwrap();
     assert_eq!(got, vec![(4, 1.0), (7, 1.0), (10, 1.0)]);
     assert_eq!(
