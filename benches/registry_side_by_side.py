@@ -4,16 +4,21 @@ Run: ``python benches/registry_side_by_side.py [--versions 10000] [--runs 10000]
 
 Both sides use a fresh SQLite file in a temporary folder. The 10,000 model versions and
 10,000 runs searched over are bulk-inserted into each system's own tables (setup, not
-timed); every timed operation goes through the public API. Times are medians of repeats;
-ratios are MLflow time / ferrostore time (higher = ferrostore faster). ``load_model`` is
-timed alone (both load the pickle eagerly) and with a 5-row predict, whose scikit-learn
-time is the same on both sides. Needs scikit-learn;
-MLflow is optional (``pip install mlflow-skinny`` is enough for its SQLite store).
+timed); every timed operation goes through the public API. Each operation runs in three
+rounds per side, the sides taking turns (calls back to back within a round, after a
+warm-up), so a slow minute of a noisy machine falls on both. Times are medians over all
+rounds; ratios are MLflow time / ferrostore time (higher = ferrostore faster); the last
+column is the range of the round-by-round ratios.
+``load_model`` is timed alone (both load the pickle eagerly) and with a 5-row predict,
+whose scikit-learn time is the same on both sides. Needs scikit-learn; MLflow is optional
+(``pip install mlflow-skinny`` is enough for its SQLite store).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import itertools
 import os
 import statistics
 import sys
@@ -21,9 +26,9 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -33,14 +38,21 @@ N_PARAMS = 10
 N_POINTS = 1000
 
 
-def _median(fn: Callable[[int], Any], repeats: int) -> float:
-    fn(-1)  # warm-up
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+class Timed(NamedTuple):
+    """One timed operation of a side: ``call(i)`` for its ``i``-th call (warm-ups counted)."""
+
+    name: str
+    call: Callable[[int], Any]
+    repeats: int
+    same_result: bool = False
+    """The last results of both sides must be equal (the searches' row counts)."""
+
+
+Side = Iterator[Timed]
+"""A side's operations in order; its untimed setup runs between them."""
+
+ROUNDS = 3
+"""Each operation runs in this many rounds per side, the sides taking turns."""
 
 
 def _model() -> tuple[Any, pd.DataFrame]:
@@ -60,7 +72,38 @@ def _bulk(engine: sa.Engine, table: str, rows: list[dict[str, Any]]) -> None:
             conn.execute(sa.insert(tbl), rows[start : start + 5000])
 
 
-def bench_ferrostore(folder: Path, n_versions: int, n_runs: int) -> dict[str, float]:
+def _round(op: Timed, first_call: int) -> tuple[list[float], Any]:
+    """One warm-up call, then ``op.repeats`` timed calls back to back; times and last result."""
+    gc.collect()
+    result = op.call(first_call)
+    times = []
+    for i in range(first_call + 1, first_call + 1 + op.repeats):
+        start = time.perf_counter()
+        result = op.call(i)
+        times.append(time.perf_counter() - start)
+    return times, result
+
+
+def _take_turns(op: Timed, other: Timed | None) -> list[list[list[float]]]:
+    """Time ``op`` and ``other`` in alternating rounds; each side's times, round by round.
+
+    Within a round one side's calls run back to back (as timeit runs them, the caches warm
+    with its own work); the rounds alternate so that a slow minute of the machine falls on
+    both sides.
+    """
+    sides = [op] if other is None else [op, other]
+    times: list[list[list[float]]] = [[] for _ in sides]
+    results: list[Any] = [None for _ in sides]
+    for r in range(ROUNDS):
+        for k, side in enumerate(sides):
+            round_times, results[k] = _round(side, r * (op.repeats + 1))
+            times[k].append(round_times)
+    if other is not None and op.same_result and results[0] != results[1]:
+        raise AssertionError(f"{op.name}: ferrostore gave {results[0]}, MLflow {results[1]}")
+    return times
+
+
+def ferrostore_side(folder: Path, n_versions: int, n_runs: int) -> Side:
     import ferrostore.registry as fs
     from ferrostore.registry import Client, Metric
     from ferrostore.registry.tracking import store_for
@@ -69,7 +112,6 @@ def bench_ferrostore(folder: Path, n_versions: int, n_runs: int) -> dict[str, fl
     client = Client()
     model, X = _model()
     params = {f"p{i}": i for i in range(N_PARAMS)}
-    out: dict[str, float] = {}
 
     def run_with_metrics(_: int) -> None:
         with fs.start_run() as run:
@@ -79,17 +121,19 @@ def bench_ferrostore(folder: Path, n_versions: int, n_runs: int) -> dict[str, fl
                 run.info.run_id, [Metric("loss", 1.0 / (s + 1), now, s) for s in range(N_POINTS)]
             )
 
-    out["run: 10 params + 1,000 metric points"] = _median(run_with_metrics, 5)
+    yield Timed("run: 10 params + 1,000 metric points", run_with_metrics, 9)
 
     with fs.start_run() as run:
         fs.sklearn.log_model(model, name="model")
     uri = f"runs:/{run.info.run_id}/model"
     versions: list[int] = []
-    out["register_model"] = _median(
-        lambda _: versions.append(fs.register_model(uri, "reg").version), 20
+    yield Timed(
+        "register_model", lambda _: versions.append(fs.register_model(uri, "reg").version), 20
     )
-    out["stage transition"] = _median(
-        lambda i: client.transition_model_version_stage("reg", versions[i + 1], "Staging"), 20
+    yield Timed(
+        "stage transition",
+        lambda i: client.transition_model_version_stage("reg", versions[i], "Staging"),
+        20,
     )
 
     # Setup: n_versions versions of "bench" and n_runs runs, bulk-inserted.
@@ -165,30 +209,27 @@ def bench_ferrostore(folder: Path, n_versions: int, n_runs: int) -> dict[str, fl
     _bulk(engine, "run_metrics", metric_rows)
     _bulk(engine, "run_latest_metrics", metric_rows)
 
-    found: list[int] = []
-    out[f"search_model_versions ({n_versions:,} versions)"] = _median(
-        lambda _: found.append(
-            len(client.search_model_versions("name = 'bench' AND tags.shard = '42'"))
-        ),
-        5,
+    yield Timed(
+        f"search_model_versions ({n_versions:,} versions)",
+        lambda _: len(client.search_model_versions("name = 'bench' AND tags.shard = '42'")),
+        9,
+        same_result=True,
     )
-    assert found[-1] == n_versions // 1000, found[-1]
-    rows: list[int] = []
-    out[f"search_runs ({n_runs:,} runs)"] = _median(
-        lambda _: rows.append(
-            len(fs.search_runs([exp_id], "metrics.acc > 0.9 AND params.model = 'xgb'"))
-        ),
-        7,
+    yield Timed(
+        f"search_runs ({n_runs:,} runs)",
+        lambda _: len(fs.search_runs([exp_id], "metrics.acc > 0.9 AND params.model = 'xgb'")),
+        9,
+        same_result=True,
     )
-    out["load_model (scikit-learn)"] = _median(lambda _: fs.pyfunc.load_model(uri), 10)
-    out["load_model + predict (5 rows)"] = _median(
-        lambda _: fs.pyfunc.load_model(uri).predict(X.head(5)), 10
+    yield Timed("load_model (scikit-learn)", lambda _: fs.pyfunc.load_model(uri), 10)
+    yield Timed(
+        "load_model + predict (5 rows)",
+        lambda _: fs.pyfunc.load_model(uri).predict(X.head(5)),
+        10,
     )
-    out["_search_runs_rows"] = float(rows[-1])
-    return out
 
 
-def bench_mlflow(folder: Path, n_versions: int, n_runs: int) -> dict[str, float]:
+def mlflow_side(folder: Path, n_versions: int, n_runs: int) -> Side:
     import logging
 
     import mlflow
@@ -201,7 +242,6 @@ def bench_mlflow(folder: Path, n_versions: int, n_runs: int) -> dict[str, float]
     client = MlflowClient()
     model, X = _model()
     params = {f"p{i}": i for i in range(N_PARAMS)}
-    out: dict[str, float] = {}
 
     def run_with_metrics(_: int) -> None:
         with mlflow.start_run() as run:
@@ -212,17 +252,21 @@ def bench_mlflow(folder: Path, n_versions: int, n_runs: int) -> dict[str, float]
                 metrics=[Metric("loss", 1.0 / (s + 1), now, s) for s in range(N_POINTS)],
             )
 
-    out["run: 10 params + 1,000 metric points"] = _median(run_with_metrics, 5)
+    yield Timed("run: 10 params + 1,000 metric points", run_with_metrics, 9)
 
     with mlflow.start_run() as run:
         mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
     uri = f"runs:/{run.info.run_id}/model"
     versions: list[int] = []
-    out["register_model"] = _median(
-        lambda _: versions.append(int(mlflow.register_model(uri, "reg").version)), 20
+    yield Timed(
+        "register_model",
+        lambda _: versions.append(int(mlflow.register_model(uri, "reg").version)),
+        20,
     )
-    out["stage transition"] = _median(
-        lambda i: client.transition_model_version_stage("reg", versions[i + 1], "Staging"), 20
+    yield Timed(
+        "stage transition",
+        lambda i: client.transition_model_version_stage("reg", versions[i], "Staging"),
+        20,
     )
 
     engine = sa.create_engine(f"sqlite:///{db}")
@@ -309,27 +353,24 @@ def bench_mlflow(folder: Path, n_versions: int, n_runs: int) -> dict[str, float]
     _bulk(engine, "latest_metrics", metric_rows)
     engine.dispose()
 
-    found: list[int] = []
-    out[f"search_model_versions ({n_versions:,} versions)"] = _median(
-        lambda _: found.append(
-            len(client.search_model_versions("name = 'bench' AND tags.shard = '42'"))
-        ),
-        5,
+    yield Timed(
+        f"search_model_versions ({n_versions:,} versions)",
+        lambda _: len(client.search_model_versions("name = 'bench' AND tags.shard = '42'")),
+        9,
+        same_result=True,
     )
-    assert found[-1] == n_versions // 1000, found[-1]
-    rows: list[int] = []
-    out[f"search_runs ({n_runs:,} runs)"] = _median(
-        lambda _: rows.append(
-            len(mlflow.search_runs([exp_id], "metrics.acc > 0.9 AND params.model = 'xgb'"))
-        ),
-        7,
+    yield Timed(
+        f"search_runs ({n_runs:,} runs)",
+        lambda _: len(mlflow.search_runs([exp_id], "metrics.acc > 0.9 AND params.model = 'xgb'")),
+        9,
+        same_result=True,
     )
-    out["load_model (scikit-learn)"] = _median(lambda _: mlflow.pyfunc.load_model(uri), 10)
-    out["load_model + predict (5 rows)"] = _median(
-        lambda _: mlflow.pyfunc.load_model(uri).predict(X.head(5)), 10
+    yield Timed("load_model (scikit-learn)", lambda _: mlflow.pyfunc.load_model(uri), 10)
+    yield Timed(
+        "load_model + predict (5 rows)",
+        lambda _: mlflow.pyfunc.load_model(uri).predict(X.head(5)),
+        10,
     )
-    out["_search_runs_rows"] = float(rows[-1])
-    return out
 
 
 def main() -> int:
@@ -341,28 +382,39 @@ def main() -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     home = Path(tempfile.mkdtemp(prefix="registry-bench-"))
-    os.chdir(home)
-    fs_times = bench_ferrostore(home / "ferrostore", args.versions, args.runs)
+    (home / "mlflow").mkdir()
+    os.chdir(home / "mlflow")  # MLflow puts its default artifact folder under the cwd
+    ferrostore = ferrostore_side(home / "ferrostore", args.versions, args.runs)
     try:
         import mlflow  # noqa: F401
     except ImportError:
         print("mlflow is not installed (pip install mlflow-skinny): ferrostore times only")
-        ml_times: dict[str, float] = {}
+        peer: Side | None = None
     else:
-        (home / "mlflow").mkdir()
-        os.chdir(home / "mlflow")
-        ml_times = bench_mlflow(home / "mlflow", args.versions, args.runs)
-    if ml_times:
-        assert fs_times["_search_runs_rows"] == ml_times["_search_runs_rows"]
+        peer = mlflow_side(home / "mlflow", args.versions, args.runs)
     print(f"\nregistry side by side ({sys.platform}, {os.cpu_count()} cpus; median ms)\n")
-    print("| operation | ferrostore | MLflow (SQLite) | ratio |\n|---|---:|---:|---:|")
-    for op, fs_s in fs_times.items():
-        if op.startswith("_"):
+    print(
+        "| operation | ferrostore | MLflow (SQLite) | ratio | ratio by round |\n"
+        "|---|---:|---:|---:|---:|"
+    )
+    for op in ferrostore:
+        other = next(peer) if peer is not None else None
+        if other is not None and other.name != op.name:
+            raise AssertionError(f"sides out of step: {op.name!r} vs {other.name!r}")
+        times = _take_turns(op, other)
+        fs_ms = statistics.median(itertools.chain(*times[0])) * 1e3
+        if len(times) == 1:
+            print(f"| {op.name} | {fs_ms:.2f} | n/a | n/a | n/a |")
             continue
-        ml_s = ml_times.get(op)
-        ml = f"{ml_s * 1e3:.2f}" if ml_s is not None else "n/a"
-        ratio = f"{ml_s / fs_s:.1f}x" if ml_s is not None else "n/a"
-        print(f"| {op} | {fs_s * 1e3:.2f} | {ml} | {ratio} |")
+        ml_ms = statistics.median(itertools.chain(*times[1])) * 1e3
+        rounds = sorted(
+            statistics.median(m) / statistics.median(f)
+            for f, m in zip(times[0], times[1], strict=True)
+        )
+        print(
+            f"| {op.name} | {fs_ms:.2f} | {ml_ms:.2f} | {ml_ms / fs_ms:.1f}x "
+            f"| {rounds[0]:.1f}x to {rounds[-1]:.1f}x |"
+        )
     return 0
 
 
