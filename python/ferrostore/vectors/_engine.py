@@ -131,7 +131,7 @@ def open_engine(
         ef_construction: HNSW build breadth.
         ef_search: HNSW search breadth.
         quantization: How a new graph stores vectors, ``None`` for the engine's default
-            (float16 for cosine, bfloat16 otherwise); a stored collection keeps its own.
+            (float16 for cosine, float32 otherwise); a stored collection keeps its own.
 
     Returns:
         The handle; keep it as long as the engine is used.

@@ -191,8 +191,11 @@ def normalize_embeddings(embeddings: Any, what: str = "embeddings") -> NDArray[n
             f"Expected each value in the {what} to be an int or a float, got values of dtype "
             f"{array.dtype}"
         )
-    with np.errstate(over="ignore", invalid="ignore"):
-        converted = np.ascontiguousarray(array, dtype=np.float32)
+    if array.dtype == np.float32:
+        converted = np.ascontiguousarray(array)
+    else:  # values beyond the float32 range become infinity, refused below
+        with np.errstate(over="ignore", invalid="ignore"):
+            converted = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(converted).all():
         bad_row = int(np.nonzero(~np.isfinite(converted).all(axis=1))[0][0])
         raise InvalidArgument(
