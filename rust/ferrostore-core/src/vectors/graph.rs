@@ -139,7 +139,7 @@ impl Graph {
     }
 
     /// Adds `(seq, vector)` pairs (vectors as the graph holds them), in parallel.
-    pub(super) fn add(&mut self, vectors: &[(u64, Vec<f32>)]) -> Result<()> {
+    pub(super) fn add(&mut self, vectors: &[(u64, &[f32])]) -> Result<()> {
         if vectors.is_empty() {
             return Ok(());
         }
@@ -159,11 +159,7 @@ impl Graph {
                     .par_iter()
                     .try_for_each(|(seq, v)| index.add(*seq, v).map_err(usearch_err))
             }
-            Graph::Own { graph, .. } => {
-                let items: Vec<(u64, &[f32])> =
-                    vectors.iter().map(|(s, v)| (*s, v.as_slice())).collect();
-                graph.add(&items)
-            }
+            Graph::Own { graph, .. } => graph.add(vectors),
         }
     }
 

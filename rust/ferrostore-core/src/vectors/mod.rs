@@ -242,16 +242,6 @@ pub enum WriteMode {
     Update,
 }
 
-/// One record as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    pub id: String,
-    pub vector: Vec<f32>,
-    pub document: Option<String>,
-    /// Flat metadata, in the order given.
-    pub metadata: Option<Vec<(String, MetaValue)>>,
-}
-
 /// A batch to write: parallel lists, `None` for a column not given.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
@@ -296,8 +286,58 @@ struct Applied {
     seq: u64,
     position: u64,
     metadata: Option<Vec<(String, MetaValue)>>,
-    /// `None` when the graph already holds the sequence (loaded from a checkpoint).
-    vector: Option<Vec<f32>>,
+}
+
+/// Vectors read back from the records on their way into the graph, as the graph holds them,
+/// in one buffer (one allocation for a chunk, not one per vector).
+struct GraphRows {
+    dim: usize,
+    normalize: bool,
+    keys: Vec<u64>,
+    values: Vec<f32>,
+}
+
+impl GraphRows {
+    fn new(config: &CollectionConfig, capacity: usize) -> Self {
+        GraphRows {
+            dim: config.dim,
+            normalize: config.normalizes(),
+            keys: Vec::with_capacity(capacity),
+            values: Vec::with_capacity(capacity * config.dim),
+        }
+    }
+
+    /// Adds `seq`'s vector, given as float32 values.
+    fn push(&mut self, seq: u64, vector: &[f32]) {
+        let start = self.values.len();
+        self.values.extend_from_slice(vector);
+        self.finish(seq, start);
+    }
+
+    /// Adds `seq`'s vector, given as stored (little-endian float32 bytes).
+    fn push_stored(&mut self, seq: u64, vector: &[u8]) {
+        let start = self.values.len();
+        self.values.extend(
+            vector
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+        self.finish(seq, start);
+    }
+
+    fn finish(&mut self, seq: u64, start: usize) {
+        if self.normalize {
+            normalize(&mut self.values[start..]);
+        }
+        self.keys.push(seq);
+    }
+
+    fn items(&self) -> impl Iterator<Item = (u64, &[f32])> {
+        self.keys
+            .iter()
+            .copied()
+            .zip(self.values.chunks_exact(self.dim))
+    }
 }
 
 struct State {
@@ -377,12 +417,21 @@ fn get_u64(db: &Database<Str, Bytes>, txn: &RoTxn<'_>, key: &str, path: &Path) -
     }
 }
 
-fn encode_record(r: &Record, position: u64, metadata_json: Option<&str>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(r.vector.len() * 4 + r.id.len() + 64);
+/// Encodes a record (the layout [`StoredRecord::parse`] reads) into `out`, replacing what
+/// it held: one buffer serves a whole batch.
+fn encode_record(
+    out: &mut Vec<u8>,
+    position: u64,
+    id: &str,
+    vector: &[f32],
+    document: Option<&str>,
+    metadata_json: Option<&str>,
+) {
+    out.clear();
     out.extend_from_slice(&position.to_le_bytes());
-    out.extend_from_slice(&(r.id.len() as u32).to_le_bytes());
-    out.extend_from_slice(r.id.as_bytes());
-    for v in &r.vector {
+    out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+    out.extend_from_slice(id.as_bytes());
+    for v in vector {
         out.extend_from_slice(&v.to_le_bytes());
     }
     let mut opt = |s: Option<&str>| match s {
@@ -392,9 +441,8 @@ fn encode_record(r: &Record, position: u64, metadata_json: Option<&str>) -> Vec<
         }
         None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
     };
-    opt(r.document.as_deref());
+    opt(document);
     opt(metadata_json);
-    out
 }
 
 fn corrupt() -> Error {
@@ -766,6 +814,7 @@ impl Collection {
         };
         let from = start.to_be_bytes();
         let mut added: Vec<Applied> = Vec::new();
+        let mut rows = GraphRows::new(&self.config, 0);
         for item in self
             .records
             .range(
@@ -784,13 +833,20 @@ impl Collection {
                 seq,
                 position: r.position,
                 metadata: r.metadata_json.map(parse_metadata).transpose()?,
-                vector: (!state.graph.contains(seq)).then(|| self.config.graph_vector(r.vector())),
             });
+            if !state.graph.contains(seq) {
+                rows.push_stored(seq, r.vector);
+            }
             if added.len() == APPLY_CHUNK {
-                insert(state, std::mem::take(&mut added))?;
+                insert(
+                    state,
+                    std::mem::take(&mut added),
+                    &rows.items().collect::<Vec<_>>(),
+                )?;
+                rows = GraphRows::new(&self.config, 0);
             }
         }
-        insert(state, added)?;
+        insert(state, added, &rows.items().collect::<Vec<_>>())?;
         state.applied_version = version;
         state.loaded = true;
         Ok(())
@@ -845,7 +901,7 @@ impl Collection {
     /// `InvalidArgument` for mismatched lengths, duplicate ids, a wrong dimension or a
     /// non-finite value; `AlreadyExists` (add) or `NotFound` (update) naming the ids.
     /// Nothing is written on error.
-    pub fn write(&self, batch: WriteBatch, mode: WriteMode) -> Result<()> {
+    pub fn write(&self, mut batch: WriteBatch, mode: WriteMode) -> Result<()> {
         let n = batch.ids.len();
         let dim = self.config.dim;
         if let Some(v) = &batch.vectors {
@@ -952,6 +1008,9 @@ impl Collection {
         let version = committed + 1;
         let mut seq = get_u64(&self.meta, &wtxn, NEXT_SEQ, &self.path)?.max(1);
         let mut applied = Vec::with_capacity(n);
+        // Records updated without a new vector keep their stored one.
+        let mut kept_vectors = GraphRows::new(&self.config, 0);
+        let mut encoded = Vec::new();
         let mut replaced = Vec::new();
         for (i, id) in batch.ids.iter().enumerate() {
             let old = match existing[i] {
@@ -967,15 +1026,15 @@ impl Collection {
                 None => None,
             };
             let vector = match &batch.vectors {
-                Some(v) => v[i * dim..(i + 1) * dim].to_vec(),
+                Some(v) => &v[i * dim..(i + 1) * dim],
                 None => old
                     .as_ref()
-                    .and_then(|o| o.vector.clone())
+                    .and_then(|o| o.vector.as_deref())
                     .ok_or_else(corrupt)?,
             };
             let document = match &batch.documents {
-                Some(d) => d[i].clone(),
-                None => old.as_ref().and_then(|o| o.document.clone()),
+                Some(d) => d[i].as_deref(),
+                None => old.as_ref().and_then(|o| o.document.as_deref()),
             };
             let (metadata, metadata_json) = match (&parsed[i], &old) {
                 // An existing record: given keys are merged in, null values delete keys,
@@ -1023,18 +1082,16 @@ impl Collection {
                 (None, None) => (None, None),
             };
             let position = old.as_ref().map_or(seq, |o| o.position);
-            let record = Record {
-                id: id.clone(),
+            encode_record(
+                &mut encoded,
+                position,
+                id,
                 vector,
                 document,
-                metadata: None,
-            };
+                metadata_json.as_deref(),
+            );
             self.records
-                .put(
-                    &mut wtxn,
-                    &seq.to_be_bytes(),
-                    &encode_record(&record, position, metadata_json.as_deref()),
-                )
+                .put(&mut wtxn, &seq.to_be_bytes(), &encoded)
                 .map_err(&err)?;
             self.ids
                 .put(&mut wtxn, id, &seq.to_be_bytes())
@@ -1043,11 +1100,13 @@ impl Collection {
                 self.tomb(&mut wtxn, version, old_seq)?;
                 replaced.push(old_seq);
             }
+            if batch.vectors.is_none() {
+                kept_vectors.push(seq, vector);
+            }
             applied.push(Applied {
                 seq,
                 position,
                 metadata,
-                vector: Some(self.config.graph_vector(record.vector)),
             });
             seq += 1;
         }
@@ -1058,9 +1117,24 @@ impl Collection {
             .put(&mut wtxn, VERSION, &version.to_le_bytes())
             .map_err(&err)?;
         wtxn.commit().map_err(&err)?;
+        // The given vectors become the graph's in place: no second copy of the batch.
+        let vectors: Vec<(u64, &[f32])> = match batch.vectors.as_mut() {
+            Some(v) => {
+                if self.config.normalizes() {
+                    v.chunks_exact_mut(dim).for_each(normalize);
+                }
+                applied
+                    .iter()
+                    .map(|a| a.seq)
+                    .zip(v.chunks_exact(dim))
+                    .collect()
+            }
+            None => kept_vectors.items().collect(),
+        };
         {
             let mut state = self.state.write().map_err(|_| Self::lock_err())?;
-            let result = forget(&mut state, &replaced).and_then(|()| insert(&mut state, applied));
+            let result =
+                forget(&mut state, &replaced).and_then(|()| insert(&mut state, applied, &vectors));
             if result.is_err() {
                 state.loaded = false;
             }
@@ -1068,6 +1142,7 @@ impl Collection {
             state.applied_version = version;
         }
         drop(_writer);
+        drop(vectors);
         drop(batch);
         if n >= RELEASE_AFTER {
             release_heap();
@@ -1497,7 +1572,7 @@ impl Collection {
             let mut seqs: Vec<u64> = state.slots.keys().copied().collect();
             seqs.sort_unstable();
             for chunk in seqs.chunks(APPLY_CHUNK) {
-                let mut vectors = Vec::with_capacity(chunk.len());
+                let mut rows = GraphRows::new(&self.config, chunk.len());
                 for &seq in chunk {
                     // Deleted by a write after the refresh: the next refresh forgets it.
                     let Some(r) = self.stored(&rtxn, seq)? else {
@@ -1506,9 +1581,9 @@ impl Collection {
                     if let Some(json) = r.metadata_json {
                         metadata.insert(seq, &parse_metadata(json)?);
                     }
-                    vectors.push((seq, self.config.graph_vector(r.vector())));
+                    rows.push_stored(seq, r.vector);
                 }
-                graph.add(&vectors)?;
+                graph.add(&rows.items().collect::<Vec<_>>())?;
             }
             state.graph = graph;
             state.metadata = metadata;
@@ -1625,8 +1700,7 @@ fn forget(state: &mut State, removed: &[u64]) -> Result<()> {
 }
 
 /// Adds committed records to the state and their vectors to the graph.
-fn insert(state: &mut State, added: Vec<Applied>) -> Result<()> {
-    let mut vectors = Vec::new();
+fn insert(state: &mut State, added: Vec<Applied>, vectors: &[(u64, &[f32])]) -> Result<()> {
     for a in added {
         if let Some(m) = &a.metadata {
             state.metadata.insert(a.seq, m);
@@ -1634,13 +1708,14 @@ fn insert(state: &mut State, added: Vec<Applied>) -> Result<()> {
         state.live.insert(a.seq);
         state.slots.insert(a.seq, a.position);
         state.applied_seq = state.applied_seq.max(a.seq);
-        if let Some(v) = a.vector {
-            if !state.graph.contains(a.seq) {
-                vectors.push((a.seq, v));
-            }
-        }
     }
-    state.graph.add(&vectors)
+    let mut new = Vec::with_capacity(vectors.len());
+    new.extend(
+        vectors
+            .iter()
+            .filter(|(seq, _)| !state.graph.contains(*seq)),
+    );
+    state.graph.add(&new)
 }
 
 #[cfg(test)]

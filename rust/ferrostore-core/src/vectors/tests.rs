@@ -443,3 +443,55 @@ fn graph_checkpoints_reload_catch_up_and_survive_damage() {
         }
     }
 }
+
+/// Collection queries against the bare graph search on the same graph, one query per call.
+/// Reads `FERROSTORE_HNSW_DATA` (see `hnsw_speed`); run with `--ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; needs FERROSTORE_HNSW_DATA"]
+fn collection_query_speed() {
+    let Ok(folder) = std::env::var("FERROSTORE_HNSW_DATA") else {
+        return;
+    };
+    let dim: usize = std::env::var("FERROSTORE_HNSW_DIM").map_or(128, |d| d.parse().unwrap());
+    let floats = |name: &str| -> Vec<f32> {
+        std::fs::read(std::path::Path::new(&folder).join(name))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let base = floats("base.f32");
+    let queries = floats("queries.f32");
+    let n = base.len() / dim;
+    let dir = tempfile::tempdir().unwrap();
+    let config = CollectionConfig::new(dim, "cosine", 16, 128, 32, "f16");
+    let c = Collection::open(dir.path(), Some(config), Some(1 << 34)).unwrap();
+    for start in (0..n).step_by(5000) {
+        let end = (start + 5000).min(n);
+        let ids: Vec<String> = (start..end).map(|i| i.to_string()).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut b = batch(&refs, base[start * dim..end * dim].to_vec(), None);
+        b.documents = None;
+        c.write(b, WriteMode::Add).unwrap();
+    }
+    let time = |label: &str, f: &dyn Fn(&[f32])| {
+        let start = std::time::Instant::now();
+        for q in queries.chunks_exact(dim) {
+            f(q);
+        }
+        let per = start.elapsed().as_secs_f64() / (queries.len() / dim) as f64;
+        println!("{label}: {:.1} us/query", per * 1e6);
+    };
+    let rounds: usize = std::env::var("FERROSTORE_QUERY_ROUNDS").map_or(3, |r| r.parse().unwrap());
+    for _ in 0..rounds {
+        time("collection.query", &|q| {
+            c.query(q, 10, None, None, Include::default()).unwrap();
+        });
+        time("graph.search", &|q| {
+            let state = c.state.read().unwrap();
+            let mut unit = q.to_vec();
+            normalize(&mut unit);
+            state.graph.search(&unit, 10).unwrap();
+        });
+    }
+}

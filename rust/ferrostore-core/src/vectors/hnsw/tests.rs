@@ -342,9 +342,11 @@ fn hnsw_speed() {
         storage,
         ..HnswParams::default()
     };
+    let batch: usize =
+        std::env::var("FERROSTORE_HNSW_BATCH").map_or(50_000, |b| b.parse().unwrap());
     let mut graph = Hnsw::new(dim, Space::Ip, params).unwrap();
     let start = std::time::Instant::now();
-    for part in items.chunks(50_000) {
+    for part in items.chunks(batch) {
         graph.add(part).unwrap();
     }
     println!(
