@@ -87,6 +87,8 @@ def _short(value: object, limit: int = 120) -> str:
 
 
 def _is_int(value: object) -> bool:
+    if type(value) is int:  # the common case, without the slower abstract-class check
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
 
 

@@ -1162,7 +1162,7 @@ fn advise_huge_pages<T>(v: &Vec<T>) {
 /// Prefetches `lines` cache lines from `p` (a hint: never faults, does nothing elsewhere
 /// than on x86-64). `p` and the lines after it must lie in one allocation.
 #[inline]
-fn prefetch_lines(p: *const i8, lines: usize) {
+pub(super) fn prefetch_lines(p: *const i8, lines: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

@@ -1409,50 +1409,80 @@ impl Collection {
         } else {
             queries.par_chunks(dim).map(search).collect::<Result<_>>()?
         };
-        let mut buf = Vec::with_capacity(dim);
-        hits.into_iter()
-            .zip(queries.chunks(dim))
-            .map(|(found, q)| {
-                let mut rows = Vec::with_capacity(found.len());
-                for (seq, distance) in found {
-                    if !state.slots.contains_key(&seq) {
-                        continue;
-                    }
-                    let Some(record) = self.stored(&rtxn, seq)? else {
-                        continue;
-                    };
-                    let distance = if rescore {
-                        buf.clear();
-                        record.extend_vector(&mut buf);
-                        self.space.distance(q, &buf)
-                    } else {
-                        distance
-                    };
-                    rows.push((distance, seq, record));
+        // Every hit's record is read once, in key order (neighbouring pages, one thread: the
+        // read transaction stays on it); scoring and assembling then run on all cores.
+        let mut seqs: Vec<u64> = hits
+            .iter()
+            .flatten()
+            .map(|h| h.0)
+            .filter(|seq| state.slots.contains_key(seq))
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut records = Vec::with_capacity(seqs.len());
+        for &seq in &seqs {
+            let stored = self.stored(&rtxn, seq)?;
+            if rescore {
+                // Its vector is read back below: its lines load while the next is looked up.
+                if let Some(r) = &stored {
+                    hnsw::prefetch_lines(r.vector.as_ptr().cast(), r.vector.len().div_ceil(64));
                 }
-                if rescore {
-                    rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            }
+            records.push(stored);
+        }
+        let record = |seq: u64| -> Option<&StoredRecord<'_>> {
+            let i = seqs.binary_search(&seq).ok()?;
+            records[i].as_ref()
+        };
+        let assemble = |(found, q): (Vec<(u64, f32)>, &[f32])| -> QueryResult {
+            let mut buf = Vec::with_capacity(if rescore { dim } else { 0 });
+            let mut rows = Vec::with_capacity(found.len());
+            for (seq, distance) in found {
+                let Some(record) = record(seq) else {
+                    continue; // deleted, or written after the snapshot
+                };
+                let distance = if rescore {
+                    buf.clear();
+                    record.extend_vector(&mut buf);
+                    self.space.distance(q, &buf)
+                } else {
+                    distance
+                };
+                rows.push((distance, seq, record));
+            }
+            if rescore {
+                rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            }
+            rows.truncate(k);
+            let mut r = QueryResult::default();
+            let mut vectors = Vec::new();
+            for (distance, _, record) in rows {
+                r.ids.push(record.id.to_string());
+                r.distances.push(distance);
+                if include.documents {
+                    r.documents.push(record.document.map(str::to_string));
                 }
-                rows.truncate(k);
-                let mut r = QueryResult::default();
-                let mut vectors = Vec::new();
-                for (distance, _, record) in rows {
-                    r.ids.push(record.id.to_string());
-                    r.distances.push(distance);
-                    if include.documents {
-                        r.documents.push(record.document.map(str::to_string));
-                    }
-                    if include.metadatas {
-                        r.metadatas.push(record.metadata_json.map(str::to_string));
-                    }
-                    if include.vectors {
-                        record.extend_vector(&mut vectors);
-                    }
+                if include.metadatas {
+                    r.metadatas.push(record.metadata_json.map(str::to_string));
                 }
-                r.vectors = include.vectors.then_some(vectors);
-                Ok(r)
-            })
-            .collect()
+                if include.vectors {
+                    record.extend_vector(&mut vectors);
+                }
+            }
+            r.vectors = include.vectors.then_some(vectors);
+            r
+        };
+        Ok(if hits.len() == 1 {
+            hits.into_iter()
+                .zip(queries.chunks(dim))
+                .map(assemble)
+                .collect()
+        } else {
+            hits.into_par_iter()
+                .zip(queries.par_chunks(dim))
+                .map(assemble)
+                .collect()
+        })
     }
 
     /// Exact top-k among `set`, scoring the graph's stored vectors. A float16 graph hands
