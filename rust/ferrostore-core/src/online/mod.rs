@@ -231,7 +231,7 @@ impl OnlineStore {
     pub fn open(path: impl AsRef<Path>, map_size: Option<usize>) -> Result<Self> {
         let path = path.as_ref();
         let map_size = map_size.unwrap_or(DEFAULT_MAP_SIZE);
-        if map_size == 0 || map_size % 4096 != 0 {
+        if map_size == 0 || !map_size.is_multiple_of(4096) {
             return Err(Error::InvalidArgument(format!(
                 "map_size {map_size} is invalid: expected a positive multiple of 4096 bytes"
             )));
@@ -707,7 +707,7 @@ impl OnlineStore {
             return Ok(());
         };
         let stored_last = self.shared.data.last(wtxn).map_err(&err)?;
-        if stored_last.map_or(true, |(key, _)| key < &prepared.keys[first.key.clone()]) {
+        if stored_last.is_none_or(|(key, _)| key < &prepared.keys[first.key.clone()]) {
             for entry in &prepared.entries {
                 self.shared
                     .data

@@ -731,7 +731,7 @@ proptest::proptest! {
             (0..preload as i64).map(|i| (i * 2, 4, 1, -i, 3)).collect();
         let mut model: std::collections::HashMap<i64, GenRow> = HashMap::new();
         for row in preloaded.iter().chain(chunks.iter().flatten()) {
-            let replace = model.get(&row.0).map_or(true, |old| (row.1, row.2) >= (old.1, old.2));
+            let replace = model.get(&row.0).is_none_or(|old| (row.1, row.2) >= (old.1, old.2));
             if replace {
                 model.insert(row.0, *row);
             }

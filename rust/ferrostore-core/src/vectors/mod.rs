@@ -1340,7 +1340,7 @@ impl Collection {
                 "n_results 0: expected at least 1".into(),
             ));
         }
-        if queries.len() % dim != 0 {
+        if !queries.len().is_multiple_of(dim) {
             return Err(Error::InvalidArgument(format!(
                 "query embeddings of {} values: expected rows of dimension {dim}",
                 queries.len()

@@ -176,7 +176,7 @@ fn filtered_search_returns_only_admitted_keys_with_recall() {
         .into_iter()
         .filter(|k| k % 2 == 0)
         .collect();
-    let admit = |key: u64| key % 2 == 0;
+    let admit = |key: u64| key.is_multiple_of(2);
     let mut hits = 0;
     let queries = clustered(100, 16, 30, 8);
     for q in &queries {
@@ -441,5 +441,49 @@ fn float_to_half_rounds_to_nearest_even() {
         let x = rng.next() * 1000.0;
         let back = super::super::f16_bits_to_f32(f32_to_f16_bits(x));
         assert!((x - back).abs() <= x.abs() / 2048.0 + 1e-7, "{x} -> {back}");
+    }
+}
+
+#[test]
+fn every_kernel_agrees_with_plain_sums() {
+    // Lengths around each kernel's block sizes (8, 16, 32, 64 lanes) and their tails.
+    for (name, kernels) in Kernels::available() {
+        for n in [1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 384, 385] {
+            let a: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+                .collect();
+            let b: Vec<f32> = (0..n)
+                .map(|i| ((i * 53 % 89) as f32 - 44.0) / 13.0)
+                .collect();
+            let half: Vec<u16> = b.iter().map(|&x| f32_to_f16_bits(x)).collect();
+            let widened: Vec<f32> = half
+                .iter()
+                .map(|&h| crate::vectors::f16_bits_to_f32(h))
+                .collect();
+            let dot =
+                |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| f64::from(p * q)).sum::<f64>();
+            let l2 = |x: &[f32], y: &[f32]| {
+                x.iter()
+                    .zip(y)
+                    .map(|(p, q)| f64::from((p - q) * (p - q)))
+                    .sum::<f64>()
+            };
+            let close =
+                |got: f32, want: f64| (f64::from(got) - want).abs() <= 1e-4 * want.abs().max(1.0);
+            assert!(
+                close((kernels.dot)(&a, &b), dot(&a, &b)),
+                "{name} dot, n = {n}"
+            );
+            assert!(
+                close((kernels.l2)(&a, &b), l2(&a, &b)),
+                "{name} l2, n = {n}"
+            );
+            let (d, l) = ((kernels.dot_half)(&a, &half), (kernels.l2_half)(&a, &half));
+            assert!(close(d, dot(&a, &widened)), "{name} dot_half, n = {n}");
+            assert!(close(l, l2(&a, &widened)), "{name} l2_half, n = {n}");
+            let mut out = vec![0.0; n];
+            (kernels.widen)(&half, &mut out);
+            assert_eq!(out, widened, "{name} widen, n = {n}");
+        }
     }
 }
