@@ -1060,3 +1060,24 @@ def test_sigkill_during_large_add_keeps_every_acknowledged_batch(tmp_path: Path)
     # The store still takes writes after the crash.
     collection.add(ids="after-crash", embeddings=[[0.0] * vector_workers.DIM])
     assert collection.count() == count + 1
+
+
+def test_numpy_scalar_metadata_is_stored_as_plain_values():
+    col = chromadb.Client().create_collection("np-meta", embedding_function=None)
+    col.add(
+        ids=["a", "b", "c"],
+        embeddings=[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]],
+        metadatas=[
+            {"z": np.int64(3), "a": np.float32(0.5), "m": np.bool_(True), "f": np.float64(2.5)},
+            None,
+            {"z": 7, "a": "text"},
+        ],
+    )
+    got = col.get(ids=["a", "b", "c"])
+    first = got["metadatas"][0]
+    assert first == {"z": 3, "a": 0.5, "m": True, "f": 2.5}
+    assert [type(v) for v in first.values()] == [int, float, bool, float]
+    assert got["metadatas"][1] is None
+    assert got["metadatas"][2] == {"z": 7, "a": "text"}
+    assert col.get(where={"z": {"$gte": 3}})["ids"] == ["a", "c"]
+    assert col.get(where={"m": True})["ids"] == ["a"]

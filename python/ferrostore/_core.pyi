@@ -148,11 +148,14 @@ class VectorCollection:
         ids: list[str],
         embeddings: Any | None,
         documents: list[str | None] | None,
-        metadatas: list[str | None] | None,
+        metadatas: str | None,
         *,
         mode: str,
     ) -> None:
-        """Add, upsert or update records in one transaction (metadata as JSON)."""
+        """Add, upsert or update records in one transaction.
+
+        ``metadatas`` is one JSON array with an object (or null) per id.
+        """
     def delete(
         self,
         ids: list[str] | None = None,

@@ -43,11 +43,14 @@ class Engine(Protocol):
         ids: list[str],
         embeddings: NDArray[np.float32] | None,
         documents: list[str | None] | None,
-        metadatas: list[str | None] | None,
+        metadatas: str | None,
         *,
         mode: str,
     ) -> Any:
-        """Write one batch in one transaction (mode add, upsert or update)."""
+        """Write one batch in one transaction (mode add, upsert or update).
+
+        ``metadatas`` is one JSON array with an object (or null) per id.
+        """
 
     def delete(self, ids: list[str] | None, where: str | None, where_document: str | None) -> int:
         """Delete matching records; returns how many."""

@@ -116,9 +116,13 @@ impl VectorCollection {
         ids: Vec<String>,
         embeddings: Option<PyReadonlyArray2<'_, f32>>,
         documents: Option<Vec<Option<String>>>,
-        metadatas: Option<Vec<Option<String>>>,
+        metadatas: Option<String>,
         mode: &str,
     ) -> PyResult<()> {
+        let metadatas = metadatas
+            .map(|json| split_json_array(&json))
+            .transpose()
+            .map_err(|e| crate::error::to_py_err(py, &e))?;
         let vectors = match embeddings {
             Some(e) => {
                 let shape = e.as_array().shape().to_vec();
@@ -278,4 +282,17 @@ impl VectorCollection {
     fn compact(&self, py: Python<'_>) -> PyResult<()> {
         run(py, || self.inner.compact())
     }
+}
+
+/// The elements of a JSON array as their own JSON texts (`null` as `None`), left as written:
+/// Python encodes a batch's metadata in one call, the engine stores one text per record.
+fn split_json_array(json: &str) -> Result<Vec<Option<String>>, Error> {
+    let items: Vec<Option<Box<serde_json::value::RawValue>>> =
+        serde_json::from_str(json).map_err(|e| {
+            Error::InvalidArgument(format!("metadatas: expected a JSON array of objects: {e}"))
+        })?;
+    Ok(items
+        .into_iter()
+        .map(|item| item.map(|raw| raw.get().to_string()))
+        .collect())
 }
