@@ -1076,7 +1076,7 @@ def test_numpy_scalar_metadata_is_stored_as_plain_values():
     got = col.get(ids=["a", "b", "c"])
     first = got["metadatas"][0]
     assert first == {"z": 3, "a": 0.5, "m": True, "f": 2.5}
-    assert [type(v) for v in first.values()] == [int, float, bool, float]
+    assert {k: type(v) for k, v in first.items()} == {"z": int, "a": float, "m": bool, "f": float}
     assert got["metadatas"][1] is None
     assert got["metadatas"][2] == {"z": 7, "a": "text"}
     assert col.get(where={"z": {"$gte": 3}})["ids"] == ["a", "c"]
