@@ -271,7 +271,7 @@ def check_metadata(metadata: Any, *, allow_none_values: bool, what: str = "metad
     Raises:
         InvalidArgument: Not a dict, empty, a non-str or reserved key, or a bad value.
     """
-    if not isinstance(metadata, Mapping):
+    if type(metadata) is not dict and not isinstance(metadata, Mapping):
         raise InvalidArgument(
             f"Expected {what} to be a dict or None, got {type(metadata).__name__} as {what}"
         )

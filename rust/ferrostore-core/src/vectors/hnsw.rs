@@ -406,7 +406,11 @@ impl Hnsw {
             }
             match self.storage() {
                 Storage::F32 => self.vectors.extend_from_slice(&unit),
-                Storage::F16 => self.halves.extend(unit.iter().map(|x| f32_to_f16_bits(*x))),
+                Storage::F16 => {
+                    let start = self.halves.len();
+                    self.halves.resize(start + self.dim, 0);
+                    (self.kernels.narrow)(&unit, &mut self.halves[start..]);
+                }
             }
             let level = self.draw_level(slot);
             self.keys.push(*key);
@@ -920,6 +924,8 @@ struct Kernels {
     l2_half: fn(&[f32], &[u16]) -> f32,
     /// Float16 values into float32 (equal lengths).
     widen: fn(&[u16], &mut [f32]),
+    /// Float32 values into float16, rounded to nearest even (equal lengths).
+    narrow: fn(&[f32], &mut [u16]),
 }
 
 impl Kernels {
@@ -943,6 +949,7 @@ impl Kernels {
                         dot_half: |a, b| unsafe { simd512::dot_half(a, b) },
                         l2_half: |a, b| unsafe { simd512::l2_half(a, b) },
                         widen: |h, out| unsafe { simd512::widen(h, out) },
+                        narrow: |x, out| unsafe { simd512::narrow(x, out) },
                     },
                 ));
             }
@@ -959,6 +966,7 @@ impl Kernels {
                         dot_half: |a, b| unsafe { simd::dot_half(a, b) },
                         l2_half: |a, b| unsafe { simd::l2_half(a, b) },
                         widen: |h, out| unsafe { simd::widen(h, out) },
+                        narrow: |x, out| unsafe { simd::narrow(x, out) },
                     },
                 ));
             }
@@ -983,6 +991,11 @@ impl Kernels {
                 widen: |h, out| {
                     for (o, h) in out.iter_mut().zip(h) {
                         *o = super::f16_bits_to_f32(*h);
+                    }
+                },
+                narrow: |x, out| {
+                    for (o, x) in out.iter_mut().zip(x) {
+                        *o = f32_to_f16_bits(*x);
                     }
                 },
             },
@@ -1029,8 +1042,9 @@ fn f32_to_f16_bits(x: f32) -> u16 {
 #[cfg(target_arch = "x86_64")]
 mod simd512 {
     use std::arch::x86_64::{
-        __m256i, __m512, _mm256_loadu_si256, _mm512_add_ps, _mm512_cvtph_ps, _mm512_fmadd_ps,
-        _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps,
+        __m256i, __m512, _mm256_loadu_si256, _mm256_storeu_si256, _mm512_add_ps, _mm512_cvtph_ps,
+        _mm512_cvtps_ph, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_setzero_ps,
+        _mm512_storeu_ps, _mm512_sub_ps, _MM_FROUND_TO_NEAREST_INT,
     };
 
     /// Element types a kernel reads sixteen at a time as float32 lanes.
@@ -1162,15 +1176,36 @@ mod simd512 {
             *o = h.widen();
         }
     }
+
+    /// # Safety
+    /// As [`dot`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn narrow(x: &[f32], out: &mut [u16]) {
+        let n = x.len().min(out.len());
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n for both slices.
+            unsafe {
+                let halves = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_loadu_ps(
+                    x.as_ptr().add(i),
+                ));
+                _mm256_storeu_si256(out.as_mut_ptr().add(i).cast::<__m256i>(), halves);
+            }
+            i += 16;
+        }
+        for (o, x) in out[i..n].iter_mut().zip(&x[i..n]) {
+            *o = super::f32_to_f16_bits(*x);
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use std::arch::x86_64::{
-        __m128i, __m256, _mm256_add_ps, _mm256_castps256_ps128, _mm256_cvtph_ps,
+        __m128i, __m256, _mm256_add_ps, _mm256_castps256_ps128, _mm256_cvtph_ps, _mm256_cvtps_ph,
         _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
         _mm256_storeu_ps, _mm256_sub_ps, _mm_add_ps, _mm_cvtss_f32, _mm_loadu_si128, _mm_movehl_ps,
-        _mm_shuffle_ps,
+        _mm_shuffle_ps, _mm_storeu_si128, _MM_FROUND_TO_NEAREST_INT,
     };
 
     /// Element types a kernel reads eight at a time as float32 lanes.
@@ -1308,6 +1343,27 @@ mod simd {
         }
         for (o, h) in out[i..n].iter_mut().zip(&h[i..n]) {
             *o = h.widen();
+        }
+    }
+
+    /// # Safety
+    /// As [`dot`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn narrow(x: &[f32], out: &mut [u16]) {
+        let n = x.len().min(out.len());
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n for both slices.
+            unsafe {
+                let halves = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(
+                    x.as_ptr().add(i),
+                ));
+                _mm_storeu_si128(out.as_mut_ptr().add(i).cast::<__m128i>(), halves);
+            }
+            i += 8;
+        }
+        for (o, x) in out[i..n].iter_mut().zip(&x[i..n]) {
+            *o = super::f32_to_f16_bits(*x);
         }
     }
 }

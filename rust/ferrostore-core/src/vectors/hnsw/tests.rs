@@ -487,3 +487,27 @@ fn every_kernel_agrees_with_plain_sums() {
         }
     }
 }
+
+#[test]
+fn every_narrowing_kernel_rounds_as_the_plain_one() {
+    // Halfway cases (ties to even), subnormals, the largest half and overflow, both signs.
+    let mut values: Vec<f32> = vec![
+        0.0, -0.0, 1.0, 65504.0, 65519.0, 65520.0, 1e9, 6.0e-8, 3.0e-8,
+    ];
+    values.extend((0..4000).map(|i| (i as f32 - 2000.0) * 0.000_976_562_5 * 1.000_244_1));
+    values.extend((0..200).map(|i| f32::from_bits(0x3380_0000 + i * 0x0001_0001)));
+    let negated: Vec<f32> = values.iter().map(|v| -v).collect();
+    values.extend(negated);
+    let want: Vec<u16> = values.iter().map(|&x| f32_to_f16_bits(x)).collect();
+    for (name, kernels) in Kernels::available() {
+        let mut got = vec![0; values.len()];
+        (kernels.narrow)(&values, &mut got);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                g, w,
+                "{name}: {} narrowed to {g:#06x}, expected {w:#06x}",
+                values[i]
+            );
+        }
+    }
+}
