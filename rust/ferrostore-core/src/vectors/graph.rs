@@ -198,6 +198,29 @@ impl Graph {
         }
     }
 
+    /// Calls `f(seq, distance)` for each of `seqs` the graph holds, in order (see
+    /// [`Graph::score`]).
+    pub(super) fn score_each(
+        &self,
+        config: &CollectionConfig,
+        space: Space,
+        q: &[f32],
+        seqs: impl Iterator<Item = u64>,
+        mut f: impl FnMut(u64, f32),
+    ) -> Result<()> {
+        if let Graph::Own { graph, .. } = self {
+            graph.for_each_distance(q, seqs, f);
+            return Ok(());
+        }
+        let mut scratch = Scratch::default();
+        for seq in seqs {
+            if let Some(d) = self.score(config, space, q, seq, &mut scratch)? {
+                f(seq, d);
+            }
+        }
+        Ok(())
+    }
+
     /// The distance of `q` (as the graph holds vectors) to `seq`'s graph vector, `None`
     /// when the graph does not hold it.
     pub(super) fn score(

@@ -23,7 +23,7 @@ use serde_json::Value as Json;
 use usearch::{MetricKind, ScalarKind};
 
 pub use filter::{Bitset, MetaValue, MetadataIndex, Where, WhereDocument};
-use graph::{Graph, Scratch};
+use graph::Graph;
 pub use graph::{OWN_GRAPH, USEARCH_GRAPH};
 
 use crate::{Error, Result};
@@ -1525,24 +1525,19 @@ impl Collection {
         k: usize,
         seqs: impl Iterator<Item = u64>,
     ) -> Result<Vec<Hit>> {
-        let mut scratch = Scratch::default();
         let mut heap = BinaryHeap::with_capacity(k + 1);
-        for seq in seqs {
-            let Some(d) = state
-                .graph
-                .score(&self.config, self.space, q, seq, &mut scratch)?
-            else {
-                continue;
-            };
-            // Seqs come in increasing order: an equal distance never displaces an earlier
-            // seq, which ranks first on ties.
-            if heap.len() < k {
-                heap.push(Hit(d, seq));
-            } else if heap.peek().is_some_and(|h| d < h.0) {
-                heap.pop();
-                heap.push(Hit(d, seq));
-            }
-        }
+        state
+            .graph
+            .score_each(&self.config, self.space, q, seqs, |seq, d| {
+                // Seqs come in increasing order: an equal distance never displaces an earlier
+                // seq, which ranks first on ties.
+                if heap.len() < k {
+                    heap.push(Hit(d, seq));
+                } else if heap.peek().is_some_and(|h| d < h.0) {
+                    heap.pop();
+                    heap.push(Hit(d, seq));
+                }
+            })?;
         Ok(heap.into_vec())
     }
 

@@ -511,3 +511,22 @@ fn every_narrowing_kernel_rounds_as_the_plain_one() {
         }
     }
 }
+
+#[test]
+fn distances_in_bulk_match_one_at_a_time_in_order() {
+    let vectors = clustered(500, 24, 10, 3);
+    for storage in [Storage::F32, Storage::F16] {
+        let graph = build_stored(Space::L2, storage, &vectors, 1);
+        let q = &vectors[7][..];
+        // Unknown keys are skipped; fewer keys than the lookahead, and many more.
+        for keys in [vec![3u64, 10_000, 5], (0..600).rev().step_by(3).collect()] {
+            let mut got = Vec::new();
+            graph.for_each_distance(q, keys.iter().copied(), |k, d| got.push((k, d)));
+            let want: Vec<(u64, f32)> = keys
+                .iter()
+                .filter_map(|&k| graph.distance_to(q, k).map(|d| (k, d)))
+                .collect();
+            assert_eq!(got, want, "{storage:?}");
+        }
+    }
+}
