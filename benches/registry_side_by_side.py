@@ -103,6 +103,31 @@ def _take_turns(op: Timed, other: Timed | None) -> list[list[list[float]]]:
     return times
 
 
+def _searches_and_loads(
+    client: Any, module: Any, exp_id: str, uri: str, X: pd.DataFrame, n_versions: int, n_runs: int
+) -> Side:
+    """The searches and model loads, the same calls on both sides (``module``: ferrostore's
+    registry or mlflow; ``client``: its client)."""
+    yield Timed(
+        f"search_model_versions ({n_versions:,} versions)",
+        lambda _: len(client.search_model_versions("name = 'bench' AND tags.shard = '42'")),
+        9,
+        same_result=True,
+    )
+    yield Timed(
+        f"search_runs ({n_runs:,} runs)",
+        lambda _: len(module.search_runs([exp_id], "metrics.acc > 0.9 AND params.model = 'xgb'")),
+        9,
+        same_result=True,
+    )
+    yield Timed("load_model (scikit-learn)", lambda _: module.pyfunc.load_model(uri), 10)
+    yield Timed(
+        "load_model + predict (5 rows)",
+        lambda _: module.pyfunc.load_model(uri).predict(X.head(5)),
+        10,
+    )
+
+
 def ferrostore_side(folder: Path, n_versions: int, n_runs: int) -> Side:
     import ferrostore.registry as fs
     from ferrostore.registry import Client, Metric
@@ -209,24 +234,7 @@ def ferrostore_side(folder: Path, n_versions: int, n_runs: int) -> Side:
     _bulk(engine, "run_metrics", metric_rows)
     _bulk(engine, "run_latest_metrics", metric_rows)
 
-    yield Timed(
-        f"search_model_versions ({n_versions:,} versions)",
-        lambda _: len(client.search_model_versions("name = 'bench' AND tags.shard = '42'")),
-        9,
-        same_result=True,
-    )
-    yield Timed(
-        f"search_runs ({n_runs:,} runs)",
-        lambda _: len(fs.search_runs([exp_id], "metrics.acc > 0.9 AND params.model = 'xgb'")),
-        9,
-        same_result=True,
-    )
-    yield Timed("load_model (scikit-learn)", lambda _: fs.pyfunc.load_model(uri), 10)
-    yield Timed(
-        "load_model + predict (5 rows)",
-        lambda _: fs.pyfunc.load_model(uri).predict(X.head(5)),
-        10,
-    )
+    yield from _searches_and_loads(client, fs, exp_id, uri, X, n_versions, n_runs)
 
 
 def mlflow_side(folder: Path, n_versions: int, n_runs: int) -> Side:
@@ -353,24 +361,7 @@ def mlflow_side(folder: Path, n_versions: int, n_runs: int) -> Side:
     _bulk(engine, "latest_metrics", metric_rows)
     engine.dispose()
 
-    yield Timed(
-        f"search_model_versions ({n_versions:,} versions)",
-        lambda _: len(client.search_model_versions("name = 'bench' AND tags.shard = '42'")),
-        9,
-        same_result=True,
-    )
-    yield Timed(
-        f"search_runs ({n_runs:,} runs)",
-        lambda _: len(mlflow.search_runs([exp_id], "metrics.acc > 0.9 AND params.model = 'xgb'")),
-        9,
-        same_result=True,
-    )
-    yield Timed("load_model (scikit-learn)", lambda _: mlflow.pyfunc.load_model(uri), 10)
-    yield Timed(
-        "load_model + predict (5 rows)",
-        lambda _: mlflow.pyfunc.load_model(uri).predict(X.head(5)),
-        10,
-    )
+    yield from _searches_and_loads(client, mlflow, exp_id, uri, X, n_versions, n_runs)
 
 
 def main() -> int:

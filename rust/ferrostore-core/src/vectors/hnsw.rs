@@ -1492,4 +1492,4 @@ fn links_valid(cells: &[u32], width: usize, n: usize) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

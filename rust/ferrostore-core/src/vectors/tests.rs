@@ -445,23 +445,17 @@ fn graph_checkpoints_reload_catch_up_and_survive_damage() {
 }
 
 /// Collection queries against the bare graph search on the same graph, one query per call.
-/// Reads `FERROSTORE_HNSW_DATA` (see `hnsw_speed`); run with `--ignored --nocapture`.
+/// Reads the data of `hnsw_speed` (see `hnsw::tests::speed_data`); run with `--ignored
+/// --nocapture`.
 #[test]
 #[ignore = "a measurement; needs FERROSTORE_HNSW_DATA"]
 fn collection_query_speed() {
-    let Ok(folder) = std::env::var("FERROSTORE_HNSW_DATA") else {
+    let Some(hnsw::tests::SpeedData {
+        dim, base, queries, ..
+    }) = hnsw::tests::speed_data()
+    else {
         return;
     };
-    let dim: usize = std::env::var("FERROSTORE_HNSW_DIM").map_or(128, |d| d.parse().unwrap());
-    let floats = |name: &str| -> Vec<f32> {
-        std::fs::read(std::path::Path::new(&folder).join(name))
-            .unwrap()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
-    let base = floats("base.f32");
-    let queries = floats("queries.f32");
     let n = base.len() / dim;
     let dir = tempfile::tempdir().unwrap();
     let config = CollectionConfig::new(dim, "cosine", 16, 128, 32, "f16");

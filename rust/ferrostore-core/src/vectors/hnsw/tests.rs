@@ -307,6 +307,35 @@ fn a_damaged_file_is_a_storage_error_not_a_panic() {
     }
 }
 
+/// The data of the speed measurements: `FERROSTORE_HNSW_DATA` names a folder of raw
+/// little-endian `base.f32`, `queries.f32` and `gt.i32` (10 true neighbours per query),
+/// `FERROSTORE_HNSW_DIM` their dimension (default 128). `None` without the variable.
+pub(in crate::vectors) struct SpeedData {
+    pub dim: usize,
+    pub base: Vec<f32>,
+    pub queries: Vec<f32>,
+    pub gt: Vec<u32>,
+}
+
+pub(in crate::vectors) fn speed_data() -> Option<SpeedData> {
+    let folder = std::env::var("FERROSTORE_HNSW_DATA").ok()?;
+    let dim: usize = std::env::var("FERROSTORE_HNSW_DIM").map_or(128, |d| d.parse().unwrap());
+    let words = |name: &str| -> Vec<u32> {
+        std::fs::read(std::path::Path::new(&folder).join(name))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let floats = |name: &str| words(name).into_iter().map(f32::from_bits).collect();
+    Some(SpeedData {
+        dim,
+        base: floats("base.f32"),
+        queries: floats("queries.f32"),
+        gt: words("gt.i32"),
+    })
+}
+
 /// Build and query speed on vectors from files (`FERROSTORE_HNSW_DATA`: a folder with
 /// `base.f32`, `queries.f32` and `gt.i32` top-10 rows, dimension `FERROSTORE_HNSW_DIM`;
 /// float16 storage when `FERROSTORE_HNSW_F16` is set).
@@ -314,20 +343,15 @@ fn a_damaged_file_is_a_storage_error_not_a_panic() {
 #[test]
 #[ignore = "a measurement on external data, not a check"]
 fn hnsw_speed() {
-    let Ok(folder) = std::env::var("FERROSTORE_HNSW_DATA") else {
+    let Some(SpeedData {
+        dim,
+        base,
+        queries,
+        gt,
+    }) = speed_data()
+    else {
         return;
     };
-    let dim: usize = std::env::var("FERROSTORE_HNSW_DIM").map_or(128, |d| d.parse().unwrap());
-    let floats = |name: &str| -> Vec<f32> {
-        std::fs::read(std::path::Path::new(&folder).join(name))
-            .unwrap()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
-    let base = floats("base.f32");
-    let queries = floats("queries.f32");
-    let gt: Vec<u32> = floats("gt.i32").into_iter().map(f32::to_bits).collect();
     let items: Vec<(u64, &[f32])> = base
         .chunks_exact(dim)
         .enumerate()
