@@ -1078,6 +1078,155 @@ fn f32_to_f16_bits(x: f32) -> u16 {
     sign | (h + u32::from(up)) as u16
 }
 
+/// The distance and conversion kernels of one SIMD width, for a module that defines, for its
+/// CPU features `$feature`: the register type `V`, its lane count `LANES`, and `zero`, `add`,
+/// `sub`, `fmadd` and `sum` over registers, `load`/`store` of float32 lanes and
+/// `load_half`/`store_half` of float16 ones (widened / narrowed to nearest even).
+#[cfg(target_arch = "x86_64")]
+macro_rules! simd_kernels {
+    ($feature:literal) => {
+        /// Element types a kernel reads `LANES` at a time as float32 lanes.
+        trait Lanes: Copy {
+            /// # Safety
+            /// `LANES` elements from `p` must be readable; the CPU must have `$feature`.
+            unsafe fn lanes(p: *const Self) -> V;
+            fn widen(self) -> f32;
+        }
+
+        impl Lanes for f32 {
+            #[inline(always)]
+            unsafe fn lanes(p: *const f32) -> V {
+                // SAFETY: as the trait requires.
+                unsafe { load(p) }
+            }
+            #[inline(always)]
+            fn widen(self) -> f32 {
+                self
+            }
+        }
+
+        impl Lanes for u16 {
+            #[inline(always)]
+            unsafe fn lanes(p: *const u16) -> V {
+                // SAFETY: as the trait requires.
+                unsafe { load_half(p) }
+            }
+            #[inline(always)]
+            fn widen(self) -> f32 {
+                super::super::f16_bits_to_f32(self)
+            }
+        }
+
+        /// Sums `(a[i] - b[i])²` (`l2`) or `a[i] * b[i]` over blocks of `LANES` with four
+        /// accumulators, then the tail.
+        #[inline]
+        #[target_feature(enable = $feature)]
+        fn fold<T: Lanes, const L2: bool>(a: &[f32], b: &[T]) -> f32 {
+            let n = a.len().min(b.len());
+            let (pa, pb) = (a.as_ptr(), b.as_ptr());
+            let step = |acc: V, x: V, y: V| {
+                if L2 {
+                    let d = sub(x, y);
+                    fmadd(d, d, acc)
+                } else {
+                    fmadd(x, y, acc)
+                }
+            };
+            let mut acc = [zero(); 4];
+            let mut i = 0;
+            while i + 4 * LANES <= n {
+                for (j, slot) in acc.iter_mut().enumerate() {
+                    // SAFETY: i + LANES * (j + 1) <= n: both reads are in bounds.
+                    let (x, y) =
+                        unsafe { (load(pa.add(i + LANES * j)), T::lanes(pb.add(i + LANES * j))) };
+                    *slot = step(*slot, x, y);
+                }
+                i += 4 * LANES;
+            }
+            while i + LANES <= n {
+                // SAFETY: i + LANES <= n.
+                let (x, y) = unsafe { (load(pa.add(i)), T::lanes(pb.add(i))) };
+                acc[0] = step(acc[0], x, y);
+                i += LANES;
+            }
+            let total = add(add(acc[0], acc[1]), add(acc[2], acc[3]));
+            let tail: f32 = a[i..n]
+                .iter()
+                .zip(&b[i..n])
+                .map(|(x, y)| {
+                    let y = y.widen();
+                    if L2 {
+                        (x - y) * (x - y)
+                    } else {
+                        x * y
+                    }
+                })
+                .sum();
+            sum(total) + tail
+        }
+
+        /// # Safety
+        /// The CPU must have the module's features.
+        #[target_feature(enable = $feature)]
+        pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+            fold::<f32, false>(a, b)
+        }
+
+        /// # Safety
+        /// As [`dot`].
+        #[target_feature(enable = $feature)]
+        pub(super) unsafe fn l2(a: &[f32], b: &[f32]) -> f32 {
+            fold::<f32, true>(a, b)
+        }
+
+        /// # Safety
+        /// As [`dot`].
+        #[target_feature(enable = $feature)]
+        pub(super) unsafe fn dot_half(a: &[f32], b: &[u16]) -> f32 {
+            fold::<u16, false>(a, b)
+        }
+
+        /// # Safety
+        /// As [`dot`].
+        #[target_feature(enable = $feature)]
+        pub(super) unsafe fn l2_half(a: &[f32], b: &[u16]) -> f32 {
+            fold::<u16, true>(a, b)
+        }
+
+        /// # Safety
+        /// As [`dot`].
+        #[target_feature(enable = $feature)]
+        pub(super) unsafe fn widen(h: &[u16], out: &mut [f32]) {
+            let n = h.len().min(out.len());
+            let mut i = 0;
+            while i + LANES <= n {
+                // SAFETY: i + LANES <= n for both slices.
+                unsafe { store(out.as_mut_ptr().add(i), load_half(h.as_ptr().add(i))) };
+                i += LANES;
+            }
+            for (o, h) in out[i..n].iter_mut().zip(&h[i..n]) {
+                *o = h.widen();
+            }
+        }
+
+        /// # Safety
+        /// As [`dot`].
+        #[target_feature(enable = $feature)]
+        pub(super) unsafe fn narrow(x: &[f32], out: &mut [u16]) {
+            let n = x.len().min(out.len());
+            let mut i = 0;
+            while i + LANES <= n {
+                // SAFETY: i + LANES <= n for both slices.
+                unsafe { store_half(out.as_mut_ptr().add(i), load(x.as_ptr().add(i))) };
+                i += LANES;
+            }
+            for (o, x) in out[i..n].iter_mut().zip(&x[i..n]) {
+                *o = super::f32_to_f16_bits(*x);
+            }
+        }
+    };
+}
+
 /// The kernels on 16 lanes (AVX-512F): a float16 vector converts 16 values an instruction,
 /// twice as many as with F16C on 8 lanes, which bounds the float16 kernels there.
 #[cfg(target_arch = "x86_64")]
@@ -1088,158 +1237,72 @@ mod simd512 {
         _mm512_storeu_ps, _mm512_sub_ps, _MM_FROUND_TO_NEAREST_INT,
     };
 
-    /// Element types a kernel reads sixteen at a time as float32 lanes.
-    trait Lanes16: Copy {
-        /// # Safety
-        /// Sixteen elements from `p` must be readable; the CPU must have AVX-512F.
-        unsafe fn load16(p: *const Self) -> __m512;
-        fn widen(self) -> f32;
-    }
+    type V = __m512;
+    const LANES: usize = 16;
 
-    impl Lanes16 for f32 {
-        #[inline(always)]
-        unsafe fn load16(p: *const f32) -> __m512 {
-            // SAFETY: as the trait requires.
-            unsafe { _mm512_loadu_ps(p) }
-        }
-        #[inline(always)]
-        fn widen(self) -> f32 {
-            self
-        }
+    #[inline(always)]
+    fn zero() -> V {
+        // SAFETY: only called from functions that require AVX-512F.
+        unsafe { _mm512_setzero_ps() }
     }
-
-    impl Lanes16 for u16 {
-        #[inline(always)]
-        unsafe fn load16(p: *const u16) -> __m512 {
-            // SAFETY: as the trait requires.
-            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast::<__m256i>())) }
-        }
-        #[inline(always)]
-        fn widen(self) -> f32 {
-            super::super::f16_bits_to_f32(self)
-        }
+    #[inline(always)]
+    fn add(a: V, b: V) -> V {
+        // SAFETY: as `zero`.
+        unsafe { _mm512_add_ps(a, b) }
     }
-
-    /// Sums `(a[i] - b[i])²` (`l2`) or `a[i] * b[i]` over 16-lane blocks with four
-    /// accumulators, then the tail.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn fold<T: Lanes16, const L2: bool>(a: &[f32], b: &[T]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let step = |acc: __m512, x: __m512, y: __m512| {
-            if L2 {
-                let d = _mm512_sub_ps(x, y);
-                _mm512_fmadd_ps(d, d, acc)
-            } else {
-                _mm512_fmadd_ps(x, y, acc)
-            }
-        };
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 64 <= n {
-            for (j, slot) in acc.iter_mut().enumerate() {
-                // SAFETY: i + 16 * j + 16 <= n: both reads are in bounds.
-                let (x, y) = unsafe {
-                    (
-                        _mm512_loadu_ps(pa.add(i + 16 * j)),
-                        T::load16(pb.add(i + 16 * j)),
-                    )
-                };
-                *slot = step(*slot, x, y);
-            }
-            i += 64;
-        }
-        while i + 16 <= n {
-            // SAFETY: i + 16 <= n.
-            let (x, y) = unsafe { (_mm512_loadu_ps(pa.add(i)), T::load16(pb.add(i))) };
-            acc[0] = step(acc[0], x, y);
-            i += 16;
-        }
-        let total = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-        let tail: f32 = a[i..n]
-            .iter()
-            .zip(&b[i..n])
-            .map(|(x, y)| {
-                let y = y.widen();
-                if L2 {
-                    (x - y) * (x - y)
-                } else {
-                    x * y
-                }
-            })
-            .sum();
-        _mm512_reduce_add_ps(total) + tail
+    #[inline(always)]
+    fn sub(a: V, b: V) -> V {
+        // SAFETY: as `zero`.
+        unsafe { _mm512_sub_ps(a, b) }
     }
-
+    #[inline(always)]
+    fn fmadd(a: V, b: V, c: V) -> V {
+        // SAFETY: as `zero`.
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    fn sum(v: V) -> f32 {
+        // SAFETY: as `zero`.
+        unsafe { _mm512_reduce_add_ps(v) }
+    }
     /// # Safety
-    /// The CPU must have AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        fold::<f32, false>(a, b)
+    /// 16 floats from `p` readable; AVX-512F.
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> V {
+        // SAFETY: as this function requires.
+        unsafe { _mm512_loadu_ps(p) }
     }
-
     /// # Safety
-    /// As [`dot`].
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn l2(a: &[f32], b: &[f32]) -> f32 {
-        fold::<f32, true>(a, b)
+    /// 16 floats at `p` writable; AVX-512F.
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: V) {
+        // SAFETY: as this function requires.
+        unsafe { _mm512_storeu_ps(p, v) }
     }
-
     /// # Safety
-    /// As [`dot`].
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn dot_half(a: &[f32], b: &[u16]) -> f32 {
-        fold::<u16, false>(a, b)
+    /// 16 halves from `p` readable; AVX-512F.
+    #[inline(always)]
+    unsafe fn load_half(p: *const u16) -> V {
+        // SAFETY: as this function requires.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast::<__m256i>())) }
     }
-
     /// # Safety
-    /// As [`dot`].
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn l2_half(a: &[f32], b: &[u16]) -> f32 {
-        fold::<u16, true>(a, b)
-    }
-
-    /// # Safety
-    /// As [`dot`].
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn widen(h: &[u16], out: &mut [f32]) {
-        let n = h.len().min(out.len());
-        let mut i = 0;
-        while i + 16 <= n {
-            // SAFETY: i + 16 <= n for both slices.
-            unsafe {
-                _mm512_storeu_ps(out.as_mut_ptr().add(i), u16::load16(h.as_ptr().add(i)));
-            }
-            i += 16;
-        }
-        for (o, h) in out[i..n].iter_mut().zip(&h[i..n]) {
-            *o = h.widen();
+    /// 16 halves at `p` writable; AVX-512F.
+    #[inline(always)]
+    unsafe fn store_half(p: *mut u16, v: V) {
+        // SAFETY: as this function requires.
+        unsafe {
+            _mm256_storeu_si256(
+                p.cast::<__m256i>(),
+                _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v),
+            )
         }
     }
 
-    /// # Safety
-    /// As [`dot`].
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn narrow(x: &[f32], out: &mut [u16]) {
-        let n = x.len().min(out.len());
-        let mut i = 0;
-        while i + 16 <= n {
-            // SAFETY: i + 16 <= n for both slices.
-            unsafe {
-                let halves = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_loadu_ps(
-                    x.as_ptr().add(i),
-                ));
-                _mm256_storeu_si256(out.as_mut_ptr().add(i).cast::<__m256i>(), halves);
-            }
-            i += 16;
-        }
-        for (o, x) in out[i..n].iter_mut().zip(&x[i..n]) {
-            *o = super::f32_to_f16_bits(*x);
-        }
-    }
+    simd_kernels!("avx512f");
 }
 
+/// The kernels on 8 lanes (AVX2, FMA and F16C).
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use std::arch::x86_64::{
@@ -1249,164 +1312,73 @@ mod simd {
         _mm_shuffle_ps, _mm_storeu_si128, _MM_FROUND_TO_NEAREST_INT,
     };
 
-    /// Element types a kernel reads eight at a time as float32 lanes.
-    trait Lanes: Copy {
-        /// # Safety
-        /// Eight elements from `p` must be readable; the CPU must have AVX2 and F16C.
-        unsafe fn load8(p: *const Self) -> __m256;
-        fn widen(self) -> f32;
-    }
+    type V = __m256;
+    const LANES: usize = 8;
 
-    impl Lanes for f32 {
-        #[inline(always)]
-        unsafe fn load8(p: *const f32) -> __m256 {
-            // SAFETY: as the trait requires.
-            unsafe { _mm256_loadu_ps(p) }
-        }
-        #[inline(always)]
-        fn widen(self) -> f32 {
-            self
+    #[inline(always)]
+    fn zero() -> V {
+        // SAFETY: only called from functions that require AVX2, FMA and F16C.
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    fn add(a: V, b: V) -> V {
+        // SAFETY: as `zero`.
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sub(a: V, b: V) -> V {
+        // SAFETY: as `zero`.
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    fn fmadd(a: V, b: V, c: V) -> V {
+        // SAFETY: as `zero`.
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    fn sum(v: V) -> f32 {
+        // SAFETY: as `zero`.
+        unsafe {
+            let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+            _mm_cvtss_f32(_mm_add_ps(pair, _mm_shuffle_ps::<1>(pair, pair)))
         }
     }
-
-    impl Lanes for u16 {
-        #[inline(always)]
-        unsafe fn load8(p: *const u16) -> __m256 {
-            // SAFETY: as the trait requires.
-            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>())) }
-        }
-        #[inline(always)]
-        fn widen(self) -> f32 {
-            super::super::f16_bits_to_f32(self)
-        }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn sum(v: __m256) -> f32 {
-        let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
-        _mm_cvtss_f32(_mm_add_ps(pair, _mm_shuffle_ps::<1>(pair, pair)))
-    }
-
-    /// Sums `(a[i] - b[i])²` (`l2`) or `a[i] * b[i]` over 8-lane blocks with four
-    /// accumulators, then the tail.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn fold<T: Lanes, const L2: bool>(a: &[f32], b: &[T]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let step = |acc: __m256, x: __m256, y: __m256| {
-            if L2 {
-                let d = _mm256_sub_ps(x, y);
-                _mm256_fmadd_ps(d, d, acc)
-            } else {
-                _mm256_fmadd_ps(x, y, acc)
-            }
-        };
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (j, slot) in acc.iter_mut().enumerate() {
-                // SAFETY: i + 8 * j + 8 <= n: both reads are in bounds.
-                let (x, y) = unsafe {
-                    (
-                        _mm256_loadu_ps(pa.add(i + 8 * j)),
-                        T::load8(pb.add(i + 8 * j)),
-                    )
-                };
-                *slot = step(*slot, x, y);
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n.
-            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), T::load8(pb.add(i))) };
-            acc[0] = step(acc[0], x, y);
-            i += 8;
-        }
-        let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let tail: f32 = a[i..n]
-            .iter()
-            .zip(&b[i..n])
-            .map(|(x, y)| {
-                let y = y.widen();
-                if L2 {
-                    (x - y) * (x - y)
-                } else {
-                    x * y
-                }
-            })
-            .sum();
-        sum(total) + tail
-    }
-
     /// # Safety
-    /// The CPU must have AVX2, FMA and F16C.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        fold::<f32, false>(a, b)
+    /// 8 floats from `p` readable; AVX2.
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> V {
+        // SAFETY: as this function requires.
+        unsafe { _mm256_loadu_ps(p) }
     }
-
     /// # Safety
-    /// As [`dot`].
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn l2(a: &[f32], b: &[f32]) -> f32 {
-        fold::<f32, true>(a, b)
+    /// 8 floats at `p` writable; AVX2.
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: V) {
+        // SAFETY: as this function requires.
+        unsafe { _mm256_storeu_ps(p, v) }
     }
-
     /// # Safety
-    /// As [`dot`].
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot_half(a: &[f32], b: &[u16]) -> f32 {
-        fold::<u16, false>(a, b)
+    /// 8 halves from `p` readable; F16C.
+    #[inline(always)]
+    unsafe fn load_half(p: *const u16) -> V {
+        // SAFETY: as this function requires.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>())) }
     }
-
     /// # Safety
-    /// As [`dot`].
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn l2_half(a: &[f32], b: &[u16]) -> f32 {
-        fold::<u16, true>(a, b)
-    }
-
-    /// # Safety
-    /// As [`dot`].
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn widen(h: &[u16], out: &mut [f32]) {
-        let n = h.len().min(out.len());
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n for both slices.
-            unsafe {
-                _mm256_storeu_ps(out.as_mut_ptr().add(i), u16::load8(h.as_ptr().add(i)));
-            }
-            i += 8;
-        }
-        for (o, h) in out[i..n].iter_mut().zip(&h[i..n]) {
-            *o = h.widen();
+    /// 8 halves at `p` writable; F16C.
+    #[inline(always)]
+    unsafe fn store_half(p: *mut u16, v: V) {
+        // SAFETY: as this function requires.
+        unsafe {
+            _mm_storeu_si128(
+                p.cast::<__m128i>(),
+                _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v),
+            )
         }
     }
 
-    /// # Safety
-    /// As [`dot`].
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn narrow(x: &[f32], out: &mut [u16]) {
-        let n = x.len().min(out.len());
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n for both slices.
-            unsafe {
-                let halves = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(
-                    x.as_ptr().add(i),
-                ));
-                _mm_storeu_si128(out.as_mut_ptr().add(i).cast::<__m128i>(), halves);
-            }
-            i += 8;
-        }
-        for (o, x) in out[i..n].iter_mut().zip(&x[i..n]) {
-            *o = super::f32_to_f16_bits(*x);
-        }
-    }
+    simd_kernels!("avx2,fma,f16c");
 }
 
 /// Makes room for `additional` more elements, doubling the capacity when it grows. A grown
