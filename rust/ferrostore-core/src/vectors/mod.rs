@@ -1701,8 +1701,9 @@ impl Ord for Hit {
     }
 }
 
-/// Returns freed heap memory to the system. A large write frees many small blocks (LMDB's
-/// dirty pages, converted vectors) that glibc would otherwise keep mapped.
+/// Returns freed heap memory to the system. A large write frees the batch as received, its
+/// parsed metadata and LMDB's multi-page buffers, which glibc would otherwise keep mapped
+/// (LMDB keeps its single dirty pages for the next transaction).
 fn release_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases memory that is already free.
