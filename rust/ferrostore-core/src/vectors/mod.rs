@@ -1409,8 +1409,54 @@ impl Collection {
         } else {
             queries.par_chunks(dim).map(search).collect::<Result<_>>()?
         };
-        // Every hit's record is read once, in key order (neighbouring pages, one thread: the
-        // read transaction stays on it); scoring and assembling then run on all cores.
+        let threads = rayon::current_num_threads();
+        if threads == 1 || hits.len() < 2 * threads {
+            return self.assemble(&rtxn, &state, &hits, queries, k, include);
+        }
+        // A batch is assembled on every core, each part in a read transaction of its own
+        // thread (LMDB's are bound to one); a part whose transaction sees a newer write than
+        // the snapshot is assembled afterwards in the snapshot's.
+        let version = state.applied_version;
+        let per = hits.len().div_ceil(4 * threads);
+        let assembled: Vec<Option<Vec<QueryResult>>> = hits
+            .par_chunks(per)
+            .zip(queries.par_chunks(per * dim))
+            .map(|(part, q)| {
+                let own = self.env.read_txn().ok().filter(|txn| {
+                    get_u64(&self.meta, txn, VERSION, &self.path).ok() == Some(version)
+                });
+                own.map(|txn| self.assemble(&txn, &state, part, q, k, include))
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        let mut results = Vec::with_capacity(hits.len());
+        for ((done, part), q) in assembled
+            .into_iter()
+            .zip(hits.chunks(per))
+            .zip(queries.chunks(per * dim))
+        {
+            match done {
+                Some(done) => results.extend(done),
+                None => results.extend(self.assemble(&rtxn, &state, part, q, k, include)?),
+            }
+        }
+        Ok(results)
+    }
+
+    /// The query results of `hits` (one list per row of `queries`), their records read from
+    /// `rtxn`, which is at the state's version: each hit's record once, in key order
+    /// (neighbouring pages).
+    fn assemble(
+        &self,
+        rtxn: &RoTxn<'_>,
+        state: &State,
+        hits: &[Vec<(u64, f32)>],
+        queries: &[f32],
+        k: usize,
+        include: Include,
+    ) -> Result<Vec<QueryResult>> {
+        let dim = self.config.dim;
+        let rescore = self.config.quantization != "f32";
         let mut seqs: Vec<u64> = hits
             .iter()
             .flatten()
@@ -1421,7 +1467,7 @@ impl Collection {
         seqs.dedup();
         let mut records = Vec::with_capacity(seqs.len());
         for &seq in &seqs {
-            let stored = self.stored(&rtxn, seq)?;
+            let stored = self.stored(rtxn, seq)?;
             if rescore {
                 // Its vector is read back below: its lines load while the next is looked up.
                 if let Some(r) = &stored {
@@ -1434,10 +1480,10 @@ impl Collection {
             let i = seqs.binary_search(&seq).ok()?;
             records[i].as_ref()
         };
-        let assemble = |(found, q): (Vec<(u64, f32)>, &[f32])| -> QueryResult {
-            let mut buf = Vec::with_capacity(if rescore { dim } else { 0 });
+        let mut buf = Vec::with_capacity(if rescore { dim } else { 0 });
+        let assemble = |(found, q): (&Vec<(u64, f32)>, &[f32])| -> QueryResult {
             let mut rows = Vec::with_capacity(found.len());
-            for (seq, distance) in found {
+            for &(seq, distance) in found {
                 let Some(record) = record(seq) else {
                     continue; // deleted, or written after the snapshot
                 };
@@ -1472,17 +1518,7 @@ impl Collection {
             r.vectors = include.vectors.then_some(vectors);
             r
         };
-        Ok(if hits.len() == 1 {
-            hits.into_iter()
-                .zip(queries.chunks(dim))
-                .map(assemble)
-                .collect()
-        } else {
-            hits.into_par_iter()
-                .zip(queries.par_chunks(dim))
-                .map(assemble)
-                .collect()
-        })
+        Ok(hits.iter().zip(queries.chunks(dim)).map(assemble).collect())
     }
 
     /// Exact top-k among `set`, scoring the graph's stored vectors. A float16 graph hands

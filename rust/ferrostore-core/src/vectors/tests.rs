@@ -250,6 +250,82 @@ fn quantized_and_legacy_graphs_return_exact_distances() {
     }
 }
 
+/// A batch of queries is assembled on every core, each part in its own read transaction:
+/// it answers as each query alone does, also while another thread writes.
+#[test]
+fn batched_queries_answer_as_single_ones_while_writes_land() {
+    let (n, dim) = (4000, 16);
+    let all = vectors(n, dim, 21);
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = CollectionConfig::new(dim, "cosine", 16, 64, 64, "f16");
+    let c = Collection::open(dir.path(), Some(cfg), Some(1 << 28)).unwrap();
+    let meta = (0..n).map(|i| json!({"i": i})).collect();
+    c.write(batch(&id_refs, all.clone(), Some(meta)), WriteMode::Add)
+        .unwrap();
+    let everything = Include {
+        documents: true,
+        metadatas: true,
+        vectors: true,
+    };
+    let queries = vectors(64, dim, 5);
+    let together = c.query(&queries, 10, None, None, everything).unwrap();
+    assert_eq!(together.len(), 64);
+    for (q, r) in queries.chunks(dim).zip(&together) {
+        let alone = c.query(q, 10, None, None, everything).unwrap().remove(0);
+        assert_eq!(r.ids, alone.ids);
+        assert_eq!(r.distances, alone.distances);
+        assert_eq!(r.documents, alone.documents);
+        assert_eq!(r.metadatas, alone.metadatas);
+        assert_eq!(r.vectors, alone.vectors);
+    }
+    // Records written meanwhile are whole in every result: each one's document, metadata
+    // and vector belong to its id.
+    let more = vectors(2000, dim, 77);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for (b, chunk) in more.chunks(100 * dim).enumerate() {
+                let ids: Vec<String> = (0..100).map(|i| (n + b * 100 + i).to_string()).collect();
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let meta = ids
+                    .iter()
+                    .map(|id| json!({"i": id.parse::<usize>().unwrap()}));
+                c.write(
+                    batch(&refs, chunk.to_vec(), Some(meta.collect())),
+                    WriteMode::Add,
+                )
+                .unwrap();
+            }
+        });
+        for _ in 0..20 {
+            for r in c.query(&queries, 10, None, None, everything).unwrap() {
+                assert_eq!(r.ids.len(), 10);
+                for (j, id) in r.ids.iter().enumerate() {
+                    let i: usize = id.parse().unwrap();
+                    assert_eq!(
+                        r.documents[j].as_deref(),
+                        Some(format!("doc {id}").as_str())
+                    );
+                    assert_eq!(
+                        r.metadatas[j].as_deref(),
+                        Some(format!("{{\"i\":{i}}}").as_str())
+                    );
+                    let source = if i < n {
+                        all[i * dim..(i + 1) * dim].to_vec()
+                    } else {
+                        more[(i - n) * dim..(i - n + 1) * dim].to_vec()
+                    };
+                    assert_eq!(
+                        &r.vectors.as_ref().unwrap()[j * dim..(j + 1) * dim],
+                        &source[..]
+                    );
+                }
+            }
+        }
+    });
+}
+
 /// A cached filter result is dropped when a write changes the collection, and filtered
 /// queries on every path (exact, parallel exact, filtered graph walk) find the exact top-k.
 #[test]
@@ -487,5 +563,30 @@ fn collection_query_speed() {
             normalize(&mut unit);
             state.graph.search(&unit, 10).unwrap();
         });
+        let nq = queries.len() / dim;
+        let start = std::time::Instant::now();
+        c.query(&queries, 10, None, None, Include::default())
+            .unwrap();
+        println!(
+            "batch collection.query: {:.1} us/query",
+            start.elapsed().as_secs_f64() / nq as f64 * 1e6
+        );
+        let start = std::time::Instant::now();
+        {
+            use rayon::prelude::*;
+            let state = c.state.read().unwrap();
+            let _r: Vec<_> = queries
+                .par_chunks(dim)
+                .map(|q| {
+                    let mut unit = q.to_vec();
+                    normalize(&mut unit);
+                    state.graph.search(&unit, 10).unwrap()
+                })
+                .collect();
+        }
+        println!(
+            "batch graph.search: {:.1} us/query",
+            start.elapsed().as_secs_f64() / nq as f64 * 1e6
+        );
     }
 }
