@@ -278,6 +278,19 @@ def check_metadata(metadata: Any, *, allow_none_values: bool, what: str = "metad
     if len(metadata) == 0:
         raise InvalidArgument(f"Expected {what} to be a non-empty dict, got 0 metadata attributes")
     for key, value in metadata.items():
+        kind = type(value)
+        # The common case inline: a call per value costs more than its checks.
+        if (
+            type(key) is str
+            and key != _RESERVED_METADATA_KEY
+            and (
+                kind is str
+                or kind is bool
+                or (kind is float and math.isfinite(value))
+                or (kind is int and _INT64_MIN <= value <= _INT64_MAX)
+            )
+        ):
+            continue
         if not isinstance(key, str):
             raise InvalidArgument(
                 f"Expected {what} key to be a str, got {_short(key)} which is a "
