@@ -152,6 +152,9 @@ pub struct Hnsw {
     /// The entry point and its level (`None` while the graph is empty).
     entry: RwLock<Option<(u32, usize)>>,
     slot_of: HashMap<u64, u32>,
+    /// Whether `keys` rise strictly with the slot (a collection's sequences do): then a
+    /// rising run of keys finds its slots by a forward search of `keys`, in cache order.
+    keys_ascending: bool,
     removed: Vec<u64>,
     removed_count: usize,
 }
@@ -203,6 +206,7 @@ impl Hnsw {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             entry: RwLock::new(None),
             slot_of: HashMap::new(),
+            keys_ascending: true,
             removed: Vec::new(),
             removed_count: 0,
         })
@@ -413,6 +417,7 @@ impl Hnsw {
                 }
             }
             let level = self.draw_level(slot);
+            self.keys_ascending &= self.keys.last().is_none_or(|last| last < key);
             self.keys.push(*key);
             self.levels.push(level as u8);
             if level > 0 {
@@ -728,9 +733,25 @@ impl Hnsw {
             Storage::F16 => self.dim * 2,
         }
         .div_ceil(64);
+        // Hash lookups of scattered keys miss the cache for most rows; a forward search of
+        // ascending keys reads them in order.
+        let (mut cursor, mut last) = (0, 0);
         for key in keys {
-            let Some(&slot) = self.slot_of.get(&key) else {
-                continue;
+            let slot = if self.keys_ascending {
+                if key < last {
+                    cursor = 0;
+                }
+                last = key;
+                cursor = seek(&self.keys, cursor, key);
+                match self.keys.get(cursor) {
+                    Some(&k) if k == key && !self.is_removed(cursor as u32) => cursor as u32,
+                    _ => continue,
+                }
+            } else {
+                match self.slot_of.get(&key) {
+                    Some(&slot) => slot,
+                    None => continue,
+                }
             };
             let start = slot as usize * self.dim;
             let row: *const i8 = match self.storage() {
@@ -935,6 +956,7 @@ impl Hnsw {
                 .insert(slot as u32, cells.into_iter().map(AtomicU32::new).collect());
         }
         graph.levels = levels;
+        graph.keys_ascending = graph.keys.windows(2).all(|w| w[0] < w[1]);
         graph.removed = read_u64s(&mut r, n.div_ceil(64)).map_err(io)?;
         for (slot, key) in graph.keys.iter().enumerate() {
             if !graph.is_removed(slot as u32) {
@@ -1420,6 +1442,19 @@ fn advise_huge_pages<T>(v: &Vec<T>) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = v;
+}
+
+/// The first index at or after `from` whose key is not below `key` (`keys` ascending):
+/// galloping, so a run of nearby keys costs a few comparisons each.
+fn seek(keys: &[u64], from: usize, key: u64) -> usize {
+    let (mut lo, mut hi, mut step) = (from, from, 1);
+    while hi < keys.len() && keys[hi] < key {
+        lo = hi + 1;
+        hi += step;
+        step *= 2;
+    }
+    let hi = hi.min(keys.len());
+    lo + keys[lo..hi].partition_point(|&k| k < key)
 }
 
 /// Prefetches `lines` cache lines from `p` (a hint: never faults, does nothing elsewhere

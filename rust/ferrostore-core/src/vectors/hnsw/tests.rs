@@ -542,17 +542,34 @@ fn every_narrowing_kernel_rounds_as_the_plain_one() {
 fn distances_in_bulk_match_one_at_a_time_in_order() {
     let vectors = clustered(500, 24, 10, 3);
     for storage in [Storage::F32, Storage::F16] {
-        let graph = build_stored(Space::L2, storage, &vectors, 1);
+        let mut graph = build_stored(Space::L2, storage, &vectors, 1);
         let q = &vectors[7][..];
-        // Unknown keys are skipped; fewer keys than the lookahead, and many more.
-        for keys in [vec![3u64, 10_000, 5], (0..600).rev().step_by(3).collect()] {
-            let mut got = Vec::new();
-            graph.for_each_distance(q, keys.iter().copied(), |k, d| got.push((k, d)));
-            let want: Vec<(u64, f32)> = keys
-                .iter()
-                .filter_map(|&k| graph.distance_to(q, k).map(|d| (k, d)))
-                .collect();
-            assert_eq!(got, want, "{storage:?}");
+        // Removed keys are skipped, as unknown ones are.
+        for key in [0, 4, 5, 6, 200, 499] {
+            graph.remove(key);
+        }
+        // Keys found by a forward search (the graph's keys ascend) and by lookup (a key
+        // added again ascends no more).
+        for again in [false, true] {
+            if again {
+                graph.add(&[(2, &vectors[9][..])]).unwrap();
+            }
+            assert_eq!(graph.keys_ascending, !again);
+            // Fewer keys than the lookahead, and many more, in every order; unknown keys.
+            for keys in [
+                vec![3u64, 10_000, 5, 2],
+                (0..600).rev().step_by(3).collect(),
+                (0..600).step_by(2).collect(),
+                (0..520).filter(|k| k % 7 != 3).collect::<Vec<_>>(),
+            ] {
+                let mut got = Vec::new();
+                graph.for_each_distance(q, keys.iter().copied(), |k, d| got.push((k, d)));
+                let want: Vec<(u64, f32)> = keys
+                    .iter()
+                    .filter_map(|&k| graph.distance_to(q, k).map(|d| (k, d)))
+                    .collect();
+                assert_eq!(got, want, "{storage:?}");
+            }
         }
     }
 }
