@@ -590,3 +590,14 @@ fn collection_query_speed() {
         );
     }
 }
+
+#[test]
+fn filtered_queries_choose_the_cheaper_plan() {
+    // Small match sets are always scored exactly.
+    assert!(exact_is_cheaper(EXACT_LIMIT, 10_000_000));
+    // 50k MiniLM rows: 10% exactly, 50% by the walk.
+    assert!(exact_is_cheaper(5_000, 50_000));
+    assert!(!exact_is_cheaper(25_000, 50_000));
+    // On a million rows, 10% is 100k distances: the walk wins.
+    assert!(!exact_is_cheaper(100_000, 1_000_000));
+}
