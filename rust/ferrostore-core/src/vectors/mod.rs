@@ -1371,10 +1371,6 @@ impl Collection {
         };
         let matches = allowed.as_ref().map_or(state.slots.len(), |set| set.len());
         let k = k.min(matches);
-        let rescore = self.config.quantization != "f32";
-        // Exact scoring ranks by the graph's quantized vectors: take twice the candidates so
-        // the float32 rescoring below still finds the true nearest.
-        let k_exact = if rescore { 2 * k } else { k };
         let search = |q: &[f32]| -> Result<Vec<(u64, f32)>> {
             if k == 0 {
                 return Ok(Vec::new());
@@ -1388,27 +1384,25 @@ impl Collection {
             };
             match &allowed {
                 Some(set) if exact_is_cheaper(set.len(), state.slots.len()) => {
-                    self.exact(&state, q, k_exact, set)
+                    self.exact(&state, q, k, set)
                 }
                 Some(set) => {
                     let found = state
                         .graph
                         .filtered_search(q, k, &|key| set.contains(key))?;
                     if found.len() < k {
-                        self.exact(&state, q, k_exact, set)
+                        self.exact(&state, q, k, set)
                     } else {
                         Ok(found)
                     }
                 }
                 // Small collections are scored exactly: cheap, and deterministic.
-                None if state.slots.len() <= EXACT_LIMIT => {
-                    self.exact(&state, q, k_exact, &state.live)
-                }
+                None if state.slots.len() <= EXACT_LIMIT => self.exact(&state, q, k, &state.live),
                 None => {
                     let mut found = state.graph.search(q, k)?;
                     found.retain(|(key, _)| state.live.contains(*key));
                     if found.len() < k {
-                        self.exact(&state, q, k_exact, &state.live)
+                        self.exact(&state, q, k, &state.live)
                     } else {
                         Ok(found)
                     }
@@ -1535,7 +1529,12 @@ impl Collection {
     /// Exact top-k among `set`, scoring the graph's stored vectors. A float16 graph hands
     /// them over as they are stored (a cast from bfloat16 or int8 costs more than the
     /// distance).
+    ///
+    /// A quantized graph ranks by approximate distances, so more candidates come back for
+    /// the float32 rescoring of the query: every one that may be among the true `k` nearest.
     fn exact(&self, state: &State, q: &[f32], k: usize, set: &Bitset) -> Result<Vec<(u64, f32)>> {
+        let rounding = self.graph_distance_error();
+        let wanted = if rounding == Some(0.0) { k } else { 2 * k };
         let words = set.word_count();
         let threads = rayon::current_num_threads();
         let mut hits = if threads > 1 && set.len() >= PARALLEL_EXACT_ROWS {
@@ -1550,18 +1549,38 @@ impl Collection {
                     self.exact_top(
                         state,
                         q,
-                        k,
+                        wanted,
                         set.iter_words(start..(start + step).min(words)),
                     )
                 })
                 .collect::<Result<_>>()?;
             parts.into_iter().flatten().collect()
         } else {
-            self.exact_top(state, q, k, set.iter())?
+            self.exact_top(state, q, wanted, set.iter())?
         };
         hits.sort_unstable();
-        hits.truncate(k);
+        hits.truncate(wanted);
+        let kth = k.checked_sub(1).and_then(|i| hits.get(i)).map(|h| h.0);
+        if let (Some(error), Some(kth)) = (rounding, kth) {
+            // Two distances each off by at most `error` can swap only within `2 * error`.
+            hits.retain(|h| h.0 <= kth + 2.0 * error);
+        }
         Ok(hits.into_iter().map(|h| (h.1, h.0)).collect())
+    }
+
+    /// How far a distance computed from the graph's vectors can be from the float32 one:
+    /// `Some(0.0)` for a float32 graph; for a float16 graph of unit vectors, 2^-11 (each
+    /// component is within 2^-11 of its value relative to it, so by Cauchy-Schwarz the dot
+    /// product of unit vectors is too) plus float32 summation; `None` when unknown
+    /// (bfloat16 and int8 graphs: twice `k` candidates are rescored).
+    fn graph_distance_error(&self) -> Option<f32> {
+        match self.config.quantization.as_str() {
+            "f32" => Some(0.0),
+            "f16" if self.config.graph == graph::OWN_GRAPH && self.config.normalizes() => {
+                Some(2f32.powi(-11) + self.config.dim as f32 * f32::EPSILON)
+            }
+            _ => None,
+        }
     }
 
     /// The `k` nearest of `seqs` (in increasing order) to `q`, unordered.
