@@ -117,6 +117,14 @@ impl Graph {
         }
     }
 
+    /// ferrostore's own graph, `None` for usearch's.
+    pub(super) fn own(&self) -> Option<&Hnsw> {
+        match self {
+            Graph::Own { graph, .. } => Some(graph),
+            Graph::Usearch(_) => None,
+        }
+    }
+
     pub(super) fn contains(&self, seq: u64) -> bool {
         match self {
             Graph::Usearch(index) => index.contains(seq),

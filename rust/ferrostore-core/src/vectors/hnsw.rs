@@ -75,6 +75,32 @@ impl Default for HnswParams {
     }
 }
 
+/// Graph vectors of some keys copied into one block, in order: a set scored again and again
+/// (a cached filter's matches) is then read as one stream instead of row by row.
+#[derive(Debug, Default)]
+pub struct Packed {
+    keys: Vec<u64>,
+    vectors: Vec<f32>,
+    halves: Vec<u16>,
+}
+
+impl Packed {
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no row is held.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Heap bytes held.
+    pub fn bytes(&self) -> usize {
+        self.keys.len() * 8 + self.vectors.len() * 4 + self.halves.len() * 2
+    }
+}
+
 /// A search candidate: distance and slot, ordered by distance then slot.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Near(f32, u32);
@@ -257,14 +283,21 @@ impl Hnsw {
     /// The distance of the float32 vector `q` to `slot`'s stored vector.
     #[inline]
     fn dist(&self, q: &[f32], slot: u32) -> f32 {
-        let start = slot as usize * self.dim;
+        self.row_dist(q, &self.vectors, &self.halves, slot as usize)
+    }
+
+    /// The distance of `q` to row `row` of `vectors` (a float32 graph's layout) or `halves`
+    /// (a float16 graph's).
+    #[inline]
+    fn row_dist(&self, q: &[f32], vectors: &[f32], halves: &[u16], row: usize) -> f32 {
+        let start = row * self.dim;
         let range = start..start + self.dim;
         let k = &self.kernels;
         match (self.storage(), self.space) {
-            (Storage::F32, Space::L2) => (k.l2)(q, &self.vectors[range]),
-            (Storage::F32, _) => 1.0 - (k.dot)(q, &self.vectors[range]),
-            (Storage::F16, Space::L2) => (k.l2_half)(q, &self.halves[range]),
-            (Storage::F16, _) => 1.0 - (k.dot_half)(q, &self.halves[range]),
+            (Storage::F32, Space::L2) => (k.l2)(q, &vectors[range]),
+            (Storage::F32, _) => 1.0 - (k.dot)(q, &vectors[range]),
+            (Storage::F16, Space::L2) => (k.l2_half)(q, &halves[range]),
+            (Storage::F16, _) => 1.0 - (k.dot_half)(q, &halves[range]),
         }
     }
 
@@ -733,26 +766,7 @@ impl Hnsw {
             Storage::F16 => self.dim * 2,
         }
         .div_ceil(64);
-        // Hash lookups of scattered keys miss the cache for most rows; a forward search of
-        // ascending keys reads them in order.
-        let (mut cursor, mut last) = (0, 0);
-        for key in keys {
-            let slot = if self.keys_ascending {
-                if key < last {
-                    cursor = 0;
-                }
-                last = key;
-                cursor = seek(&self.keys, cursor, key);
-                match self.keys.get(cursor) {
-                    Some(&k) if k == key && !self.is_removed(cursor as u32) => cursor as u32,
-                    _ => continue,
-                }
-            } else {
-                match self.slot_of.get(&key) {
-                    Some(&slot) => slot,
-                    None => continue,
-                }
-            };
+        for (key, slot) in self.slots_of(keys) {
             let start = slot as usize * self.dim;
             let row: *const i8 = match self.storage() {
                 Storage::F32 => self.vectors[start..].as_ptr().cast(),
@@ -770,6 +784,71 @@ impl Hnsw {
         for i in queued.saturating_sub(AHEAD)..queued {
             let (k, s) = ring[i % AHEAD];
             f(k, self.dist(q, s));
+        }
+    }
+
+    /// Bytes of one stored vector.
+    pub fn row_bytes(&self) -> usize {
+        match self.storage() {
+            Storage::F32 => self.dim * 4,
+            Storage::F16 => self.dim * 2,
+        }
+    }
+
+    /// The slots of those of `keys` the graph holds (live), in order. Hash lookups of
+    /// scattered keys miss the cache for most keys; ascending keys of a graph whose keys
+    /// ascend are found by a forward search instead, reading `keys` in order.
+    fn slots_of<'a, K: Iterator<Item = u64> + 'a>(
+        &'a self,
+        keys: K,
+    ) -> impl Iterator<Item = (u64, u32)> + 'a {
+        let (mut cursor, mut last) = (0, 0);
+        keys.filter_map(move |key| {
+            if !self.keys_ascending {
+                return self.slot_of.get(&key).map(|&slot| (key, slot));
+            }
+            if key < last {
+                cursor = 0;
+            }
+            last = key;
+            cursor = seek(&self.keys, cursor, key);
+            match self.keys.get(cursor) {
+                Some(&k) if k == key && !self.is_removed(cursor as u32) => {
+                    Some((key, cursor as u32))
+                }
+                _ => None,
+            }
+        })
+    }
+
+    /// The vectors of those of `keys` the graph holds, copied in order into one block.
+    pub fn pack(&self, keys: impl Iterator<Item = u64>) -> Packed {
+        let mut packed = Packed::default();
+        for (key, slot) in self.slots_of(keys) {
+            let range = slot as usize * self.dim..(slot as usize + 1) * self.dim;
+            packed.keys.push(key);
+            match self.storage() {
+                Storage::F32 => packed.vectors.extend_from_slice(&self.vectors[range]),
+                Storage::F16 => packed.halves.extend_from_slice(&self.halves[range]),
+            }
+        }
+        packed
+    }
+
+    /// Calls `f(key, distance)` for rows `rows` of `packed` (made by [`Hnsw::pack`] of this
+    /// graph), in order.
+    pub fn for_each_packed_distance(
+        &self,
+        q: &[f32],
+        packed: &Packed,
+        rows: std::ops::Range<usize>,
+        mut f: impl FnMut(u64, f32),
+    ) {
+        for row in rows {
+            f(
+                packed.keys[row],
+                self.row_dist(q, &packed.vectors, &packed.halves, row),
+            );
         }
     }
 

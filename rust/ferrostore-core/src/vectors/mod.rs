@@ -14,7 +14,8 @@ pub mod hnsw;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use heed::types::{Bytes, Str};
 use heed::{Database, Env, EnvOpenOptions, RoTxn};
@@ -25,6 +26,7 @@ use usearch::{MetricKind, ScalarKind};
 pub use filter::{Bitset, MetaValue, MetadataIndex, Where, WhereDocument};
 use graph::Graph;
 pub use graph::{OWN_GRAPH, USEARCH_GRAPH};
+use hnsw::Packed;
 
 use crate::{Error, Result};
 
@@ -378,8 +380,23 @@ pub struct Collection {
 #[derive(Default)]
 struct FilterCache {
     version: u64,
-    entries: Vec<(String, Arc<Bitset>)>,
+    entries: Vec<(String, Arc<Selection>)>,
 }
+
+/// A filter's matches and, once the cached filter is scored exactly again, their graph
+/// vectors in one block (see [`PACKED_FILTER_BYTES`]).
+struct Selection {
+    set: Bitset,
+    /// Whether the filter cache handed this selection out again.
+    reused: AtomicBool,
+    packed: OnceLock<Option<Packed>>,
+}
+
+/// The cached filters of a collection hold at most this many bytes of packed vectors: a
+/// repeated filter scored exactly reads its matches as one stream. On 50k MiniLM rows (the
+/// rows of a 10% filter are 3.8 MB), one query per call: 10% selectivity 410-480 us instead
+/// of 560-640 us, 1% 103 us instead of 177 us.
+const PACKED_FILTER_BYTES: usize = 32 << 20;
 
 /// Filters kept per collection; the oldest is dropped first.
 const FILTER_CACHE_SIZE: usize = 16;
@@ -1225,7 +1242,7 @@ impl Collection {
         rtxn: &RoTxn<'_>,
         where_: Option<&Where>,
         where_document: Option<&WhereDocument>,
-    ) -> Result<Arc<Bitset>> {
+    ) -> Result<Arc<Selection>> {
         let key = format!("{where_:?}\u{0}{where_document:?}");
         {
             let mut cache = self.filters.lock().map_err(|_| Self::lock_err())?;
@@ -1233,11 +1250,16 @@ impl Collection {
                 cache.entries.clear();
                 cache.version = state.applied_version;
             }
-            if let Some((_, set)) = cache.entries.iter().find(|(k, _)| *k == key) {
-                return Ok(Arc::clone(set));
+            if let Some((_, selection)) = cache.entries.iter().find(|(k, _)| *k == key) {
+                selection.reused.store(true, Ordering::Relaxed);
+                return Ok(Arc::clone(selection));
             }
         }
-        let set = Arc::new(self.select(state, rtxn, None, where_, where_document)?);
+        let set = Arc::new(Selection {
+            set: self.select(state, rtxn, None, where_, where_document)?,
+            reused: AtomicBool::new(false),
+            packed: OnceLock::new(),
+        });
         let mut cache = self.filters.lock().map_err(|_| Self::lock_err())?;
         if cache.version == state.applied_version {
             if cache.entries.len() == FILTER_CACHE_SIZE {
@@ -1369,7 +1391,9 @@ impl Collection {
         } else {
             None
         };
-        let matches = allowed.as_ref().map_or(state.slots.len(), |set| set.len());
+        let matches = allowed
+            .as_ref()
+            .map_or(state.slots.len(), |selection| selection.set.len());
         let k = k.min(matches);
         let search = |q: &[f32]| -> Result<Vec<(u64, f32)>> {
             if k == 0 {
@@ -1383,26 +1407,30 @@ impl Collection {
                 q
             };
             match &allowed {
-                Some(set) if exact_is_cheaper(set.len(), state.slots.len()) => {
-                    self.exact(&state, q, k, set)
+                Some(selection) if exact_is_cheaper(selection.set.len(), state.slots.len()) => {
+                    let packed = self.packed(&state, selection);
+                    self.exact(&state, q, k, &selection.set, packed)
                 }
-                Some(set) => {
+                Some(selection) => {
+                    let set = &selection.set;
                     let found = state
                         .graph
                         .filtered_search(q, k, &|key| set.contains(key))?;
                     if found.len() < k {
-                        self.exact(&state, q, k, set)
+                        self.exact(&state, q, k, set, None)
                     } else {
                         Ok(found)
                     }
                 }
                 // Small collections are scored exactly: cheap, and deterministic.
-                None if state.slots.len() <= EXACT_LIMIT => self.exact(&state, q, k, &state.live),
+                None if state.slots.len() <= EXACT_LIMIT => {
+                    self.exact(&state, q, k, &state.live, None)
+                }
                 None => {
                     let mut found = state.graph.search(q, k)?;
                     found.retain(|(key, _)| state.live.contains(*key));
                     if found.len() < k {
-                        self.exact(&state, q, k, &state.live)
+                        self.exact(&state, q, k, &state.live, None)
                     } else {
                         Ok(found)
                     }
@@ -1532,31 +1560,62 @@ impl Collection {
     ///
     /// A quantized graph ranks by approximate distances, so more candidates come back for
     /// the float32 rescoring of the query: every one that may be among the true `k` nearest.
-    fn exact(&self, state: &State, q: &[f32], k: usize, set: &Bitset) -> Result<Vec<(u64, f32)>> {
+    fn exact(
+        &self,
+        state: &State,
+        q: &[f32],
+        k: usize,
+        set: &Bitset,
+        packed: Option<&Packed>,
+    ) -> Result<Vec<(u64, f32)>> {
         let rounding = self.graph_distance_error();
         let wanted = if rounding == Some(0.0) { k } else { 2 * k };
-        let words = set.word_count();
         let threads = rayon::current_num_threads();
-        let mut hits = if threads > 1 && set.len() >= PARALLEL_EXACT_ROWS {
-            // Parts of the set are scored on every core; a few parts per thread even out
-            // sets that are denser in some ranges.
-            let step = words.div_ceil(threads * 4).max(1);
-            let parts: Vec<Vec<Hit>> = (0..words)
-                .step_by(step)
-                .collect::<Vec<_>>()
-                .into_par_iter()
-                .map(|start| {
-                    self.exact_top(
-                        state,
-                        q,
-                        wanted,
-                        set.iter_words(start..(start + step).min(words)),
-                    )
-                })
-                .collect::<Result<_>>()?;
-            parts.into_iter().flatten().collect()
-        } else {
-            self.exact_top(state, q, wanted, set.iter())?
+        let split = threads > 1 && set.len() >= PARALLEL_EXACT_ROWS;
+        let mut hits = match (packed, state.graph.own()) {
+            (Some(packed), Some(graph)) => {
+                let rows = packed.len();
+                // Parts of the rows are scored on every core.
+                let step = if split {
+                    rows.div_ceil(threads * 4).max(1)
+                } else {
+                    rows.max(1)
+                };
+                let parts: Vec<Vec<Hit>> = (0..rows)
+                    .step_by(step)
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .map(|start| {
+                        top_hits(wanted, |f| {
+                            let part = start..(start + step).min(rows);
+                            graph.for_each_packed_distance(q, packed, part, f);
+                            Ok(())
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                parts.into_iter().flatten().collect()
+            }
+            _ if split => {
+                // Parts of the set are scored on every core; a few parts per thread even out
+                // sets that are denser in some ranges.
+                let words = set.word_count();
+                let step = words.div_ceil(threads * 4).max(1);
+                let parts: Vec<Vec<Hit>> = (0..words)
+                    .step_by(step)
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .map(|start| {
+                        self.exact_top(
+                            state,
+                            q,
+                            wanted,
+                            set.iter_words(start..(start + step).min(words)),
+                        )
+                    })
+                    .collect::<Result<_>>()?;
+                parts.into_iter().flatten().collect()
+            }
+            _ => self.exact_top(state, q, wanted, set.iter())?,
         };
         hits.sort_unstable();
         hits.truncate(wanted);
@@ -1591,20 +1650,33 @@ impl Collection {
         k: usize,
         seqs: impl Iterator<Item = u64>,
     ) -> Result<Vec<Hit>> {
-        let mut heap = BinaryHeap::with_capacity(k + 1);
-        state
-            .graph
-            .score_each(&self.config, self.space, q, seqs, |seq, d| {
-                // Seqs come in increasing order: an equal distance never displaces an earlier
-                // seq, which ranks first on ties.
-                if heap.len() < k {
-                    heap.push(Hit(d, seq));
-                } else if heap.peek().is_some_and(|h| d < h.0) {
-                    heap.pop();
-                    heap.push(Hit(d, seq));
-                }
-            })?;
-        Ok(heap.into_vec())
+        top_hits(k, |f| {
+            state.graph.score_each(&self.config, self.space, q, seqs, f)
+        })
+    }
+
+    /// The selection's graph vectors in one block, packed when the cached filter is scored
+    /// exactly again, while the cached filters' blocks stay within
+    /// [`PACKED_FILTER_BYTES`]; `None` otherwise, and for a usearch graph.
+    fn packed<'s>(&self, state: &State, selection: &'s Selection) -> Option<&'s Packed> {
+        if !selection.reused.load(Ordering::Relaxed) {
+            return None;
+        }
+        selection
+            .packed
+            .get_or_init(|| {
+                let graph = state.graph.own()?;
+                let bytes = selection.set.len() * (8 + graph.row_bytes());
+                let cache = self.filters.lock().ok()?;
+                let held: usize = cache
+                    .entries
+                    .iter()
+                    .filter_map(|(_, s)| s.packed.get()?.as_ref().map(Packed::bytes))
+                    .sum();
+                drop(cache);
+                (held + bytes <= PACKED_FILTER_BYTES).then(|| graph.pack(selection.set.iter()))
+            })
+            .as_ref()
     }
 
     /// Sets the graph search expansion (recall/speed trade-off) for this process.
@@ -1765,6 +1837,25 @@ impl Ord for Hit {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
     }
+}
+
+/// The `k` nearest of the `(seq, distance)` pairs `each` passes to its callback, unordered.
+/// Seqs come in increasing order: an equal distance never displaces an earlier seq, which
+/// ranks first on ties.
+fn top_hits(
+    k: usize,
+    each: impl FnOnce(&mut dyn FnMut(u64, f32)) -> Result<()>,
+) -> Result<Vec<Hit>> {
+    let mut heap = BinaryHeap::with_capacity(k + 1);
+    each(&mut |seq, d| {
+        if heap.len() < k {
+            heap.push(Hit(d, seq));
+        } else if heap.peek().is_some_and(|h| d < h.0) {
+            heap.pop();
+            heap.push(Hit(d, seq));
+        }
+    })?;
+    Ok(heap.into_vec())
 }
 
 /// Returns freed heap memory to the system. A large write frees the batch as received, its

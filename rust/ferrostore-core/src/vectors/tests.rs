@@ -361,6 +361,16 @@ fn filtered_queries_follow_writes() {
     let w = Where::parse(&json!({"bucket": 7})).unwrap();
     let before = c.query(q, 3, Some(&w), None, Include::default()).unwrap();
     assert!(!before[0].ids.contains(&"new".to_string()));
+    // Scored again, the cached filter's vectors are packed into one block: same answer.
+    let again = c.query(q, 3, Some(&w), None, Include::default()).unwrap();
+    assert_eq!(again[0].ids, before[0].ids);
+    assert_eq!(again[0].distances, before[0].distances);
+    let cache = c.filters.lock().unwrap();
+    assert!(cache
+        .entries
+        .iter()
+        .any(|(_, s)| s.packed.get().is_some_and(Option::is_some)));
+    drop(cache);
     // A record equal to the query, in bucket 7: the next filtered query must see it first.
     c.write(
         batch(&["new"], q.to_vec(), Some(vec![json!({"bucket": 7})])),
@@ -427,7 +437,23 @@ fn exact_scoring_split_over_cores_matches_one_pass() {
             .unwrap();
         for q in vectors(4, dim, 17).chunks(dim) {
             let q = c.config.graph_vector(q.to_vec());
-            let split = pool.install(|| c.exact(&state, &q, 25, &set)).unwrap();
+            let split = pool
+                .install(|| c.exact(&state, &q, 25, &set, None))
+                .unwrap();
+            // The same from the set's vectors packed into one block, split and in one part.
+            let packed = state.graph.own().unwrap().pack(set.iter());
+            assert_eq!(packed.len(), set.len());
+            let from_packed = pool.install(|| c.exact(&state, &q, 25, &set, Some(&packed)));
+            assert_eq!(from_packed.unwrap(), split);
+            let mut few = Bitset::default();
+            for seq in set.iter().take(300) {
+                few.insert(seq);
+            }
+            let packed = state.graph.own().unwrap().pack(few.iter());
+            assert_eq!(
+                c.exact(&state, &q, 25, &few, Some(&packed)).unwrap(),
+                c.exact(&state, &q, 25, &few, None).unwrap()
+            );
             let mut one_pass = c.exact_top(&state, &q, 50, set.iter()).unwrap();
             one_pass.sort_unstable();
             let one_pass: Vec<(u64, f32)> = one_pass.into_iter().map(|h| (h.1, h.0)).collect();
