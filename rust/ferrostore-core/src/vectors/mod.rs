@@ -1575,25 +1575,25 @@ impl Collection {
         let mut hits = match (packed, state.graph.own()) {
             (Some(packed), Some(graph)) => {
                 let rows = packed.len();
-                // Parts of the rows are scored on every core.
-                let step = if split {
-                    rows.div_ceil(threads * 4).max(1)
-                } else {
-                    rows.max(1)
-                };
-                let parts: Vec<Vec<Hit>> = (0..rows)
-                    .step_by(step)
-                    .collect::<Vec<_>>()
-                    .into_par_iter()
-                    .map(|start| {
-                        top_hits(wanted, |f| {
-                            let part = start..(start + step).min(rows);
-                            graph.for_each_packed_distance(q, packed, part, f);
-                            Ok(())
-                        })
+                let score = |part: std::ops::Range<usize>| {
+                    top_hits(wanted, |f| {
+                        graph.for_each_packed_distance(q, packed, part, f);
+                        Ok(())
                     })
-                    .collect::<Result<_>>()?;
-                parts.into_iter().flatten().collect()
+                };
+                if split {
+                    // Parts of the rows are scored on every core.
+                    let step = rows.div_ceil(threads * 4).max(1);
+                    let parts: Vec<Vec<Hit>> = (0..rows)
+                        .step_by(step)
+                        .collect::<Vec<_>>()
+                        .into_par_iter()
+                        .map(|start| score(start..(start + step).min(rows)))
+                        .collect::<Result<_>>()?;
+                    parts.into_iter().flatten().collect()
+                } else {
+                    score(0..rows)?
+                }
             }
             _ if split => {
                 // Parts of the set are scored on every core; a few parts per thread even out
