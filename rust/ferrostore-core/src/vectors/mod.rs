@@ -1574,47 +1574,21 @@ impl Collection {
         let split = threads > 1 && set.len() >= PARALLEL_EXACT_ROWS;
         let mut hits = match (packed, state.graph.own()) {
             (Some(packed), Some(graph)) => {
-                let rows = packed.len();
-                let score = |part: std::ops::Range<usize>| {
+                let score = |rows: std::ops::Range<usize>| {
                     top_hits(wanted, |f| {
-                        graph.for_each_packed_distance(q, packed, part, f);
+                        graph.for_each_packed_distance(q, packed, rows, f);
                         Ok(())
                     })
                 };
                 if split {
-                    // Parts of the rows are scored on every core.
-                    let step = rows.div_ceil(threads * 4).max(1);
-                    let parts: Vec<Vec<Hit>> = (0..rows)
-                        .step_by(step)
-                        .collect::<Vec<_>>()
-                        .into_par_iter()
-                        .map(|start| score(start..(start + step).min(rows)))
-                        .collect::<Result<_>>()?;
-                    parts.into_iter().flatten().collect()
+                    top_hits_in_parts(packed.len(), threads, score)?
                 } else {
-                    score(0..rows)?
+                    score(0..packed.len())?
                 }
             }
-            _ if split => {
-                // Parts of the set are scored on every core; a few parts per thread even out
-                // sets that are denser in some ranges.
-                let words = set.word_count();
-                let step = words.div_ceil(threads * 4).max(1);
-                let parts: Vec<Vec<Hit>> = (0..words)
-                    .step_by(step)
-                    .collect::<Vec<_>>()
-                    .into_par_iter()
-                    .map(|start| {
-                        self.exact_top(
-                            state,
-                            q,
-                            wanted,
-                            set.iter_words(start..(start + step).min(words)),
-                        )
-                    })
-                    .collect::<Result<_>>()?;
-                parts.into_iter().flatten().collect()
-            }
+            _ if split => top_hits_in_parts(set.word_count(), threads, |words| {
+                self.exact_top(state, q, wanted, set.iter_words(words))
+            })?,
             _ => self.exact_top(state, q, wanted, set.iter())?,
         };
         hits.sort_unstable();
@@ -1856,6 +1830,23 @@ fn top_hits(
         }
     })?;
     Ok(heap.into_vec())
+}
+
+/// The hits `score` finds in each part of `0..len`, scored on every core: a few parts per
+/// thread even out ranges denser in matches than others.
+fn top_hits_in_parts(
+    len: usize,
+    threads: usize,
+    score: impl Fn(std::ops::Range<usize>) -> Result<Vec<Hit>> + Sync,
+) -> Result<Vec<Hit>> {
+    let step = len.div_ceil(threads * 4).max(1);
+    let parts: Vec<Vec<Hit>> = (0..len)
+        .step_by(step)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|start| score(start..(start + step).min(len)))
+        .collect::<Result<_>>()?;
+    Ok(parts.into_iter().flatten().collect())
 }
 
 /// Returns freed heap memory to the system. A large write frees the batch as received, its

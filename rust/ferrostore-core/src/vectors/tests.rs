@@ -232,17 +232,20 @@ fn quantized_and_legacy_graphs_return_exact_distances() {
         let results = c
             .query(&queries, 10, None, None, Include::default())
             .unwrap();
+        // Recall is judged over all queries: a build is not deterministic (nodes are linked
+        // in parallel), and about 1 int8 usearch build in 25 misses 2 of one query's 10.
+        let mut common = 0;
         for (q, r) in queries.chunks(dim).zip(&results) {
             let truth = brute(&all, dim, q, 10, |_| true);
             let got: Vec<usize> = r.ids.iter().map(|s| s.parse().unwrap()).collect();
-            let common = got.iter().filter(|i| truth.contains(i)).count();
-            assert!(common >= 9, "{cfg:?}: {got:?} vs {truth:?}");
+            common += got.iter().filter(|i| truth.contains(i)).count();
             for (id, d) in got.iter().zip(&r.distances) {
                 let exact = Space::Cosine.distance(q, &all[id * dim..(id + 1) * dim]);
                 assert!((d - exact).abs() < 1e-5, "{cfg:?}: {d} vs {exact}");
             }
             assert!(r.distances.windows(2).all(|w| w[0] <= w[1]));
         }
+        assert!(common >= 46, "{cfg:?}: recall@10 {common} of 50");
         drop(c);
         // Reopening reads the stored configuration back.
         let c = Collection::open(dir.path(), None, Some(1 << 28)).unwrap();
