@@ -149,6 +149,12 @@ impl Visited {
     }
 }
 
+/// Vectors up to this size are prefetched whole. A 384-d float16 vector (12 lines) is
+/// read before the hardware prefetcher has followed its first lines: loading it whole
+/// measured 0-18% more queries/s and an 8% faster build on MiniLM 50k (`hnsw_speed`,
+/// alternating rounds); a 384-d float32 one (24 lines) measured 5-7% slower.
+const WHOLE_PREFETCH_BYTES: usize = 768;
+
 thread_local! {
     static VISITED: RefCell<Visited> = const {
         RefCell::new(Visited { marks: Vec::new(), generation: 0 })
@@ -596,8 +602,9 @@ impl Hnsw {
         }
     }
 
-    /// Asks the CPU to load the first two cache lines of `slot`'s vector (the hardware
-    /// prefetcher follows the rest of a sequential read).
+    /// Asks the CPU to load `slot`'s vector: all of it up to [`WHOLE_PREFETCH_BYTES`], else
+    /// its first two cache lines (the hardware prefetcher follows the rest of a sequential
+    /// read).
     #[inline]
     fn prefetch(&self, slot: u32) {
         let start = slot as usize * self.dim;
@@ -605,7 +612,12 @@ impl Hnsw {
             Storage::F32 => (self.vectors[start..].as_ptr().cast(), self.dim * 4),
             Storage::F16 => (self.halves[start..].as_ptr().cast(), self.dim * 2),
         };
-        prefetch_lines(p, if bytes > 64 { 2 } else { 1 });
+        let lines = if bytes <= WHOLE_PREFETCH_BYTES {
+            bytes.div_ceil(64)
+        } else {
+            2
+        };
+        prefetch_lines(p, lines);
     }
 
     /// Asks the CPU to load `slot`'s level-0 link list (read when it is expanded).
