@@ -1265,7 +1265,8 @@ macro_rules! simd_kernels {
                 i += LANES;
             }
             if i == n {
-                // Most dimensions have no tail: no call to widen one spills the sum then.
+                // No tail (most dimensions): return before the tail's widening calls, which
+                // would spill the sum to the stack.
                 return sum(total);
             }
             let tail: f32 = a[i..n]
