@@ -75,13 +75,77 @@ impl Default for HnswParams {
     }
 }
 
-/// Graph vectors of some keys copied into one block, in order: a set scored again and again
-/// (a cached filter's matches) is then read as one stream instead of row by row.
+/// Bytes per row of int8 codes: the dimension rounded up to whole 64-byte blocks (zero
+/// padded), the width of the int8 kernels' loads.
+fn code_width(dim: usize) -> usize {
+    dim.div_ceil(64) * 64
+}
+
+/// Rounds `x` to int8 codes `out` (the length of `x`; the rest of `out` is left as it is)
+/// and returns the scale that maps them back: `x[i] ≈ scale * out[i]`, the largest
+/// magnitude at 127. An all-zero `x` has scale 0.
+fn quantize(x: &[f32], out: &mut [i8]) -> f32 {
+    // Sixteen running maxima, not one: the compiler keeps them in one register.
+    let mut maxima = [0.0f32; 16];
+    let blocks = x.chunks_exact(16);
+    for (m, v) in maxima.iter_mut().zip(blocks.remainder()) {
+        *m = v.abs();
+    }
+    for block in blocks {
+        for (m, v) in maxima.iter_mut().zip(block) {
+            *m = m.max(v.abs());
+        }
+    }
+    let largest = maxima.iter().fold(0.0f32, |m, v| m.max(*v));
+    if largest == 0.0 {
+        out[..x.len()].fill(0);
+        return 0.0;
+    }
+    let inverse = 127.0 / largest;
+    // Half away from zero, then a truncating cast: `f32::round` is a library call on the
+    // baseline target, and |v * inverse| <= 127 already.
+    // A fold without early exit: it compiles to vector compares.
+    if inverse.is_finite() && !x.iter().fold(false, |nan, v| nan | v.is_nan()) {
+        for (o, v) in out.iter_mut().zip(x) {
+            let scaled = v * inverse;
+            // SAFETY: `v` and `inverse` are finite and |v| <= largest, so the sum is finite
+            // and within ±127.5 (a saturating cast would clamp each value one at a time).
+            *o = unsafe { (scaled + 0.5f32.copysign(scaled)).to_int_unchecked::<i32>() } as i8;
+        }
+    } else {
+        for (o, v) in out.iter_mut().zip(x) {
+            let scaled = v * inverse;
+            *o = (scaled + 0.5f32.copysign(scaled)) as i8;
+        }
+    }
+    largest / 127.0
+}
+
+/// Some keys' graph vectors as int8 codes in one block, in order: a set scored again and
+/// again (a cached filter's matches) is read as one stream, a quarter (float32) or half
+/// (float16) of the graph's bytes per row, with one VNNI instruction per 64 values. Codes
+/// only estimate distances: callers rescore the nearest estimates from the graph itself.
 #[derive(Debug, Default)]
 pub struct Packed {
     keys: Vec<u64>,
-    vectors: Vec<f32>,
-    halves: Vec<u16>,
+    slots: Vec<u32>,
+    /// `code_width(dim)` codes per row.
+    codes: Vec<i8>,
+    /// Per row, the scale that turns its code sums back into a dot product.
+    scales: Vec<f32>,
+    /// Per row, the sum of its codes: the kernels multiply the query's codes offset by 128
+    /// (unsigned), which this takes back out.
+    code_sums: Vec<i32>,
+    /// Per row, the squared norm of its vector (l2).
+    sq_norms: Vec<f32>,
+}
+
+/// A query quantized for [`Hnsw::packed_estimates`].
+pub struct QueryCodes {
+    /// Codes plus 128, zero padded to the rows' width.
+    codes: Vec<u8>,
+    scale: f32,
+    sq_norm: f32,
 }
 
 impl Packed {
@@ -97,7 +161,7 @@ impl Packed {
 
     /// Heap bytes held.
     pub fn bytes(&self) -> usize {
-        self.keys.len() * 8 + self.vectors.len() * 4 + self.halves.len() * 2
+        self.keys.len() * 20 + self.codes.len()
     }
 }
 
@@ -799,12 +863,9 @@ impl Hnsw {
         }
     }
 
-    /// Bytes of one stored vector.
-    pub fn row_bytes(&self) -> usize {
-        match self.storage() {
-            Storage::F32 => self.dim * 4,
-            Storage::F16 => self.dim * 2,
-        }
+    /// Bytes of one row of a [`Packed`] block of this graph.
+    pub fn packed_row_bytes(&self) -> usize {
+        20 + code_width(self.dim)
     }
 
     /// The slots of those of `keys` the graph holds (live), in order. Hash lookups of
@@ -833,35 +894,73 @@ impl Hnsw {
         })
     }
 
-    /// The vectors of those of `keys` the graph holds, copied in order into one block.
+    /// The vectors of those of `keys` the graph holds, as int8 codes in order in one block.
     pub fn pack(&self, keys: impl Iterator<Item = u64>) -> Packed {
+        let width = code_width(self.dim);
         let mut packed = Packed::default();
+        let mut vector = Vec::with_capacity(self.dim);
         for (key, slot) in self.slots_of(keys) {
-            let range = slot as usize * self.dim..(slot as usize + 1) * self.dim;
+            self.decode(slot, &mut vector);
+            let start = packed.codes.len();
+            packed.codes.resize(start + width, 0);
+            let codes = &mut packed.codes[start..];
+            packed.scales.push(quantize(&vector, codes));
+            packed
+                .code_sums
+                .push(codes.iter().map(|&c| i32::from(c)).sum());
+            packed.sq_norms.push((self.kernels.dot)(&vector, &vector));
             packed.keys.push(key);
-            match self.storage() {
-                Storage::F32 => packed.vectors.extend_from_slice(&self.vectors[range]),
-                Storage::F16 => packed.halves.extend_from_slice(&self.halves[range]),
-            }
+            packed.slots.push(slot);
         }
         packed
     }
 
-    /// Calls `f(key, distance)` for rows `rows` of `packed` (made by [`Hnsw::pack`] of this
-    /// graph), in order.
-    pub fn for_each_packed_distance(
+    /// `q` quantized for estimates against rows packed by this graph.
+    pub fn query_codes(&self, q: &[f32]) -> QueryCodes {
+        let mut signed = vec![0i8; code_width(self.dim)];
+        let scale = quantize(q, &mut signed);
+        QueryCodes {
+            codes: signed.iter().map(|&c| (i16::from(c) + 128) as u8).collect(),
+            scale,
+            sq_norm: (self.kernels.dot)(q, q),
+        }
+    }
+
+    /// Sets `out` to the estimated distances of `q` to rows `rows` of `packed` (made by
+    /// [`Hnsw::pack`] of this graph), in order.
+    pub fn packed_estimates(
         &self,
-        q: &[f32],
+        q: &QueryCodes,
         packed: &Packed,
         rows: std::ops::Range<usize>,
-        mut f: impl FnMut(u64, f32),
+        out: &mut Vec<f32>,
     ) {
-        for row in rows {
-            f(
-                packed.keys[row],
-                self.row_dist(q, &packed.vectors, &packed.halves, row),
-            );
+        let width = q.codes.len();
+        out.clear();
+        out.resize(rows.len(), 0.0);
+        (self.kernels.dot_codes_rows)(
+            &q.codes,
+            &packed.codes[rows.start * width..rows.end * width],
+            out,
+        );
+        let scales = &packed.scales[rows.clone()];
+        let code_sums = &packed.code_sums[rows.clone()];
+        for ((d, scale), code_sum) in out.iter_mut().zip(scales).zip(code_sums) {
+            *d = q.scale * scale * (*d - (128 * code_sum) as f32);
         }
+        match self.space {
+            Space::L2 => {
+                for (d, n) in out.iter_mut().zip(&packed.sq_norms[rows]) {
+                    *d = q.sq_norm + n - 2.0 * *d;
+                }
+            }
+            _ => out.iter_mut().for_each(|d| *d = 1.0 - *d),
+        }
+    }
+
+    /// The key of row `row` of `packed` and its distance to `q` from the graph's vector.
+    pub fn packed_distance(&self, q: &[f32], packed: &Packed, row: usize) -> (u64, f32) {
+        (packed.keys[row], self.dist(q, packed.slots[row]))
     }
 
     /// Writes the stored vector of `key` (unit length for cosine, rounded to float16 in a
@@ -1081,6 +1180,10 @@ struct Kernels {
     widen: fn(&[u16], &mut [f32]),
     /// Float32 values into float16, rounded to nearest even (equal lengths).
     narrow: fn(&[f32], &mut [u16]),
+    /// The dot products of unsigned bytes `q` (a multiple of 64 long) with each of the
+    /// rows of signed bytes laid end to end in `rows`, into `out` (one per row; exact up to
+    /// 2^24, which 384 dimensions stay within).
+    dot_codes_rows: fn(&[u8], &[i8], &mut [f32]),
 }
 
 impl Kernels {
@@ -1105,6 +1208,7 @@ impl Kernels {
                         l2_half: |a, b| unsafe { simd512::l2_half(a, b) },
                         widen: |h, out| unsafe { simd512::widen(h, out) },
                         narrow: |x, out| unsafe { simd512::narrow(x, out) },
+                        dot_codes_rows: codes_kernel(),
                     },
                 ));
             }
@@ -1122,6 +1226,8 @@ impl Kernels {
                         l2_half: |a, b| unsafe { simd::l2_half(a, b) },
                         widen: |h, out| unsafe { simd::widen(h, out) },
                         narrow: |x, out| unsafe { simd::narrow(x, out) },
+                        // SAFETY: the CPU has AVX2 (checked above).
+                        dot_codes_rows: |q, rows, out| unsafe { dot_codes_avx2(q, rows, out) },
                     },
                 ));
             }
@@ -1153,9 +1259,90 @@ impl Kernels {
                         *o = f32_to_f16_bits(*x);
                     }
                 },
+                dot_codes_rows: dot_codes_plain,
             },
         ));
         out
+    }
+}
+
+#[inline(always)]
+fn dot_codes_plain(q: &[u8], rows: &[i8], out: &mut [f32]) {
+    for (row, o) in rows.chunks_exact(q.len()).zip(out) {
+        *o = q
+            .iter()
+            .zip(row)
+            .map(|(&x, &y)| i32::from(x) * i32::from(y))
+            .sum::<i32>() as f32;
+    }
+}
+
+/// [`dot_codes_plain`] compiled for AVX2 (the compiler vectorizes it).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_codes_avx2(q: &[u8], rows: &[i8], out: &mut [f32]) {
+    dot_codes_plain(q, rows, out);
+}
+
+/// The int8 kernel of an AVX-512 CPU: VNNI's when it has it.
+#[cfg(target_arch = "x86_64")]
+fn codes_kernel() -> fn(&[u8], &[i8], &mut [f32]) {
+    if std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+    {
+        // SAFETY: the CPU has AVX-512BW and VNNI (checked above).
+        |q, rows, out| unsafe { dot_codes_vnni(q, rows, out) }
+    } else {
+        // SAFETY: an AVX-512 CPU has AVX2.
+        |q, rows, out| unsafe { dot_codes_avx2(q, rows, out) }
+    }
+}
+
+/// [`dot_codes_plain`] in 64-byte blocks, one `vpdpbusd` each, two sums in flight.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX-512BW and AVX-512 VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn dot_codes_vnni(q: &[u8], rows: &[i8], out: &mut [f32]) {
+    use std::arch::x86_64::{
+        _mm512_add_epi32, _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_reduce_add_epi32,
+        _mm512_setzero_si512,
+    };
+    let width = q.len();
+    assert!(width.is_multiple_of(64), "rows of {width} codes");
+    let pq = q.as_ptr();
+    for (row, o) in rows.chunks_exact(width).zip(out) {
+        let pr = row.as_ptr();
+        let (mut even, mut odd) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let mut i = 0;
+        // SAFETY: every block read ends at or before `width`, within `q` and `row`.
+        unsafe {
+            while i + 128 <= width {
+                even = _mm512_dpbusd_epi32(
+                    even,
+                    _mm512_loadu_si512(pq.add(i).cast()),
+                    _mm512_loadu_si512(pr.add(i).cast()),
+                );
+                odd = _mm512_dpbusd_epi32(
+                    odd,
+                    _mm512_loadu_si512(pq.add(i + 64).cast()),
+                    _mm512_loadu_si512(pr.add(i + 64).cast()),
+                );
+                i += 128;
+            }
+            if i < width {
+                even = _mm512_dpbusd_epi32(
+                    even,
+                    _mm512_loadu_si512(pq.add(i).cast()),
+                    _mm512_loadu_si512(pr.add(i).cast()),
+                );
+            }
+        }
+        *o = _mm512_reduce_add_epi32(_mm512_add_epi32(even, odd)) as f32;
     }
 }
 

@@ -384,7 +384,7 @@ struct FilterCache {
 }
 
 /// A filter's matches and, once the cached filter is scored exactly again, their graph
-/// vectors in one block (see [`PACKED_FILTER_BYTES`]).
+/// vectors as int8 codes in one block (see [`PACKED_FILTER_BYTES`]).
 struct Selection {
     set: Bitset,
     /// Whether the filter cache handed this selection out again.
@@ -393,9 +393,9 @@ struct Selection {
 }
 
 /// The cached filters of a collection hold at most this many bytes of packed vectors: a
-/// repeated filter scored exactly reads its matches as one stream. On 50k MiniLM rows (the
-/// rows of a 10% filter are 3.8 MB), one query per call: 10% selectivity 410-480 us instead
-/// of 560-640 us, 1% 103 us instead of 177 us.
+/// repeated filter scored exactly reads its matches as one stream of int8 codes. On 50k
+/// MiniLM rows (a 10% filter packs to 2.4 MB), one query per call, against the float16 rows
+/// packed before: 129 against 250 us at 10% selectivity, 62 against 92 us at 4%.
 const PACKED_FILTER_BYTES: usize = 32 << 20;
 
 /// Filters kept per collection; the oldest is dropped first.
@@ -413,13 +413,21 @@ const EXACT_LIMIT: usize = 4096;
 /// Above [`EXACT_LIMIT`], a filtered query scores its `m` matches exactly (about `m`
 /// distances) while that costs less than walking the graph past non-matches (about
 /// `WALK_COST * live / m`: a walk meets one match in `live / m` nodes), i.e. while
-/// `m * m <= WALK_COST * live`. Measured on 50k MiniLM rows (two cores, one query per call):
-/// a walk took about 90 us divided by the selectivity, exact scoring 95 ns per match; at
-/// 10% selectivity exact scoring took 470-490 us, the walk 880 us (spread-out matches) to
-/// 1,400 us (matches clustered in one category).
-const WALK_COST: f64 = 1000.0;
+/// `m * m <= WALK_COST * live`. Measured on 50k MiniLM rows (two cores, one query per call,
+/// a repeated filter, so its matches are packed as int8 codes), exact against walk: 186
+/// against 324 us at 16% selectivity, 255 against 297 us at 20%, 312 against 218 us at 30%.
+const WALK_COST: f64 = 2000.0;
+/// A packed selection's int8 estimates keep this many candidates per wanted hit for the
+/// rescoring from the graph's vectors, and at least [`MIN_PACKED_CANDIDATES`]. The estimates'
+/// error (about 1e-3 on a cosine distance for 384-d unit vectors) is far below the usual gap
+/// between a query's 20th and 80th nearest, so the rescored top stays the exact one.
+const PACKED_CANDIDATES_PER_HIT: usize = 4;
+const MIN_PACKED_CANDIDATES: usize = 64;
 /// Exact scoring of at least this many rows for one query is split over every core.
 const PARALLEL_EXACT_ROWS: usize = 4096;
+/// The same for packed rows, cheaper to score: on 50k MiniLM rows, two cores, one part per
+/// core took 138 us against 123 on one (5,043 rows), 185 against 189 (8,104 rows).
+const PARALLEL_PACKED_ROWS: usize = 16_384;
 
 /// Whether scoring `matches` of `live` records exactly costs less than a filtered walk
 /// (see [`WALK_COST`]).
@@ -1560,6 +1568,9 @@ impl Collection {
     ///
     /// A quantized graph ranks by approximate distances, so more candidates come back for
     /// the float32 rescoring of the query: every one that may be among the true `k` nearest.
+    ///
+    /// A `packed` selection is first ranked by its int8 estimates, and only the nearest
+    /// estimates (see [`PACKED_CANDIDATES_PER_HIT`]) are scored from the graph's vectors.
     fn exact(
         &self,
         state: &State,
@@ -1574,17 +1585,32 @@ impl Collection {
         let split = threads > 1 && set.len() >= PARALLEL_EXACT_ROWS;
         let mut hits = match (packed, state.graph.own()) {
             (Some(packed), Some(graph)) => {
-                let score = |rows: std::ops::Range<usize>| {
-                    top_hits(wanted, |f| {
-                        graph.for_each_packed_distance(q, packed, rows, f);
-                        Ok(())
-                    })
-                };
-                if split {
-                    top_hits_in_parts(packed.len(), threads, score)?
+                let split = threads > 1 && packed.len() >= PARALLEL_PACKED_ROWS;
+                // The int8 estimates choose candidates; the graph's vectors rescore them.
+                let candidates = (PACKED_CANDIDATES_PER_HIT * wanted).max(MIN_PACKED_CANDIDATES);
+                let rows: Vec<u64> = if packed.len() <= candidates {
+                    (0..packed.len() as u64).collect()
                 } else {
-                    score(0..packed.len())?
-                }
+                    let codes = graph.query_codes(q);
+                    let estimate = |rows: std::ops::Range<usize>| {
+                        let mut estimates = Vec::with_capacity(rows.len());
+                        graph.packed_estimates(&codes, packed, rows.clone(), &mut estimates);
+                        Ok(nearest_rows(&estimates, rows.start, candidates))
+                    };
+                    let mut near = if split {
+                        top_hits_in_parts(packed.len(), threads, estimate)?
+                    } else {
+                        estimate(0..packed.len())?
+                    };
+                    keep_nearest(&mut near, candidates);
+                    near.into_iter().map(|hit| hit.1).collect()
+                };
+                rows.into_iter()
+                    .map(|row| {
+                        let (seq, distance) = graph.packed_distance(q, packed, row as usize);
+                        Hit(distance, seq)
+                    })
+                    .collect()
             }
             _ if split => top_hits_in_parts(set.word_count(), threads, |words| {
                 self.exact_top(state, q, wanted, set.iter_words(words))
@@ -1640,7 +1666,7 @@ impl Collection {
             .packed
             .get_or_init(|| {
                 let graph = state.graph.own()?;
-                let bytes = selection.set.len() * (8 + graph.row_bytes());
+                let bytes = selection.set.len() * graph.packed_row_bytes();
                 let cache = self.filters.lock().ok()?;
                 let held: usize = cache
                     .entries
@@ -1799,7 +1825,7 @@ fn f16_bits_to_f32(h: u16) -> f32 {
 }
 
 /// A scored candidate, ordered by distance then sequence (a max-heap keeps the worst on top).
-#[derive(PartialEq)]
+#[derive(Debug, PartialEq)]
 struct Hit(f32, u64);
 impl Eq for Hit {}
 impl PartialOrd for Hit {
@@ -1830,6 +1856,42 @@ fn top_hits(
         }
     })?;
     Ok(heap.into_vec())
+}
+
+/// The `n` nearest of `distances` (of rows `first..`) as hits of their rows. Most rows are
+/// ruled out against a bound found in a sample of every 8th distance, a little past the
+/// sample's share of `n`; the rest are selected among what remains.
+fn nearest_rows(distances: &[f32], first: usize, n: usize) -> Vec<Hit> {
+    const STEP: usize = 8;
+    let hits = |bound: f32| -> Vec<Hit> {
+        distances
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| **d <= bound)
+            .map(|(i, &d)| Hit(d, (first + i) as u64))
+            .collect()
+    };
+    let mut sample: Vec<f32> = distances.iter().step_by(STEP).copied().collect();
+    let rank = n * 3 / 2 / STEP;
+    let mut near = if rank < sample.len() {
+        hits(*sample.select_nth_unstable_by(rank, f32::total_cmp).1)
+    } else {
+        Vec::new()
+    };
+    if near.len() < n {
+        near = hits(f32::INFINITY);
+    }
+    keep_nearest(&mut near, n);
+    near
+}
+
+/// Keeps the `n` nearest of `hits` (a selection, not a sort: a heap would take in most rows
+/// when `n` is a large share of them).
+fn keep_nearest(hits: &mut Vec<Hit>, n: usize) {
+    if hits.len() > n {
+        hits.select_nth_unstable(n - 1);
+        hits.truncate(n);
+    }
 }
 
 /// The hits `score` finds in each part of `0..len`, scored on every core: a few parts per

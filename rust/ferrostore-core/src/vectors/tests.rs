@@ -641,3 +641,73 @@ fn filtered_queries_choose_the_cheaper_plan() {
     // On a million rows, 10% is 100k distances: the walk wins.
     assert!(!exact_is_cheaper(100_000, 1_000_000));
 }
+
+#[test]
+fn nearest_rows_are_the_smallest_with_ties_to_the_first_row() {
+    // Few distinct values (many ties), and lengths below, around and far above `n`; also
+    // distances ascending, where the sample's bound rules out too many and the selection
+    // falls back to every row.
+    let mut x = 7u64;
+    for len in [0usize, 1, 10, 64, 95, 96, 97, 500, 5_000] {
+        for n in [1usize, 10, 64, 80] {
+            let random: Vec<f32> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    ((x >> 40) % 50) as f32 / 7.0
+                })
+                .collect();
+            let ascending: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            for distances in [random, ascending] {
+                let first = 1_000;
+                let mut got = nearest_rows(&distances, first, n);
+                got.sort_unstable();
+                let mut want: Vec<Hit> = distances
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &d)| Hit(d, (first + i) as u64))
+                    .collect();
+                want.sort_unstable();
+                want.truncate(n);
+                assert_eq!(got, want, "len {len}, n {n}");
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_int8_estimates_find_the_exact_nearest_in_every_space() {
+    let dim = 40;
+    let all = vectors(3_000, dim, 23);
+    let ids: Vec<String> = (0..3_000).map(|i| format!("r{i}")).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for (space, quantization) in [("cosine", "f16"), ("l2", "f32"), ("ip", "f32")] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CollectionConfig::new(dim, space, 16, 64, 64, quantization);
+        let c = Collection::open(dir.path(), Some(cfg), Some(1 << 28)).unwrap();
+        // Scaled rows, so that l2 and ip see norms other than one.
+        let scaled: Vec<f32> = all
+            .chunks(dim)
+            .enumerate()
+            .flat_map(|(i, v)| v.iter().map(move |x| x * (1.0 + (i % 5) as f32)))
+            .collect();
+        c.write(batch(&id_refs, scaled, None), WriteMode::Add)
+            .unwrap();
+        let state = c.state.read().unwrap();
+        let mut set = Bitset::default();
+        for seq in state.live.iter().filter(|s| s % 3 != 0) {
+            set.insert(seq);
+        }
+        let packed = state.graph.own().unwrap().pack(set.iter());
+        assert_eq!(packed.len(), set.len());
+        for q in vectors(10, dim, 31).chunks(dim) {
+            let q = c.config.graph_vector(q.to_vec());
+            for k in [1, 10, 40] {
+                assert_eq!(
+                    c.exact(&state, &q, k, &set, Some(&packed)).unwrap(),
+                    c.exact(&state, &q, k, &set, None).unwrap(),
+                    "{space}, k {k}"
+                );
+            }
+        }
+    }
+}

@@ -511,6 +511,31 @@ fn every_kernel_agrees_with_plain_sums() {
             (kernels.widen)(&half, &mut out);
             assert_eq!(out, widened, "{name} widen, n = {n}");
         }
+        // Codes at their extremes (255 * -127 in every lane) and mixed; one to four blocks a
+        // row, three rows.
+        for width in [64, 128, 192, 256] {
+            let q: Vec<u8> = (0..width).map(|i| (i * 37 % 256) as u8).collect();
+            let mut rows: Vec<i8> = (0..2 * width).map(|i| (i * 53 % 255) as i8).collect();
+            rows.extend(std::iter::repeat_n(-127i8, width));
+            let mut want: Vec<f32> = rows
+                .chunks(width)
+                .map(|row| {
+                    let sum: i32 = q
+                        .iter()
+                        .zip(row)
+                        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+                        .sum();
+                    sum as f32
+                })
+                .collect();
+            let mut got = vec![0.0; 3];
+            (kernels.dot_codes_rows)(&q, &rows, &mut got);
+            assert_eq!(got, want, "{name} dot_codes_rows, width = {width}");
+            let high = vec![255u8; width];
+            (kernels.dot_codes_rows)(&high, &rows, &mut got);
+            want[2] = (-255 * 127 * width as i32) as f32;
+            assert_eq!(got[2], want[2], "{name} dot_codes_rows at the extremes");
+        }
     }
 }
 
@@ -572,4 +597,37 @@ fn distances_in_bulk_match_one_at_a_time_in_order() {
             }
         }
     }
+}
+
+#[test]
+fn quantized_codes_round_to_the_nearest_step_of_the_largest_value() {
+    let mut rng = Rng(77);
+    for n in [1, 15, 16, 17, 384, 385] {
+        let x: Vec<f32> = (0..n).map(|_| rng.next() * 3.0).collect();
+        let mut codes = vec![99i8; code_width(n)];
+        let scale = quantize(&x, &mut codes);
+        let largest = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!((scale - largest / 127.0).abs() <= f32::EPSILON * largest);
+        for (v, c) in x.iter().zip(&codes) {
+            assert!(
+                (v - scale * f32::from(*c)).abs() <= scale * 0.5 + 1e-6,
+                "{v} -> {c}"
+            );
+        }
+        assert!(
+            codes[n..].iter().all(|&c| c == 99),
+            "padding left as it was"
+        );
+    }
+    // All zeros; and values so small that 127 / largest overflows (the saturating path).
+    let mut codes = vec![5i8; 64];
+    assert_eq!(quantize(&[0.0; 20], &mut codes), 0.0);
+    assert!(codes[..20].iter().all(|&c| c == 0));
+    let tiny = [1e-45f32, -1e-45, 0.0];
+    let scale = quantize(&tiny, &mut codes);
+    assert!(scale.is_finite() && scale >= 0.0);
+    assert!(
+        codes[..3].iter().all(|&c| c != i8::MIN),
+        "codes stay within ±127"
+    );
 }
