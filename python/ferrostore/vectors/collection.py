@@ -115,12 +115,16 @@ def _loads_rows(rows: list[list[str | None]]) -> list[list[dict[str, Any] | None
     return out
 
 
+# One encoder for every filter: json.dumps builds a new one per call for non-default options.
+_encode_where = json.JSONEncoder(allow_nan=False).encode
+
+
 def _filters(where: Any, where_document: Any) -> tuple[str | None, str | None]:
     """Validate filters (an empty dict means no filter) and encode them for the engine."""
     where_json = where_document_json = None
     if where is not None and where != {}:
         _validation.check_where(where)
-        where_json = json.dumps(where, allow_nan=False)
+        where_json = _encode_where(where)
     if where_document is not None and where_document != {}:
         _validation.check_where_document(where_document)
         where_document_json = json.dumps(where_document)
