@@ -1498,12 +1498,13 @@ impl Collection {
     ) -> Result<Vec<QueryResult>> {
         let dim = self.config.dim;
         let rescore = self.config.quantization != "f32";
-        let mut seqs: Vec<u64> = hits
-            .iter()
-            .flatten()
-            .map(|h| h.0)
-            .filter(|seq| state.slots.contains_key(seq))
-            .collect();
+        let mut seqs: Vec<u64> = Vec::with_capacity(hits.iter().map(Vec::len).sum());
+        seqs.extend(
+            hits.iter()
+                .flatten()
+                .map(|h| h.0)
+                .filter(|seq| state.slots.contains_key(seq)),
+        );
         seqs.sort_unstable();
         seqs.dedup();
         let mut records = Vec::with_capacity(seqs.len());
@@ -1864,12 +1865,16 @@ fn top_hits(
 fn nearest_rows(distances: &[f32], first: usize, n: usize) -> Vec<Hit> {
     const STEP: usize = 8;
     let hits = |bound: f32| -> Vec<Hit> {
-        distances
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| **d <= bound)
-            .map(|(i, &d)| Hit(d, (first + i) as u64))
-            .collect()
+        // About 1.5 n pass the sample's bound: room for that without growing.
+        let mut hits = Vec::with_capacity(2 * n);
+        hits.extend(
+            distances
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| **d <= bound)
+                .map(|(i, &d)| Hit(d, (first + i) as u64)),
+        );
+        hits
     };
     let mut sample: Vec<f32> = distances.iter().step_by(STEP).copied().collect();
     let rank = n * 3 / 2 / STEP;
