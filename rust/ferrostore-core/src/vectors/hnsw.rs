@@ -83,7 +83,7 @@ fn code_width(dim: usize) -> usize {
 
 /// Rounds `x` to int8 codes `out` (the length of `x`; the rest of `out` is left as it is)
 /// and returns the scale that maps them back: `x[i] ≈ scale * out[i]`, the largest
-/// magnitude at 127. An all-zero `x` has scale 0.
+/// magnitude at 127. An `x` without a usable scale (all zero, or too small) has scale 0.
 fn quantize(x: &[f32], out: &mut [i8]) -> f32 {
     // Sixteen running maxima, not one: the compiler keeps them in one register.
     let mut maxima = [0.0f32; 16];
@@ -97,26 +97,23 @@ fn quantize(x: &[f32], out: &mut [i8]) -> f32 {
         }
     }
     let largest = maxima.iter().fold(0.0f32, |m, v| m.max(*v));
-    if largest == 0.0 {
+    let inverse = 127.0 / largest;
+    // No usable scale (all zeros, values so small that 127 / largest overflows, infinity)
+    // or a NaN (a fold without early exit: it compiles to vector compares): codes of zero.
+    if !largest.is_finite()
+        || !inverse.is_finite()
+        || x.iter().fold(false, |nan, v| nan | v.is_nan())
+    {
         out[..x.len()].fill(0);
         return 0.0;
     }
-    let inverse = 127.0 / largest;
-    // Half away from zero, then a truncating cast: `f32::round` is a library call on the
-    // baseline target, and |v * inverse| <= 127 already.
-    // A fold without early exit: it compiles to vector compares.
-    if inverse.is_finite() && !x.iter().fold(false, |nan, v| nan | v.is_nan()) {
-        for (o, v) in out.iter_mut().zip(x) {
-            let scaled = v * inverse;
-            // SAFETY: `v` and `inverse` are finite and |v| <= largest, so the sum is finite
-            // and within ±127.5 (a saturating cast would clamp each value one at a time).
-            *o = unsafe { (scaled + 0.5f32.copysign(scaled)).to_int_unchecked::<i32>() } as i8;
-        }
-    } else {
-        for (o, v) in out.iter_mut().zip(x) {
-            let scaled = v * inverse;
-            *o = (scaled + 0.5f32.copysign(scaled)) as i8;
-        }
+    for (o, v) in out.iter_mut().zip(x) {
+        // Half away from zero, then a truncating cast: `f32::round` is a library call on the
+        // baseline target.
+        let scaled = v * inverse;
+        // SAFETY: `v` and `inverse` are finite and |v| <= largest, so the sum is finite and
+        // within ±127.5 (a saturating cast would clamp each value one at a time).
+        *o = unsafe { (scaled + 0.5f32.copysign(scaled)).to_int_unchecked::<i32>() } as i8;
     }
     largest / 127.0
 }

@@ -619,15 +619,16 @@ fn quantized_codes_round_to_the_nearest_step_of_the_largest_value() {
             "padding left as it was"
         );
     }
-    // All zeros; and values so small that 127 / largest overflows (the saturating path).
-    let mut codes = vec![5i8; 64];
-    assert_eq!(quantize(&[0.0; 20], &mut codes), 0.0);
-    assert!(codes[..20].iter().all(|&c| c == 0));
-    let tiny = [1e-45f32, -1e-45, 0.0];
-    let scale = quantize(&tiny, &mut codes);
-    assert!(scale.is_finite() && scale >= 0.0);
-    assert!(
-        codes[..3].iter().all(|&c| c != i8::MIN),
-        "codes stay within ±127"
-    );
+    // All zeros; values so small that 127 / largest overflows; a NaN; infinity: zero
+    // codes, scale 0.
+    for x in [
+        [0.0f32; 3],
+        [1e-45, -1e-45, 0.0],
+        [0.5, f32::NAN, -0.5],
+        [0.5, f32::INFINITY, -0.5],
+    ] {
+        let mut codes = vec![5i8; 64];
+        assert_eq!(quantize(&x, &mut codes), 0.0, "{x:?}");
+        assert_eq!(&codes[..4], &[0, 0, 0, 5], "{x:?}");
+    }
 }
