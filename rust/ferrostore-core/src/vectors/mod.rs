@@ -1893,7 +1893,9 @@ fn nearest_rows(distances: &[f32], first: usize, n: usize) -> Vec<Hit> {
 /// Keeps the `n` nearest of `hits` (a selection, not a sort: a heap would take in most rows
 /// when `n` is a large share of them).
 fn keep_nearest(hits: &mut Vec<Hit>, n: usize) {
-    if hits.len() > n {
+    if n == 0 {
+        hits.clear();
+    } else if hits.len() > n {
         hits.select_nth_unstable(n - 1);
         hits.truncate(n);
     }

@@ -649,7 +649,7 @@ fn nearest_rows_are_the_smallest_with_ties_to_the_first_row() {
     // falls back to every row.
     let mut x = 7u64;
     for len in [0usize, 1, 10, 64, 95, 96, 97, 500, 5_000] {
-        for n in [1usize, 10, 64, 80] {
+        for n in [0usize, 1, 10, 64, 80] {
             let random: Vec<f32> = (0..len)
                 .map(|_| {
                     x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
