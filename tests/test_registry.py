@@ -265,6 +265,46 @@ def test_search_runs_frame_matches_runs(uri: str) -> None:
     assert everything[0].info.status == "FINISHED" and not everything[-1].data.params
 
 
+def test_search_runs_with_several_data_filters_probes_runs_last(tmp_path: Path) -> None:
+    """On SQLite the runs table is searched after every filter's data table (fewer probes),
+    and the join keeps exactly the runs every filter and attribute condition accepts."""
+    import sqlite3
+
+    from ferrostore.registry import store as run_store
+
+    _use(f"sqlite:///{tmp_path / 'm.db'}", str(tmp_path / "artifacts"))
+    exp_id = mlflow.create_experiment("plans")
+    client = MlflowClient()
+    expected = []
+    for i in range(24):
+        run = client.create_run(exp_id, start_time=1_000 + i, run_name=f"r{i}")
+        client.log_batch(
+            run.info.run_id,
+            metrics=[mlflow.Metric("acc", i / 24, 1, 0)],
+            params=[mlflow.Param("model", "xgb" if i % 2 else "lr")],
+            tags=[mlflow.RunTag("team", "a" if i % 3 else "b")],
+        )
+        if i % 4 != 0:
+            client.set_terminated(run.info.run_id)
+        if i / 24 > 0.25 and i % 2 and i % 3 and i % 4:
+            expected.append(f"r{i}")
+    text = (
+        "metrics.acc > 0.25 AND params.model = 'xgb' AND tags.team = 'a' "
+        "AND attributes.status = 'FINISHED'"
+    )
+    runs = mlflow.search_runs([exp_id], text, order_by=["metrics.acc"], output_format="list")
+    assert [r.info.run_name for r in runs] == expected and expected
+
+    query = run_store._run_query((exp_id,), text, ("metrics.acc",), 10, False, "sqlite")
+    sql, params = run_store._compiled_query(query, "sqlite")
+    assert "CROSS JOIN runs" in sql.sqlite
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql.sqlite, params)]
+    searched = [step.split()[1] for step in plan if step.startswith(("SEARCH", "SCAN"))]
+    assert searched.index("runs") > max(searched.index(f) for f in ("f0", "f1", "f2")), plan
+    tracking._reset_for_tests()
+
+
 def test_frame_times_are_utc_datetimes_with_none_as_nat() -> None:
     from ferrostore.registry.store import RunTable
 

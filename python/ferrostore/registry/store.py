@@ -37,6 +37,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
 from ferrostore.errors import AlreadyExists, InvalidArgument, NotFound
@@ -1893,10 +1894,36 @@ def _positive(value: object) -> int:
     return value
 
 
+class _RunsAfterFilters(sa.sql.expression.Join):
+    """The join of ``runs`` to the filters' data tables, ``runs`` probed after all of them.
+
+    Without statistics SQLite starts from one data table's ``(key, value)`` index, then
+    probes ``runs`` (two searches: its run-id index, then the row) before the other data
+    tables (one primary-key search each), so it looks up runs the later filters drop. On
+    SQLite this join is a ``CROSS JOIN``, which keeps every table on its left (the data
+    tables, in an order the planner still chooses) ahead of ``runs``; elsewhere a plain join.
+    """
+
+    inherit_cache = True
+
+
+@compiles(_RunsAfterFilters, "sqlite")
+def _cross_join(join: _RunsAfterFilters, compiler: Any, from_linter: Any = None, **kw: Any) -> str:
+    kw.pop("asfrom", None)
+    if from_linter:
+        from_linter.edges.update(
+            itertools.product(join.left._from_objects, join.right._from_objects)
+        )
+    left = compiler.process(join.left, asfrom=True, from_linter=from_linter, **kw)
+    right = compiler.process(join.right, asfrom=True, from_linter=from_linter, **kw)
+    on = compiler.process(join.onclause, from_linter=from_linter, **kw)
+    return f"{left} CROSS JOIN {right} ON {on}"
+
+
 def _run_filter(
-    cmp: Comparison, n: int, source: Any, dialect: str, text: str
-) -> tuple[Any, ColumnElement[bool] | None]:
-    """Apply one comparison: a WHERE clause on ``runs``, or an inner join on its data.
+    cmp: Comparison, n: int, dialect: str, text: str
+) -> tuple[Any, list[ColumnElement[bool]]]:
+    """Compile one comparison: a data table and its conditions, or None and a ``runs`` one.
 
     Data tables hold one row per (run, key), so a join keeps exactly the runs an
     ``IN (subquery)`` would; as a join the planner can start from the selective
@@ -1907,10 +1934,10 @@ def _run_filter(
         key = cmp.key
         if key in _RUN_ATTRS_STR:
             check_value_type(cmp, numeric=False, text=text)
-            return source, compare(r[_RUN_ATTRS_STR[key]], cmp.op, cmp.value, dialect)
+            return None, [compare(r[_RUN_ATTRS_STR[key]], cmp.op, cmp.value, dialect)]
         if key in _RUN_ATTRS_NUM:
             check_value_type(cmp, numeric=True, text=text)
-            return source, compare(r[_RUN_ATTRS_NUM[key]], cmp.op, cmp.value, dialect)
+            return None, [compare(r[_RUN_ATTRS_NUM[key]], cmp.op, cmp.value, dialect)]
         raise InvalidArgument(
             f"invalid filter {text!r}: unknown run attribute {key!r}; expected one of "
             f"{', '.join(sorted([*_RUN_ATTRS_STR, *_RUN_ATTRS_NUM]))}"
@@ -1918,14 +1945,23 @@ def _run_filter(
     check_value_type(cmp, numeric=cmp.kind == "metric", text=text)
     tables = {"metric": t.run_latest_metrics, "param": t.run_params, "tag": t.run_tags}
     table = tables[cmp.kind].alias(f"f{n}")
-    on = [
-        table.c.run_id == r.run_id,
-        table.c.key == cmp.key,
-        compare(table.c.value, cmp.op, cmp.value, dialect),
-    ]
+    on = [table.c.key == cmp.key, compare(table.c.value, cmp.op, cmp.value, dialect)]
     if cmp.kind == "metric":
         on.append(table.c.is_nan.is_(False))
-    return source.join(table, sa.and_(*on)), None
+    return table, on
+
+
+def _filtered_runs(
+    filters: list[tuple[Any, list[ColumnElement[bool]]]],
+) -> Any:
+    """Return ``runs`` inner-joined to the filters' data tables (all on the run id)."""
+    if not filters:
+        return t.runs
+    first, first_on = filters[0]
+    source = first
+    for table, on in filters[1:]:
+        source = source.join(table, sa.and_(table.c.run_id == first.c.run_id, *on))
+    return _RunsAfterFilters(source, t.runs, sa.and_(t.runs.c.run_id == first.c.run_id, *first_on))
 
 
 def _run_order(key: OrderKey, query: Any, n: int) -> tuple[Any, list[Any]]:
@@ -1962,16 +1998,19 @@ def _run_query(
     if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
         raise InvalidArgument(f"max_results must be a positive integer, got {max_results!r}")
     r = t.runs.c
-    source: Any = t.runs
     where: list[ColumnElement[bool]] = []
     if experiment_ids is not None:
         where.append(r.experiment_id.in_(experiment_ids))
     if not include_deleted:
         where.append(r.lifecycle_stage == "active")
+    filters = []
     for n, cmp in enumerate(comparisons):
-        source, clause = _run_filter(cmp, n, source, dialect, filter_string or "")
-        if clause is not None:
-            where.append(clause)
+        table, conditions = _run_filter(cmp, n, dialect, filter_string or "")
+        if table is None:
+            where.extend(conditions)
+        else:
+            filters.append((table, conditions))
+    source = _filtered_runs(filters)
     order_cols: list[Any] = []
     for n, key in enumerate(order):
         source, cols = _run_order(key, source, n)
