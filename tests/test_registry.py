@@ -295,7 +295,9 @@ def test_search_runs_with_several_data_filters_probes_runs_last(tmp_path: Path) 
     runs = mlflow.search_runs([exp_id], text, order_by=["metrics.acc"], output_format="list")
     assert [r.info.run_name for r in runs] == expected and expected
 
-    query = run_store._run_query((exp_id,), text, ("metrics.acc",), 10, False, "sqlite")
+    query = run_store._run_query(
+        (exp_id,), text, ("metrics.acc",), 10, False, run_store._RUN_INFO_COLUMNS, "sqlite"
+    )
     sql, params = run_store._compiled_query(query, "sqlite")
     assert "CROSS JOIN runs" in sql.sqlite
     with sqlite3.connect(tmp_path / "m.db") as conn:

@@ -296,18 +296,25 @@ _RUN_INFO_COLUMNS = (
 class RunTable(NamedTuple):
     """Runs as columns, the shape ``search_runs`` builds its DataFrame from.
 
-    ``rows`` hold the :data:`_RUN_INFO_COLUMNS` of each run, in search order; ``metrics``,
-    ``params`` and ``tags`` map each key to ``{position in rows: value}`` for the runs that
-    have it.
+    ``rows`` hold the ``columns`` of ``runs`` of each run (by default the
+    :data:`_RUN_INFO_COLUMNS`), in search order; ``metrics``, ``params`` and ``tags`` map
+    each key to ``{position in rows: value}`` for the runs that have it.
     """
 
     rows: list[tuple[Any, ...]]
     metrics: dict[str, dict[int, float]]
     params: dict[str, dict[int, str]]
     tags: dict[str, dict[int, str]]
+    columns: tuple[str, ...] = _RUN_INFO_COLUMNS
 
     def runs(self) -> list[Run]:
-        """Return the table as :class:`Run` objects, in order."""
+        """Return the table as :class:`Run` objects, in order.
+
+        Raises:
+            ValueError: The rows do not hold every :data:`_RUN_INFO_COLUMNS`.
+        """
+        if self.columns != _RUN_INFO_COLUMNS:
+            raise ValueError(f"Run objects need the columns {_RUN_INFO_COLUMNS}")
         per_run: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = [
             ({}, {}, {}) for _ in self.rows
         ]
@@ -373,10 +380,14 @@ _RUNS_PARAMS_TAGS = _with_run_list(
 _NAN = math.nan
 
 
-def _run_table(conn: Connection | DriverConnection, rows: Sequence[Any]) -> RunTable:
-    """Return the runs ``rows`` (their :data:`_RUN_INFO_COLUMNS`) with their logged data."""
+def _run_table(
+    conn: Connection | DriverConnection,
+    rows: Sequence[Any],
+    columns: tuple[str, ...] = _RUN_INFO_COLUMNS,
+) -> RunTable:
+    """Return the runs ``rows`` (their ``columns``, the run id first) with their logged data."""
     metrics: dict[str, dict[int, float]] = {}
-    columns: tuple[dict[str, dict[int, str]], ...] = ({}, {}, {})
+    data: tuple[dict[str, dict[int, str]], ...] = ({}, {}, {})
     if rows:
         driver = DriverConnection.of(conn)
         ids = (_ids_param([row[0] for row in rows], driver.dialect),)
@@ -389,8 +400,8 @@ def _run_table(conn: Connection | DriverConnection, rows: Sequence[Any]) -> RunT
         for kind, key, positions, values in driver.all(_RUNS_PARAMS_TAGS, ids):
             if decode is not None:
                 positions, values = decode(positions), decode(values)
-            columns[kind][key] = dict(zip(positions, values, strict=True))
-    return RunTable([tuple(row) for row in rows], metrics, columns[1], columns[2])
+            data[kind][key] = dict(zip(positions, values, strict=True))
+    return RunTable([tuple(row) for row in rows], metrics, data[1], data[2], columns)
 
 
 _MV_COLUMNS = (
@@ -978,19 +989,25 @@ class Store:
         order_by: Sequence[str] | None,
         max_results: int,
         include_deleted: bool = False,
+        columns: tuple[str, ...] = _RUN_INFO_COLUMNS,
     ) -> RunTable:
         """Return the runs matching a filter, in order, as columns; filter and order run in SQL.
+
+        ``columns`` are the ``runs`` columns read for each run (``run_id`` first); a
+        DataFrame needs fewer than :class:`Run` objects do.
 
         Raises:
             InvalidArgument: A malformed filter or order_by, or a bad ``max_results``.
         """
         ids = None if experiment_ids is None else tuple(str(e) for e in experiment_ids)
         order = None if order_by is None else tuple(order_by)
-        args = (ids, filter_string, order, max_results, include_deleted, self.db.dialect)
+        args = (ids, filter_string, order, max_results, include_deleted, columns, self.db.dialect)
         query = _cached(_run_query, *args)
         sql, params = _compiled_query(query, self.db.dialect)
         self._ensure_default_experiment()
-        return self._read_on_driver(lambda driver: _run_table(driver, driver.all(sql, params)))
+        return self._read_on_driver(
+            lambda driver: _run_table(driver, driver.all(sql, params), columns)
+        )
 
     def search_runs(
         self,
@@ -1990,9 +2007,14 @@ def _run_query(
     order_by: tuple[str, ...] | None,
     max_results: int,
     include_deleted: bool,
+    columns: tuple[str, ...],
     dialect: str,
 ) -> sa.Select[Any]:
-    """Return the query of ``search_runs``; raises InvalidArgument for bad input."""
+    """Return the query of ``search_runs``, reading ``columns`` of ``runs``.
+
+    Raises:
+        InvalidArgument: A malformed filter or order_by, or a bad ``max_results``.
+    """
     comparisons = parse_filter(filter_string)
     order = parse_order_by(order_by)
     if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
@@ -2016,7 +2038,7 @@ def _run_query(
         source, cols = _run_order(key, source, n)
         order_cols.extend(cols)
     return (
-        sa.select(*(r[c] for c in _RUN_INFO_COLUMNS))
+        sa.select(*(r[c] for c in columns))
         .select_from(source)
         .where(*where)
         .order_by(*order_cols, r.start_time.desc(), r.run_id)

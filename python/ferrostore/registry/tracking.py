@@ -621,28 +621,29 @@ def search_runs(
             if isinstance(experiment_ids, str)
             else [str(e) for e in experiment_ids]
         )
-    table = store.search_run_table(ids, filter_string, order_by, max_results)
     if output_format == "list":
-        return table.runs()
+        return store.search_runs(ids, filter_string, order_by, max_results)
+    table = store.search_run_table(ids, filter_string, order_by, max_results, columns=FRAME_COLUMNS)
     return run_table_to_frame(table)
+
+
+FRAME_COLUMNS = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")
+"""The ``runs`` columns of MLflow's ``search_runs`` DataFrame, in its order."""
 
 
 def run_table_to_frame(table: RunTable) -> pd.DataFrame:
     """Return runs as MLflow's ``search_runs`` DataFrame, built column by column.
 
     Every column goes in as a NumPy array (object arrays for text), which pandas takes as it
-    is; from lists it would convert and check each value.
+    is; from lists it would convert and check each value. The table's rows need every
+    :data:`FRAME_COLUMNS` (in any order).
     """
-    columns = list(zip(*table.rows, strict=True)) if table.rows else [()] * 9
-    run_ids, experiment_ids, _, _, statuses, starts, ends, _, artifact_uris = columns
-    n = len(run_ids)
+    values = list(zip(*table.rows, strict=True)) if table.rows else [()] * len(table.columns)
+    by_name = dict(zip(table.columns, values, strict=True))
+    n = len(by_name["run_id"])
     frame: dict[str, Any] = {
-        "run_id": _objects(run_ids),
-        "experiment_id": _objects(experiment_ids),
-        "status": _objects(statuses),
-        "artifact_uri": _objects(artifact_uris),
-        "start_time": _ms_to_datetime(starts),
-        "end_time": _ms_to_datetime(ends),
+        name: _ms_to_datetime(by_name[name]) if name.endswith("_time") else _objects(by_name[name])
+        for name in FRAME_COLUMNS
     }
     for prefix, by_key, empty in (
         ("metrics", table.metrics, np.full(n, math.nan)),
