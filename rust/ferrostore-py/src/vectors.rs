@@ -1,7 +1,7 @@
 //! `ferrostore._core.VectorCollection`: conversions around `ferrostore_core::vectors`.
 
 use ferrostore_core::vectors::{
-    Collection, CollectionConfig, Include, Where, WhereDocument, WriteBatch, WriteMode,
+    Collection, CollectionConfig, FilterTexts, Include, Where, WhereDocument, WriteBatch, WriteMode,
 };
 use ferrostore_core::Error;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2};
@@ -10,22 +10,11 @@ use pyo3::prelude::*;
 use crate::error::run;
 
 fn parse_where(json: Option<&str>) -> ferrostore_core::Result<Option<Where>> {
-    json.map(|j| {
-        let value = serde_json::from_str(j)
-            .map_err(|e| Error::InvalidArgument(format!("where {j:?} is not JSON: {e}")))?;
-        Where::parse(&value)
-    })
-    .transpose()
+    json.map(Where::parse_json).transpose()
 }
 
 fn parse_where_document(json: Option<&str>) -> ferrostore_core::Result<Option<WhereDocument>> {
-    json.map(|j| {
-        let value = serde_json::from_str(j).map_err(|e| {
-            Error::InvalidArgument(format!("where_document {j:?} is not JSON: {e}"))
-        })?;
-        WhereDocument::parse(&value)
-    })
-    .transpose()
+    json.map(WhereDocument::parse_json).transpose()
 }
 
 fn matrix<'py>(
@@ -237,13 +226,13 @@ impl VectorCollection {
             ));
         }
         let results = run(py, || {
-            let w = parse_where(r#where.as_deref())?;
-            let wd = parse_where_document(where_document.as_deref())?;
             self.inner.query(
                 &flat,
                 n_results,
-                w.as_ref(),
-                wd.as_ref(),
+                FilterTexts {
+                    where_: r#where.as_deref(),
+                    where_document: where_document.as_deref(),
+                },
                 Include {
                     documents: include_documents,
                     metadatas: include_metadatas,

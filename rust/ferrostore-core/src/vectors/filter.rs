@@ -406,6 +406,16 @@ fn single_entry<'a>(
 }
 
 impl Where {
+    /// Parses and validates a `where` dict given as JSON text.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for text that is not JSON, or as [`Where::parse`].
+    pub fn parse_json(text: &str) -> Result<Where> {
+        let value = serde_json::from_str(text)
+            .map_err(|e| invalid(format!("where {text:?} is not JSON: {e}")))?;
+        Where::parse(&value)
+    }
+
     /// Parses and validates a `where` dict.
     ///
     /// # Errors
@@ -576,6 +586,16 @@ impl Where {
 }
 
 impl WhereDocument {
+    /// Parses and validates a `where_document` dict given as JSON text.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for text that is not JSON, or as [`WhereDocument::parse`].
+    pub fn parse_json(text: &str) -> Result<WhereDocument> {
+        let value = serde_json::from_str(text)
+            .map_err(|e| invalid(format!("where_document {text:?} is not JSON: {e}")))?;
+        WhereDocument::parse(&value)
+    }
+
     /// Parses and validates a `where_document` dict.
     ///
     /// # Errors

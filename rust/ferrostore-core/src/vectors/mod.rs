@@ -375,12 +375,32 @@ pub struct Collection {
     filters: Mutex<FilterCache>,
 }
 
-/// Filters evaluated at one applied version, by their compiled form: applications repeat the
-/// same filter across queries, and a 50% range filter costs more to evaluate than to search.
+/// Filters evaluated at one applied version, by their texts: applications repeat the same
+/// filter across queries, and a 50% range filter costs more to evaluate than to search. A
+/// filter found here is neither parsed nor evaluated again.
 #[derive(Default)]
 struct FilterCache {
     version: u64,
-    entries: Vec<(String, Arc<Selection>)>,
+    entries: Vec<(FilterKey, Arc<Selection>)>,
+}
+
+/// The texts of a cached `where` and `where_document`.
+type FilterKey = (Option<String>, Option<String>);
+
+/// A query's `where` and `where_document` filters, each optional, as JSON texts: the texts
+/// key the collection's cache of filter matches, and are parsed only when it misses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterTexts<'a> {
+    /// The metadata filter (Chroma's `where`).
+    pub where_: Option<&'a str>,
+    /// The document filter (Chroma's `where_document`).
+    pub where_document: Option<&'a str>,
+}
+
+impl FilterTexts<'_> {
+    fn is_key(&self, key: &FilterKey) -> bool {
+        key.0.as_deref() == self.where_ && key.1.as_deref() == self.where_document
+    }
 }
 
 /// A filter's matches and, once the cached filter is scored exactly again, their graph
@@ -1248,23 +1268,26 @@ impl Collection {
         &self,
         state: &State,
         rtxn: &RoTxn<'_>,
-        where_: Option<&Where>,
-        where_document: Option<&WhereDocument>,
+        filters: FilterTexts<'_>,
     ) -> Result<Arc<Selection>> {
-        let key = format!("{where_:?}\u{0}{where_document:?}");
         {
             let mut cache = self.filters.lock().map_err(|_| Self::lock_err())?;
             if cache.version != state.applied_version {
                 cache.entries.clear();
                 cache.version = state.applied_version;
             }
-            if let Some((_, selection)) = cache.entries.iter().find(|(k, _)| *k == key) {
+            if let Some((_, selection)) = cache.entries.iter().find(|(k, _)| filters.is_key(k)) {
                 selection.reused.store(true, Ordering::Relaxed);
                 return Ok(Arc::clone(selection));
             }
         }
+        let where_ = filters.where_.map(Where::parse_json).transpose()?;
+        let where_document = filters
+            .where_document
+            .map(WhereDocument::parse_json)
+            .transpose()?;
         let set = Arc::new(Selection {
-            set: self.select(state, rtxn, None, where_, where_document)?,
+            set: self.select(state, rtxn, None, where_.as_ref(), where_document.as_ref())?,
             reused: AtomicBool::new(false),
             packed: OnceLock::new(),
         });
@@ -1273,6 +1296,10 @@ impl Collection {
             if cache.entries.len() == FILTER_CACHE_SIZE {
                 cache.entries.remove(0);
             }
+            let key = (
+                filters.where_.map(str::to_string),
+                filters.where_document.map(str::to_string),
+            );
             cache.entries.push((key, Arc::clone(&set)));
         }
         Ok(set)
@@ -1366,13 +1393,13 @@ impl Collection {
     /// chooses the candidates.
     ///
     /// # Errors
-    /// `InvalidArgument` for a wrong dimension, a non-finite value or `k == 0`.
+    /// `InvalidArgument` for a wrong dimension, a non-finite value, `k == 0` or a malformed
+    /// filter.
     pub fn query(
         &self,
         queries: &[f32],
         k: usize,
-        where_: Option<&Where>,
-        where_document: Option<&WhereDocument>,
+        filters: FilterTexts<'_>,
         include: Include,
     ) -> Result<Vec<QueryResult>> {
         let dim = self.config.dim;
@@ -1393,9 +1420,9 @@ impl Collection {
             ));
         }
         let (rtxn, state) = self.snapshot()?;
-        let filtered = where_.is_some() || where_document.is_some();
+        let filtered = filters.where_.is_some() || filters.where_document.is_some();
         let allowed = if filtered {
-            Some(self.select_cached(&state, &rtxn, where_, where_document)?)
+            Some(self.select_cached(&state, &rtxn, filters)?)
         } else {
             None
         };

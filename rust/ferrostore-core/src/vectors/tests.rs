@@ -2,6 +2,14 @@ use serde_json::json;
 
 use super::*;
 
+/// A `where` filter text, no `where_document`.
+fn where_text(text: &str) -> FilterTexts<'_> {
+    FilterTexts {
+        where_: Some(text),
+        where_document: None,
+    }
+}
+
 fn config(dim: usize, space: &str) -> CollectionConfig {
     CollectionConfig::new(dim, space, 16, 64, 64, "f32")
 }
@@ -67,7 +75,7 @@ fn add_query_filter_and_recall() {
     assert_eq!(c.count().unwrap(), n);
     let queries = vectors(20, dim, 99);
     let results = c
-        .query(&queries, 10, None, None, Include::default())
+        .query(&queries, 10, FilterTexts::default(), Include::default())
         .unwrap();
     let mut hits = 0;
     for (q, r) in queries.chunks(dim).zip(&results) {
@@ -81,9 +89,9 @@ fn add_query_filter_and_recall() {
     }
     assert!(hits as f64 / 200.0 >= 0.9, "recall {}", hits as f64 / 200.0);
     // Filtered: 1% selectivity goes exact and is perfect.
-    let w = Where::parse(&json!({"bucket": {"$lt": 1}})).unwrap();
+    let w = json!({"bucket": {"$lt": 1}}).to_string();
     let r = c
-        .query(&queries[..dim], 10, Some(&w), None, Include::default())
+        .query(&queries[..dim], 10, where_text(&w), Include::default())
         .unwrap();
     let truth = brute(&all, dim, &queries[..dim], 10, |i| i % 100 < 1);
     let got: Vec<usize> = r[0].ids.iter().map(|s| s.parse().unwrap()).collect();
@@ -133,7 +141,12 @@ fn add_existing_update_upsert_delete_and_reopen() {
         )
         .unwrap();
         let r = c
-            .query(&[0., 0., 0., 2.], 2, None, None, Include::default())
+            .query(
+                &[0., 0., 0., 2.],
+                2,
+                FilterTexts::default(),
+                Include::default(),
+            )
             .unwrap();
         assert_eq!(r[0].ids, vec!["b", "a"]);
         assert_eq!(r[0].distances, vec![0.0, 1.0]);
@@ -148,7 +161,12 @@ fn add_existing_update_upsert_delete_and_reopen() {
     let c = Collection::open(dir.path(), None, Some(1 << 26)).unwrap();
     assert_eq!(c.count().unwrap(), 3);
     let r = c
-        .query(&[9., 9., 9., 9.], 5, None, None, Include::default())
+        .query(
+            &[9., 9., 9., 9.],
+            5,
+            FilterTexts::default(),
+            Include::default(),
+        )
         .unwrap();
     assert_eq!(r[0].ids, vec!["d", "c", "b"]);
     drop(c);
@@ -183,12 +201,12 @@ fn bad_input_changes_nothing() {
     ));
     assert_eq!(c.count().unwrap(), 0);
     assert!(c
-        .query(&[1., 0.], 3, None, None, Include::default())
+        .query(&[1., 0.], 3, FilterTexts::default(), Include::default())
         .unwrap()[0]
         .ids
         .is_empty());
     assert!(matches!(
-        c.query(&[1., 0.], 0, None, None, Include::default()),
+        c.query(&[1., 0.], 0, FilterTexts::default(), Include::default()),
         Err(Error::InvalidArgument(_))
     ));
 }
@@ -230,7 +248,7 @@ fn quantized_and_legacy_graphs_return_exact_distances() {
             .unwrap();
         c.set_search_ef(200).unwrap();
         let results = c
-            .query(&queries, 10, None, None, Include::default())
+            .query(&queries, 10, FilterTexts::default(), Include::default())
             .unwrap();
         // Recall is judged over all queries: a build is not deterministic (nodes are linked
         // in parallel), and about 1 int8 usearch build in 25 misses 2 of one query's 10.
@@ -273,7 +291,9 @@ fn batched_queries_answer_as_single_ones_while_writes_land() {
         vectors: true,
     };
     let queries = vectors(64, dim, 5);
-    let together = c.query(&queries, 10, None, None, everything).unwrap();
+    let together = c
+        .query(&queries, 10, FilterTexts::default(), everything)
+        .unwrap();
     assert_eq!(together.len(), 64);
     for (q, r) in queries.chunks(dim).zip(&together) {
         // 4,000 records are scored exactly: float16 ranking, float32 rescoring, the true 10.
@@ -282,7 +302,10 @@ fn batched_queries_answer_as_single_ones_while_writes_land() {
             .map(|i| i.to_string())
             .collect();
         assert_eq!(r.ids, truth);
-        let alone = c.query(q, 10, None, None, everything).unwrap().remove(0);
+        let alone = c
+            .query(q, 10, FilterTexts::default(), everything)
+            .unwrap()
+            .remove(0);
         assert_eq!(r.ids, alone.ids);
         assert_eq!(r.distances, alone.distances);
         assert_eq!(r.documents, alone.documents);
@@ -308,7 +331,10 @@ fn batched_queries_answer_as_single_ones_while_writes_land() {
             }
         });
         for _ in 0..20 {
-            for r in c.query(&queries, 10, None, None, everything).unwrap() {
+            for r in c
+                .query(&queries, 10, FilterTexts::default(), everything)
+                .unwrap()
+            {
                 assert_eq!(r.ids.len(), 10);
                 for (j, id) in r.ids.iter().enumerate() {
                     let i: usize = id.parse().unwrap();
@@ -352,20 +378,20 @@ fn filtered_queries_follow_writes() {
     let q = &vectors(1, dim, 5)[..];
     // ~1% (200 rows: exact), ~15% (3,000: exact across threads), 50% (graph walk).
     for (lt, min_common) in [(1, 10), (15, 10), (50, 9)] {
-        let w = Where::parse(&json!({"bucket": {"$lt": lt}})).unwrap();
+        let w = json!({"bucket": {"$lt": lt}}).to_string();
         for _ in 0..2 {
-            let r = c.query(q, 10, Some(&w), None, Include::default()).unwrap();
+            let r = c.query(q, 10, where_text(&w), Include::default()).unwrap();
             let truth = brute(&all, dim, q, 10, |i| i % 100 < lt);
             let got: Vec<usize> = r[0].ids.iter().map(|s| s.parse().unwrap()).collect();
             let common = got.iter().filter(|i| truth.contains(i)).count();
             assert!(common >= min_common, "bucket < {lt}: {got:?} vs {truth:?}");
         }
     }
-    let w = Where::parse(&json!({"bucket": 7})).unwrap();
-    let before = c.query(q, 3, Some(&w), None, Include::default()).unwrap();
+    let w = json!({"bucket": 7}).to_string();
+    let before = c.query(q, 3, where_text(&w), Include::default()).unwrap();
     assert!(!before[0].ids.contains(&"new".to_string()));
     // Scored again, the cached filter's vectors are packed into one block: same answer.
-    let again = c.query(q, 3, Some(&w), None, Include::default()).unwrap();
+    let again = c.query(q, 3, where_text(&w), Include::default()).unwrap();
     assert_eq!(again[0].ids, before[0].ids);
     assert_eq!(again[0].distances, before[0].distances);
     let cache = c.filters.lock().unwrap();
@@ -380,10 +406,10 @@ fn filtered_queries_follow_writes() {
         WriteMode::Add,
     )
     .unwrap();
-    let after = c.query(q, 3, Some(&w), None, Include::default()).unwrap();
+    let after = c.query(q, 3, where_text(&w), Include::default()).unwrap();
     assert_eq!(after[0].ids[0], "new");
     c.delete(Some(&["new".to_string()]), None, None).unwrap();
-    let again = c.query(q, 3, Some(&w), None, Include::default()).unwrap();
+    let again = c.query(q, 3, where_text(&w), Include::default()).unwrap();
     assert_eq!(again[0].ids, before[0].ids);
 }
 
@@ -545,7 +571,9 @@ fn graph_checkpoints_reload_catch_up_and_survive_damage() {
             c.set_search_ef(128).unwrap();
             for (row, id) in [(17usize, "17"), (5500, "5500"), (3, "3")] {
                 let q = &all[row * dim..(row + 1) * dim];
-                let r = c.query(q, 3, None, None, Include::default()).unwrap();
+                let r = c
+                    .query(q, 3, FilterTexts::default(), Include::default())
+                    .unwrap();
                 if id == "17" {
                     assert!(
                         !r[0].ids.contains(&"17".to_string()),
@@ -595,7 +623,8 @@ fn collection_query_speed() {
     let rounds: usize = std::env::var("FERROSTORE_QUERY_ROUNDS").map_or(3, |r| r.parse().unwrap());
     for _ in 0..rounds {
         time("collection.query", &|q| {
-            c.query(q, 10, None, None, Include::default()).unwrap();
+            c.query(q, 10, FilterTexts::default(), Include::default())
+                .unwrap();
         });
         time("graph.search", &|q| {
             let state = c.state.read().unwrap();
@@ -605,7 +634,7 @@ fn collection_query_speed() {
         });
         let nq = queries.len() / dim;
         let start = std::time::Instant::now();
-        c.query(&queries, 10, None, None, Include::default())
+        c.query(&queries, 10, FilterTexts::default(), Include::default())
             .unwrap();
         println!(
             "batch collection.query: {:.1} us/query",
@@ -710,4 +739,56 @@ fn packed_int8_estimates_find_the_exact_nearest_in_every_space() {
             }
         }
     }
+}
+
+/// Filter texts key the cache of matches: a text seen again is not parsed again, another text
+/// of the same filter gets an entry of its own (same answer), and a malformed text is refused
+/// on every query, never cached.
+#[test]
+fn filter_texts_key_the_cache_and_malformed_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, dim) = (500, 8);
+    let c = Collection::open(dir.path(), Some(config(dim, "l2")), Some(1 << 30)).unwrap();
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let meta = (0..n).map(|i| json!({"bucket": i % 10})).collect();
+    c.write(
+        batch(&id_refs, vectors(n, dim, 3), Some(meta)),
+        WriteMode::Add,
+    )
+    .unwrap();
+    let q = &vectors(1, dim, 4)[..];
+    for bad in [r#"{"bucket": "#, r#"{"bucket": {"$near": 1}}"#, "[]"] {
+        for _ in 0..2 {
+            let err = c.query(q, 3, where_text(bad), Include::default());
+            assert!(
+                matches!(err, Err(Error::InvalidArgument(_))),
+                "{bad}: {err:?}"
+            );
+        }
+    }
+    assert!(c.filters.lock().unwrap().entries.is_empty());
+    let compact = c
+        .query(q, 3, where_text(r#"{"bucket":3}"#), Include::default())
+        .unwrap();
+    let spaced = c
+        .query(q, 3, where_text(r#"{"bucket": 3}"#), Include::default())
+        .unwrap();
+    let again = c
+        .query(q, 3, where_text(r#"{"bucket":3}"#), Include::default())
+        .unwrap();
+    assert_eq!(compact[0].ids, spaced[0].ids);
+    assert_eq!(compact[0].ids, again[0].ids);
+    assert!(compact[0]
+        .ids
+        .iter()
+        .all(|id| id.parse::<usize>().unwrap() % 10 == 3));
+    let documents = FilterTexts {
+        where_: Some(r#"{"bucket":3}"#),
+        where_document: Some(r#"{"$contains": "x"}"#),
+    };
+    assert!(c.query(q, 3, documents, Include::default()).unwrap()[0]
+        .ids
+        .is_empty());
+    assert_eq!(c.filters.lock().unwrap().entries.len(), 3);
 }
