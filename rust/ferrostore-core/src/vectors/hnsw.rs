@@ -24,7 +24,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use rayon::prelude::*;
 
@@ -1181,6 +1181,22 @@ struct Kernels {
     /// rows of signed bytes laid end to end in `rows`, into `out` (one per row; exact up to
     /// 2^24, which 384 dimensions stay within).
     dot_codes_rows: fn(&[u8], &[i8], &mut [f32]),
+}
+
+/// The fastest kernels this CPU runs, chosen once per process.
+fn cpu_kernels() -> &'static Kernels {
+    static KERNELS: OnceLock<Kernels> = OnceLock::new();
+    KERNELS.get_or_init(Kernels::for_cpu)
+}
+
+/// `a · b` over float32 values (equal lengths) with the fastest kernel this CPU runs.
+pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    (cpu_kernels().dot)(a, b)
+}
+
+/// `|a - b|²` over float32 values (equal lengths) with the fastest kernel this CPU runs.
+pub(super) fn l2_f32(a: &[f32], b: &[f32]) -> f32 {
+    (cpu_kernels().l2)(a, b)
 }
 
 impl Kernels {
