@@ -432,6 +432,10 @@ def check_limit_offset(limit: Any, offset: Any) -> tuple[int | None, int]:
 
 
 def _check_where_scalar(key: str, operator: str, operand: Any) -> None:
+    kind = type(operand)
+    # Plain Python scalars first: the abstract-class checks below cost more than the rest.
+    if kind is str or kind is int or kind is bool or (kind is float and math.isfinite(operand)):
+        return
     if isinstance(operand, bool | str) or _is_int(operand):
         return
     if isinstance(operand, numbers.Real):
@@ -499,6 +503,9 @@ def check_where(where: Any) -> None:
             f"got {operator}"
         )
     if operator in _NUMERIC_OPERATORS:
+        kind = type(operand)
+        if kind is int or (kind is float and math.isfinite(operand)):
+            return
         if isinstance(operand, bool) or not isinstance(operand, numbers.Real):
             raise InvalidArgument(
                 f"Expected operand value to be an int or a float for operator {operator}, "

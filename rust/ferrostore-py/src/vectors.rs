@@ -4,7 +4,7 @@ use ferrostore_core::vectors::{
     Collection, CollectionConfig, FilterTexts, Include, Where, WhereDocument, WriteBatch, WriteMode,
 };
 use ferrostore_core::Error;
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::error::run;
@@ -15,6 +15,16 @@ fn parse_where(json: Option<&str>) -> ferrostore_core::Result<Option<Where>> {
 
 fn parse_where_document(json: Option<&str>) -> ferrostore_core::Result<Option<WhereDocument>> {
     json.map(WhereDocument::parse_json).transpose()
+}
+
+/// The array's values in row-major order, copied: Python may write to the array while the
+/// GIL is released. One memcpy when it is contiguous (as the Python API passes it).
+fn owned_values(array: &PyReadonlyArray2<'_, f32>) -> Vec<f32> {
+    // `as_slice` also takes column-major arrays, whose order is not the rows'.
+    match array.as_slice() {
+        Ok(values) if array.is_c_contiguous() => values.to_vec(),
+        _ => array.as_array().iter().copied().collect(),
+    }
 }
 
 fn matrix<'py>(
@@ -128,7 +138,7 @@ impl VectorCollection {
                         )),
                     ));
                 }
-                Some(e.as_array().iter().copied().collect::<Vec<f32>>())
+                Some(owned_values(&e))
             }
             None => None,
         };
@@ -213,7 +223,7 @@ impl VectorCollection {
         include_documents: bool,
         include_metadatas: bool,
     ) -> PyResult<QueryTuple<'py>> {
-        let flat: Vec<f32> = queries.as_array().iter().copied().collect();
+        let flat = owned_values(&queries);
         let query_dim = queries.as_array().shape()[1];
         if query_dim != self.inner.config().dim {
             return Err(crate::error::to_py_err(
