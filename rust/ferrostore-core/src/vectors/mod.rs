@@ -1645,8 +1645,12 @@ impl Collection {
             })?,
             _ => self.exact_top(state, q, wanted, set.iter())?,
         };
+        if hits.len() > wanted {
+            // The nearest `wanted` first (linear), so only they are sorted.
+            hits.select_nth_unstable(wanted);
+            hits.truncate(wanted);
+        }
         hits.sort_unstable();
-        hits.truncate(wanted);
         let kth = k.checked_sub(1).and_then(|i| hits.get(i)).map(|h| h.0);
         if let (Some(error), Some(kth)) = (rounding, kth) {
             // Two distances each off by at most `error` can swap only within `2 * error`.
