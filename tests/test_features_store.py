@@ -300,6 +300,13 @@ def test_online_entity_rows_in_every_shape(sqlite_repo: Path):
         )
         assert got.to_dict()["request_id"] == ["a", "b"]
         assert got.to_dict()["orders"] == [3, 3]
+        # Each to_dict() is the caller's own: changing one leaves the response as it was.
+        got.to_dict()["orders"].append(99)
+        assert got.to_dict()["orders"] == [3, 3]
+        missing = r"lack join key\(s\) \['customer_id'\] of feature view 'customer_stats'"
+        for rows in ([{"cust": 1}], {"cust": [1]}):
+            with pytest.raises(SchemaMismatch, match=missing):
+                store.get_online_features(refs, rows)
         with pytest.raises(InvalidArgument, match="different lengths"):
             store.get_online_features(refs, {"customer_id": [1, 2], "request_id": ["a"]})
         with pytest.raises(InvalidArgument, match="list of dicts"):

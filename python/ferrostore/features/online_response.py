@@ -42,16 +42,18 @@ class OnlineResponse:
         self._columns = dict(columns)
         self._statuses = dict(statuses)
         self.feature_columns = feature_columns
+        self._lists = False
 
     @classmethod
     def _of(
         cls, columns: dict[str, Any], statuses: dict[str, Any], feature_columns: list[str]
     ) -> OnlineResponse:
-        """A response owning dicts nobody else holds (no defensive copies): the serving path."""
+        """A response owning dicts of lists nobody else holds (no copies): the serving path."""
         response = cls.__new__(cls)
         response._columns = columns
         response._statuses = statuses
         response.feature_columns = feature_columns
+        response._lists = True
         return response
 
     @property
@@ -72,7 +74,10 @@ class OnlineResponse:
         Returns:
             Column name to a list with one value per entity row.
         """
-        out = {name: _as_list(values) for name, values in self._columns.items()}
+        if self._lists:  # every column a list: copied without checks
+            out = {name: values.copy() for name, values in self._columns.items()}
+        else:
+            out = {name: _as_list(values) for name, values in self._columns.items()}
         if include_status:
             for name, statuses in self.statuses.items():
                 out[f"{name}__status"] = [s.name for s in statuses]

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import pyarrow as pa
 import pyarrow.types as pat
@@ -133,6 +133,19 @@ def _python_values(values: Any) -> list[Any]:
     return list(values)
 
 
+class _OnlinePlan(NamedTuple):
+    """Feature references resolved for online reads (cached per registry snapshot)."""
+
+    requests: list[tuple[FeatureView, list[str]]]
+    """Each view read and its features, in reference order."""
+    names: list[str]
+    """The output column of each feature."""
+    plan: _core.KeyReadPlan
+    """The same, for the engine."""
+    join_keys: frozenset[str]
+    """Every join key an entity row needs."""
+
+
 class FeatureStore:
     """A feature repo: its registry in the metadata database, Parquet sources, LMDB online store.
 
@@ -162,9 +175,7 @@ class FeatureStore:
         self._cache: tuple[float, dict[str, dict[str, Any]]] | None = None
         # Resolved feature references of online reads, per registry snapshot: the serving
         # path asks for the same features on every call.
-        self._online_plans: dict[
-            tuple[Any, ...], tuple[Any, list[Any], list[str], _core.KeyReadPlan]
-        ] = {}
+        self._online_plans: dict[tuple[Any, ...], tuple[Any, _OnlinePlan]] = {}
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -665,7 +676,7 @@ class FeatureStore:
 
     def _online_plan(
         self, features: Sequence[str] | FeatureService, full_feature_names: bool
-    ) -> tuple[list[tuple[FeatureView, list[str]]], list[str], _core.KeyReadPlan]:
+    ) -> _OnlinePlan:
         """Resolve references and output names once per registry snapshot."""
         snapshot = self._snapshot(cached=True)
         key: tuple[Any, ...] | None = None
@@ -677,7 +688,7 @@ class FeatureStore:
             except TypeError:  # an unhashable item: rejected by _resolve below
                 hit = key = None
             if hit is not None and hit[0] is snapshot:
-                return hit[1], hit[2], hit[3]
+                return hit[1]
             if not all(isinstance(f, str) for f in features):
                 key = None
         requests = self._resolve(features, snapshot)
@@ -692,12 +703,13 @@ class FeatureStore:
             raise InvalidArgument(
                 f"output column {clash!r} would appear twice; pass full_feature_names=True"
             )
-        plan = _core.KeyReadPlan(planned)
+        join_keys = frozenset(k for view, _ in requests for k in view.join_keys)
+        resolved = _OnlinePlan(requests, names, _core.KeyReadPlan(planned), join_keys)
         if key is not None:
             if len(self._online_plans) > 256:
                 self._online_plans.clear()
-            self._online_plans[key] = (snapshot, requests, names, plan)
-        return requests, names, plan
+            self._online_plans[key] = (snapshot, resolved)
+        return resolved
 
     @staticmethod
     def _entity_columns(
@@ -766,14 +778,14 @@ class FeatureStore:
             NotFound: An unknown view or feature.
             SchemaMismatch: A missing join key, a key value of the wrong type.
         """
-        requests, names, plan = self._online_plan(features, full_feature_names)
+        requests, names, plan, join_keys = self._online_plan(features, full_feature_names)
         columns, n = self._entity_columns(entity_rows)
         if n == 0:
             raise InvalidArgument("entity_rows is empty: expected at least one entity")
-        for view, _ in requests:
-            for k in view.join_keys:
-                if k not in columns:
-                    missing_keys = [k for k in view.join_keys if k not in columns]
+        if not columns.keys() >= join_keys:
+            for view, _ in requests:
+                missing_keys = [k for k in view.join_keys if k not in columns]
+                if missing_keys:
                     raise SchemaMismatch(
                         f"entity_rows lack join key(s) {missing_keys} of feature view "
                         f"{view.name!r}: they have {list(columns)}"
