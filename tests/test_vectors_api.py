@@ -14,6 +14,8 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -1060,6 +1062,39 @@ def test_sigkill_during_large_add_keeps_every_acknowledged_batch(tmp_path: Path)
     # The store still takes writes after the crash.
     collection.add(ids="after-crash", embeddings=[[0.0] * vector_workers.DIM])
     assert collection.count() == count + 1
+
+
+def _graph_checkpoints(collection: Any) -> list[str]:
+    return sorted(p.name for p in collection.path.iterdir() if p.name.startswith("graph-"))
+
+
+@pytest.mark.parametrize("exit_call", ["", "os._exit(0)"])
+def test_a_process_exiting_saves_the_graph_it_added(tmp_path: Path, exit_call: str) -> None:
+    # A process that adds records and exits leaves a checkpoint, so the next one loads the
+    # graph instead of inserting every record again; one that dies without running its exit
+    # hooks leaves none, and the next one rebuilds the graph from the records.
+    script = f"""
+import os, sys
+import numpy as np
+import ferrostore.vectors as chromadb
+col = chromadb.PersistentClient(sys.argv[1]).create_collection("graphs", embedding_function=None)
+rng = np.random.default_rng(3)
+for b in range(3):
+    col.add(ids=[f"{{b}}-{{i}}" for i in range(2000)], embeddings=rng.normal(size=(2000, 8)))
+{exit_call}
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    collection = chromadb.PersistentClient(tmp_path).get_collection(
+        "graphs", embedding_function=None
+    )
+    saved = _graph_checkpoints(collection)
+    assert [name.split(".")[0] for name in saved] == (["graph-6000"] if not exit_call else [])
+    assert collection.count() == 6000
+    probe = np.random.default_rng(3).normal(size=(2000, 8))[17]
+    assert collection.query(query_embeddings=[probe], n_results=1, include=[])["ids"] == [["0-17"]]
 
 
 def test_numpy_scalar_metadata_is_stored_as_plain_values():

@@ -193,5 +193,7 @@ class VectorCollection:
         """Set the graph search expansion for this process."""
     def checkpoint(self) -> None:
         """Save the graph so reopening does not rebuild it."""
+    def checkpoint_if_behind(self) -> bool:
+        """Save the graph if re-inserting its unsaved records would cost more (returns whether)."""
     def compact(self) -> None:
         """Rebuild the graph without deleted records."""

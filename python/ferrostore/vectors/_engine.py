@@ -7,6 +7,8 @@ alive by the collections that use it and dropped with the last of them.
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import threading
 import weakref
@@ -15,7 +17,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from ferrostore.errors import StorageError
+from ferrostore.errors import FerrostoreError, StorageError
 
 __all__ = ["Engine", "EngineHandle", "open_engine"]
 
@@ -87,6 +89,9 @@ class Engine(Protocol):
     def set_search_ef(self, ef: int) -> None:
         """Set the HNSW search breadth."""
 
+    def checkpoint_if_behind(self) -> bool:
+        """Save the graph when re-inserting its unsaved records on reopen would cost more."""
+
 
 class EngineHandle:
     """One open engine, shared by the collections of a folder in this process."""
@@ -100,6 +105,28 @@ class EngineHandle:
 
 _handles: weakref.WeakValueDictionary[tuple[int, str], EngineHandle] = weakref.WeakValueDictionary()
 _lock = threading.Lock()
+_log = logging.getLogger(__name__)
+
+
+def checkpoint_open_engines() -> None:
+    """Save the graphs of this process's open engines that are far ahead of their checkpoint.
+
+    Run at interpreter exit, so that the next process to open a collection loads its graph
+    instead of inserting again the records added since the last checkpoint. A failure is
+    logged, never raised: the graph is a cache of the records, rebuilt on open.
+    """
+    with _lock:
+        handles = [h for (pid, _), h in list(_handles.items()) if pid == os.getpid()]
+    for handle in handles:
+        if not os.path.isdir(handle.path):
+            continue
+        try:
+            handle.engine.checkpoint_if_behind()
+        except FerrostoreError as err:
+            _log.warning("could not save the graph of %s at exit: %s", handle.path, err)
+
+
+atexit.register(checkpoint_open_engines)
 
 
 def _engine_class() -> Any:

@@ -278,6 +278,10 @@ impl VectorCollection {
         run(py, || self.inner.checkpoint())
     }
 
+    fn checkpoint_if_behind(&self, py: Python<'_>) -> PyResult<bool> {
+        run(py, || self.inner.checkpoint_if_behind())
+    }
+
     fn compact(&self, py: Python<'_>) -> PyResult<()> {
         run(py, || self.inner.compact())
     }

@@ -443,6 +443,11 @@ const WALK_COST: f64 = 2000.0;
 /// between a query's 20th and 80th nearest, so the rescored top stays the exact one.
 const PACKED_CANDIDATES_PER_HIT: usize = 4;
 const MIN_PACKED_CANDIDATES: usize = 64;
+/// Inserting a record into the graph again costs about this many times what saving it in a
+/// checkpoint costs: on 50k MiniLM rows (float16 graph), reopening without a checkpoint
+/// rebuilt the graph in 3.9 s (78 us a record) and the checkpoint saved in 56 ms (1.1 us).
+/// Rounded down, so a checkpoint is saved rather than not when in doubt.
+const REPLAY_COST_PER_SAVE: u64 = 64;
 /// Exact scoring of at least this many rows for one query is split over every core.
 const PARALLEL_EXACT_ROWS: usize = 4096;
 /// The same for packed rows, cheaper to score: on 50k MiniLM rows, two cores, one part per
@@ -1730,6 +1735,25 @@ impl Collection {
     pub fn checkpoint(&self) -> Result<()> {
         self.refresh()?;
         let mut state = self.state.write().map_err(|_| Self::lock_err())?;
+        self.save_checkpoint(&mut state)
+    }
+
+    /// Checkpoints the graph when the records it holds beyond its last checkpoint would take
+    /// longer to insert again on the next open than the graph takes to save (see
+    /// [`REPLAY_COST_PER_SAVE`]). Returns whether it saved. Meant for a process that is done
+    /// with the collection: the write path checkpoints far less often, to keep adds fast.
+    pub fn checkpoint_if_behind(&self) -> Result<bool> {
+        self.refresh()?;
+        let mut state = self.state.write().map_err(|_| Self::lock_err())?;
+        let behind = state.applied_seq - state.checkpoint_seq;
+        if behind == 0 || behind * REPLAY_COST_PER_SAVE < state.slots.len() as u64 {
+            return Ok(false);
+        }
+        self.save_checkpoint(&mut state)?;
+        Ok(true)
+    }
+
+    fn save_checkpoint(&self, state: &mut State) -> Result<()> {
         if state.applied_seq == state.checkpoint_seq {
             return Ok(());
         }
@@ -1737,16 +1761,40 @@ impl Collection {
         let file = self
             .path
             .join(format!("graph-{}{suffix}", state.applied_seq));
-        let tmp = self
-            .path
-            .join(format!("graph-{}{suffix}.tmp", state.applied_seq));
-        state.graph.save(&tmp)?;
+        // Processes sharing the folder may save the same sequence at once: each writes a file
+        // of its own, and the rename makes one of them whole.
+        let tmp = self.path.join(format!(
+            "graph-{}{suffix}.{}.tmp",
+            state.applied_seq,
+            std::process::id()
+        ));
+        if let Err(e) = state.graph.save(&tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         std::fs::rename(&tmp, &file)
             .map_err(|e| Error::Storage(format!("cannot save graph: {e}")))?;
         state.checkpoint_seq = state.applied_seq;
+        // Only older checkpoints go (another process may have saved a newer one), with the
+        // temporary files of older saves that a killed process left behind.
         for (seq, old) in self.graph_files() {
-            if seq != state.checkpoint_seq {
+            if seq < state.checkpoint_seq {
                 let _ = std::fs::remove_file(old);
+            }
+        }
+        for entry in std::fs::read_dir(&self.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("graph-")) else {
+                continue;
+            };
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let seq: Option<u64> = rest[..digits].parse().ok();
+            if rest.ends_with(".tmp") && seq.is_some_and(|seq| seq < state.checkpoint_seq) {
+                let _ = std::fs::remove_file(entry.path());
             }
         }
         Ok(())

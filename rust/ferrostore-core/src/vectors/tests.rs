@@ -588,6 +588,72 @@ fn graph_checkpoints_reload_catch_up_and_survive_damage() {
     }
 }
 
+/// `checkpoint_if_behind` saves only when replaying the missing records would cost more than
+/// the save; a save keeps a newer checkpoint of another process and removes older files,
+/// temporary ones included.
+#[test]
+fn checkpoint_if_behind_saves_when_replay_costs_more() {
+    let (n, dim) = (6000, 8);
+    let all = vectors(n, dim, 43);
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = CollectionConfig::new(dim, "cosine", 16, 64, 64, "f16");
+    let suffix = Graph::suffix(&cfg);
+    let graph_names = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with("graph-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let c = Collection::open(dir.path(), Some(cfg), Some(1 << 28)).unwrap();
+    c.write(
+        batch(&id_refs[..5950], all[..5950 * dim].to_vec(), None),
+        WriteMode::Add,
+    )
+    .unwrap();
+    assert!(c.checkpoint_if_behind().unwrap(), "5950 records behind");
+    assert_eq!(graph_names(), vec![format!("graph-5950{suffix}")]);
+    assert!(!c.checkpoint_if_behind().unwrap(), "nothing behind");
+    // 50 records behind 6000: replaying them costs less than saving 6000.
+    c.write(
+        batch(&id_refs[5950..], all[5950 * dim..].to_vec(), None),
+        WriteMode::Add,
+    )
+    .unwrap();
+    assert!(!c.checkpoint_if_behind().unwrap(), "50 of 6000 behind");
+    assert_eq!(graph_names(), vec![format!("graph-5950{suffix}")]);
+    // A newer checkpoint of another process stays; an older one and a stale temporary go.
+    let newer = format!("graph-9999{suffix}");
+    std::fs::write(dir.path().join(&newer), b"another process").unwrap();
+    std::fs::write(
+        dir.path().join(format!("graph-10{suffix}.77.tmp")),
+        b"killed",
+    )
+    .unwrap();
+    c.checkpoint().unwrap();
+    assert_eq!(
+        graph_names(),
+        vec![format!("graph-6000{suffix}"), newer.clone()]
+    );
+    std::fs::remove_file(dir.path().join(&newer)).unwrap();
+    drop(c);
+    let c = Collection::open(dir.path(), None, Some(1 << 28)).unwrap();
+    assert_eq!(c.count().unwrap(), n);
+    let r = c
+        .query(
+            &all[5990 * dim..5991 * dim],
+            1,
+            FilterTexts::default(),
+            Include::default(),
+        )
+        .unwrap();
+    assert_eq!(r[0].ids, vec!["5990".to_string()]);
+}
+
 /// Collection queries against the bare graph search on the same graph, one query per call.
 /// Reads the data of `hnsw_speed` (see `hnsw::tests::speed_data`); run with `--ignored
 /// --nocapture`.
