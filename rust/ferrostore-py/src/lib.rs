@@ -4,6 +4,7 @@
 //! with the GIL released and panics caught ([`run`]), maps core errors onto
 //! `ferrostore.errors` ([`error`]) and converts results into Arrow or small Python values.
 
+mod allocator;
 mod arrow_input;
 mod error;
 mod join;
@@ -14,6 +15,7 @@ use pyo3::prelude::*;
 
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    allocator::configure();
     m.add_class::<online::OnlineStore>()?;
     m.add_class::<online::KeyReadPlan>()?;
     m.add_function(wrap_pyfunction!(join::point_in_time_join, m)?)?;
