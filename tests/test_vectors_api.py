@@ -721,6 +721,8 @@ BAD_READS: list[tuple[str, dict[str, Any], str]] = [
     ("query", {"query_texts": ["x"]}, "embedding function"),
     ("query", {"query_texts": [1]}, "document to be a str"),
     ("query", {"query_embeddings": [[float("inf")] * DIM]}, "finite"),
+    ("query", {"query_embeddings": [V, [float("nan")] * DIM]}, "embedding 1 holds NaN"),
+    ("query", {"query_embeddings": np.full((1, DIM), 1e39)}, "embedding 0 holds NaN or inf"),
     ("query", {"query_embeddings": [0.5] * (DIM - 1)}, f"dimension of {DIM}, got {DIM - 1}"),
     ("peek", {"limit": -1}, "limit"),
 ]

@@ -193,6 +193,8 @@ class VectorCollection:
         """Set the graph search expansion for this process."""
     def checkpoint(self) -> None:
         """Save the graph so reopening does not rebuild it."""
+    def is_deleted(self) -> bool:
+        """Whether the collection's folder was removed (by any process) since it was opened."""
     def checkpoint_if_behind(self) -> bool:
         """Save the graph if re-inserting its unsaved records would cost more (returns whether)."""
     def compact(self) -> None:

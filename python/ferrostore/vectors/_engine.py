@@ -89,6 +89,9 @@ class Engine(Protocol):
     def set_search_ef(self, ef: int) -> None:
         """Set the HNSW search breadth."""
 
+    def is_deleted(self) -> bool:
+        """Whether the collection's folder was removed (by any process) since it was opened."""
+
     def checkpoint_if_behind(self) -> bool:
         """Save the graph when re-inserting its unsaved records on reopen would cost more."""
 

@@ -149,8 +149,16 @@ def check_ids(ids: Any) -> list[str]:
     return listed
 
 
-def normalize_embeddings(embeddings: Any, what: str = "embeddings") -> NDArray[np.float32]:
+def normalize_embeddings(
+    embeddings: Any, what: str = "embeddings", *, check_finite: bool = True
+) -> NDArray[np.float32]:
     """Turn one embedding or many (lists, arrays, lists of arrays) into a float32 (n, d) array.
+
+    Args:
+        embeddings: The embeddings as given.
+        what: Their name in error messages.
+        check_finite: Refuse NaN and infinity here; ``False`` where the engine refuses them
+            itself (queries), which saves a pass over the values.
 
     Raises:
         InvalidArgument: Empty, ragged, non-numeric, or containing NaN or infinity, or values
@@ -208,7 +216,7 @@ def normalize_embeddings(embeddings: Any, what: str = "embeddings") -> NDArray[n
     else:  # values beyond the float32 range become infinity, refused below
         with np.errstate(over="ignore", invalid="ignore"):
             converted = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.isfinite(converted).all():
+    if check_finite and not np.isfinite(converted).all():
         bad_row = int(np.nonzero(~np.isfinite(converted).all(axis=1))[0][0])
         raise InvalidArgument(
             f"Expected {what} to be finite float32 values, got NaN, infinity or a value beyond "

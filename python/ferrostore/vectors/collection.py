@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -217,7 +216,7 @@ class Collection:
         With ``create_dim``, a collection without a dimension gets that one (first add).
         """
         if self._handle is not None:
-            if not os.path.isdir(self._handle.path):
+            if self._handle.engine.is_deleted():
                 raise NotFound(f"Collection [{self.name}] does not exist")
             return self._handle.engine
         # Checked once per open: the collection may have been deleted (by another process),
@@ -615,7 +614,10 @@ class Collection:
                 )
             vectors = None
             if query_embeddings is not None:
-                vectors = _validation.normalize_embeddings(query_embeddings, "query_embeddings")
+                # The engine refuses NaN and infinity in queries (naming the row).
+                vectors = _validation.normalize_embeddings(
+                    query_embeddings, "query_embeddings", check_finite=False
+                )
             texts = _validation.check_documents(query_texts, nullable=False)
             valid_n = _validation.check_n_results(n_results)
             where_json, where_document_json = _filters(where, where_document)

@@ -278,6 +278,10 @@ impl VectorCollection {
         run(py, || self.inner.checkpoint())
     }
 
+    fn is_deleted(&self) -> bool {
+        self.inner.is_deleted()
+    }
+
     fn checkpoint_if_behind(&self, py: Python<'_>) -> PyResult<bool> {
         run(py, || self.inner.checkpoint_if_behind())
     }

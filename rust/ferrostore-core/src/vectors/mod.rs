@@ -373,6 +373,10 @@ pub struct Collection {
     state: RwLock<State>,
     writer: Mutex<()>,
     filters: Mutex<FilterCache>,
+    /// The collection's folder, held open: once it is removed (the collection deleted, by
+    /// any process) it has no links left, which [`Collection::is_deleted`] sees without a
+    /// path lookup.
+    folder: std::fs::File,
 }
 
 /// Filters evaluated at one applied version, by their texts: applications repeat the same
@@ -736,6 +740,12 @@ impl Collection {
         };
         wtxn.commit().map_err(lmdb(&path, "opening"))?;
         let space = config.validate()?;
+        let folder = std::fs::File::open(&path).map_err(|e| {
+            Error::Storage(format!(
+                "cannot open collection folder '{}': {e}",
+                path.display()
+            ))
+        })?;
         let state = State {
             graph: Graph::new(&config, space)?,
             slots: HashMap::new(),
@@ -759,6 +769,7 @@ impl Collection {
             state: RwLock::new(state),
             writer: Mutex::new(()),
             filters: Mutex::new(FilterCache::default()),
+            folder,
         };
         collection.load_checkpoint()?;
         collection.refresh()?;
@@ -767,6 +778,20 @@ impl Collection {
 
     pub fn config(&self) -> &CollectionConfig {
         &self.config
+    }
+
+    /// Whether the collection's folder was removed since it was opened: one `fstat` of the
+    /// folder held open (a removed directory has no links), cheap enough for every call.
+    pub fn is_deleted(&self) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            self.folder.metadata().map_or(true, |m| m.nlink() == 0)
+        }
+        #[cfg(not(unix))]
+        {
+            !self.path.is_dir()
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -1419,10 +1444,13 @@ impl Collection {
                 queries.len()
             )));
         }
-        if queries.iter().any(|x| !x.is_finite()) {
-            return Err(Error::InvalidArgument(
-                "a query embedding holds NaN or infinity: expected finite numbers".into(),
-            ));
+        if let Some(row) = queries
+            .chunks(dim)
+            .position(|q| q.iter().any(|x| !x.is_finite()))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "query embedding {row} holds NaN or infinity: expected finite float32 values"
+            )));
         }
         let (rtxn, state) = self.snapshot()?;
         let filtered = filters.where_.is_some() || filters.where_document.is_some();

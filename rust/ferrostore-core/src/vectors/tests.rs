@@ -588,6 +588,21 @@ fn graph_checkpoints_reload_catch_up_and_survive_damage() {
     }
 }
 
+/// A collection sees its folder removed (by any process) without a path lookup.
+#[test]
+fn a_removed_folder_is_seen_as_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c");
+    let cfg = CollectionConfig::new(4, "l2", 16, 64, 64, "f32");
+    let c = Collection::open(&path, Some(cfg), Some(1 << 24)).unwrap();
+    assert!(!c.is_deleted());
+    std::fs::remove_dir_all(&path).unwrap();
+    assert!(c.is_deleted());
+    // A new folder at the same path is another collection: this one stays deleted.
+    std::fs::create_dir(&path).unwrap();
+    assert!(c.is_deleted());
+}
+
 /// `checkpoint_if_behind` saves only when replaying the missing records would cost more than
 /// the save; a save keeps a newer checkpoint of another process and removes older files,
 /// temporary ones included.
