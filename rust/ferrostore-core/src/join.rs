@@ -290,15 +290,10 @@ pub fn point_in_time_join(
                 .iter()
                 .map(|k| k[0].1.as_primitive::<arrow_array::types::Int64Type>())
                 .collect();
-            group_ids(
-                |row| e.is_valid(row).then(|| e.value(row)),
-                entities.num_rows(),
-                &row_chunks(features),
-                |b, row| {
-                    let f = keys[b];
-                    (f.is_valid(row) && usable(b, row)).then(|| f.value(row))
-                },
-            )
+            int_group_ids(e, &row_chunks(features), |b, row| {
+                let f = keys[b];
+                (f.is_valid(row) && usable(b, row)).then(|| f.value(row))
+            })
         }
         _ => {
             let encoded = feature_key_cols
@@ -521,18 +516,95 @@ fn group_ids<K: std::hash::Hash + Eq + Send + Sync>(
             })
         })
         .collect();
-    let (groups, feature_key) = (&groups, &feature_key);
-    let group_of = chunks
-        .par_iter()
-        .flat_map_iter(|(b, rows)| {
-            rows.clone().map(move |row| {
-                feature_key(*b, row)
-                    .and_then(|key| groups.get(&key).copied())
-                    .unwrap_or(u32::MAX)
+    let group_of = rows_to_groups(chunks, |b, row| {
+        feature_key(b, row)
+            .and_then(|key| groups.get(&key).copied())
+            .unwrap_or(u32::MAX)
+    });
+    (entity_group, groups.len(), group_of)
+}
+
+/// Entity keys spanning at most this many values per entity row (or [`DENSE_MIN_SPAN`])
+/// are numbered through a table indexed by `key - min` instead of a hash map.
+const DENSE_SPAN_PER_ROW: usize = 4;
+const DENSE_MIN_SPAN: usize = 1 << 16;
+
+/// [`group_ids`] for one integer key. Keys are often dense (sequential ids): then each
+/// feature row finds its group with one load from a table of 4 bytes per key value, where a
+/// hash map of the same keys is several times larger and probed at random. On 1M entity
+/// rows over 50M feature rows (`benches/features_side_by_side.py`), a training set went from
+/// 7.2-7.8 to 5.9-6.4 s, the builds taking turns.
+fn int_group_ids(
+    entity: &arrow_array::Int64Array,
+    chunks: &[(usize, std::ops::Range<usize>)],
+    feature_key: impl Fn(usize, usize) -> Option<i64> + Sync,
+) -> (Vec<Option<u32>>, usize, Vec<u32>) {
+    let rows = entity.len();
+    let valid = || {
+        (0..rows)
+            .filter(|&r| entity.is_valid(r))
+            .map(|r| entity.value(r))
+    };
+    let span = match (valid().min(), valid().max()) {
+        (Some(lo), Some(hi)) => usize::try_from(hi.abs_diff(lo))
+            .ok()
+            .and_then(|d| d.checked_add(1))
+            .filter(|&span| span <= DENSE_MIN_SPAN.max(DENSE_SPAN_PER_ROW * rows))
+            .map(|span| (lo, span)),
+        _ => None,
+    };
+    let Some((lo, span)) = span else {
+        return group_ids(
+            |row| entity.is_valid(row).then(|| entity.value(row)),
+            rows,
+            chunks,
+            feature_key,
+        );
+    };
+    // Groups are numbered in order of first appearance, as in `group_ids`.
+    let mut table = vec![u32::MAX; span];
+    let mut groups = 0u32;
+    let entity_group = (0..rows)
+        .map(|row| {
+            entity.is_valid(row).then(|| {
+                let slot = &mut table[entity.value(row).abs_diff(lo) as usize];
+                if *slot == u32::MAX {
+                    *slot = groups;
+                    groups += 1;
+                }
+                *slot
             })
         })
         .collect();
-    (entity_group, groups.len(), group_of)
+    let group_of = rows_to_groups(chunks, |b, row| {
+        // A key below `lo` wraps to a huge offset: like one above the range, it has no slot.
+        feature_key(b, row)
+            .and_then(|key| table.get(key.wrapping_sub(lo) as u64 as usize).copied())
+            .unwrap_or(u32::MAX)
+    });
+    (entity_group, groups as usize, group_of)
+}
+
+/// `group(batch, row)` of every row of `chunks` (in order), chunks filled in parallel.
+fn rows_to_groups(
+    chunks: &[(usize, std::ops::Range<usize>)],
+    group: impl Fn(usize, usize) -> u32 + Sync,
+) -> Vec<u32> {
+    let total = chunks.iter().map(|(_, rows)| rows.len()).sum();
+    let mut out = vec![u32::MAX; total];
+    let mut parts = Vec::with_capacity(chunks.len());
+    let mut rest = &mut out[..];
+    for (b, rows) in chunks {
+        let (part, tail) = std::mem::take(&mut rest).split_at_mut(rows.len());
+        parts.push((part, *b, rows.clone()));
+        rest = tail;
+    }
+    parts.into_par_iter().for_each(|(part, b, rows)| {
+        for (slot, row) in part.iter_mut().zip(rows) {
+            *slot = group(b, row);
+        }
+    });
+    out
 }
 
 /// `(batch, rows)` pieces of at most 65,536 rows covering every row of `batches` in order.

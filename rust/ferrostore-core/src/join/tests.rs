@@ -108,7 +108,71 @@ proptest! {
             start = cut;
         }
         let out = point_in_time_join(&entities(&ids, &ts), &batches, &spec(ttl, true)).unwrap();
-        prop_assert_eq!(values(&out), want);
+        prop_assert_eq!(values(&out), want.clone());
+        // Integer keys are looked up in a table over their range when dense, in a hash map
+        // when sparse: keys spread far apart (and negative ones) give the same answer.
+        for (spread, shift) in [(1i64 << 40, 0i64), (-3, -5), (1, i64::MIN + 10)] {
+            let key = |id: i64| id.wrapping_mul(spread).wrapping_add(shift);
+            let far: Vec<i64> = ids.iter().map(|&id| key(id)).collect();
+            let mut rows_far = features(&rows);
+            let column = Int64Array::from(rows.iter().map(|r| key(r.0)).collect::<Vec<_>>());
+            let mut columns = rows_far.columns().to_vec();
+            columns[0] = Arc::new(column);
+            rows_far = RecordBatch::try_new(
+                Arc::new(arrow_schema::Schema::new(
+                    rows_far
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.as_ref().clone().with_data_type(
+                            if f.name() == "id" { arrow_schema::DataType::Int64 } else { f.data_type().clone() }
+                        ))
+                        .collect::<Vec<_>>(),
+                )),
+                columns,
+            ).unwrap();
+            let out = point_in_time_join(&entities(&far, &ts), &[rows_far], &spec(ttl, true)).unwrap();
+            prop_assert_eq!(values(&out), want.clone(), "spread {} shift {}", spread, shift);
+        }
+    }
+}
+
+/// Integer keys at the ends of the range, and feature keys below, inside and above the
+/// entity keys' range, on the table path and the hash path.
+#[test]
+fn integer_keys_at_the_extremes() {
+    for ids in [
+        vec![0i64, 1, 2],
+        vec![i64::MIN, i64::MAX, 0],
+        vec![-2, -1, 3],
+    ] {
+        let ts = vec![10i64; ids.len()];
+        let mut rows: Vec<(i64, i64, i64, i64)> = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            rows.push((id, 5, 0, i as i64 + 100));
+            rows.push((id.wrapping_add(1), 5, 0, -1)); // a neighbouring key: no entity row
+            rows.push((id.wrapping_sub(1), 6, 0, -2));
+        }
+        let key_column = Int64Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>());
+        let batch = features(&rows);
+        let mut columns = batch.columns().to_vec();
+        columns[0] = Arc::new(key_column);
+        let schema = arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("id", arrow_schema::DataType::Int64, true),
+            batch.schema().field(1).clone(),
+            batch.schema().field(2).clone(),
+            batch.schema().field(3).clone(),
+        ]);
+        let batch = RecordBatch::try_new(Arc::new(schema), columns).unwrap();
+        let out = point_in_time_join(&entities(&ids, &ts), &[batch], &spec(None, true)).unwrap();
+        let want: Vec<Option<i64>> = (0..ids.len())
+            .map(|i| {
+                // Neighbours of other ids may be this id (e.g. 0 + 1 == 1): the reference
+                // settles which row wins.
+                reference(&ids[i..=i], &ts[i..=i], &rows, None)[0]
+            })
+            .collect();
+        assert_eq!(values(&out), want, "{ids:?}");
     }
 }
 
