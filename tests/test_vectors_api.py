@@ -343,6 +343,8 @@ def test_query_on_empty_collection_returns_empty_lists(client: chromadb.ClientAP
     assert result["distances"] == [[], []]
     assert result["documents"] == [[], []] and result["metadatas"] == [[], []]
     assert empty.get()["ids"] == [] and empty.count() == 0
+    with pytest.raises(errors.InvalidArgument, match=r"finite float32 values.*embedding 1"):
+        empty.query(query_embeddings=[[1.0, 2.0], [float("nan"), 4.0]])
     _fill(empty)
     empty.delete(ids=IDS)
     assert empty.query(query_embeddings=EMB[0], n_results=3)["ids"] == [[]]

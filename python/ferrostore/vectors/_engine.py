@@ -121,7 +121,7 @@ def checkpoint_open_engines() -> None:
     with _lock:
         handles = [h for (pid, _), h in list(_handles.items()) if pid == os.getpid()]
     for handle in handles:
-        if not os.path.isdir(handle.path):
+        if handle.engine.is_deleted():
             continue
         try:
             handle.engine.checkpoint_if_behind()

@@ -216,13 +216,23 @@ def normalize_embeddings(
     else:  # values beyond the float32 range become infinity, refused below
         with np.errstate(over="ignore", invalid="ignore"):
             converted = np.ascontiguousarray(array, dtype=np.float32)
-    if check_finite and not np.isfinite(converted).all():
-        bad_row = int(np.nonzero(~np.isfinite(converted).all(axis=1))[0][0])
+    if check_finite:
+        require_finite(converted, what)
+    return converted
+
+
+def require_finite(embeddings: NDArray[np.float32], what: str = "embeddings") -> None:
+    """Refuse NaN and infinity (float32 embeddings, one per row).
+
+    Raises:
+        InvalidArgument: Naming the first row that holds one.
+    """
+    if not np.isfinite(embeddings).all():
+        bad_row = int(np.nonzero(~np.isfinite(embeddings).all(axis=1))[0][0])
         raise InvalidArgument(
             f"Expected {what} to be finite float32 values, got NaN, infinity or a value beyond "
             f"the float32 range in embedding {bad_row}"
         )
-    return converted
 
 
 def check_documents(documents: Any, *, nullable: bool) -> list[str | None] | None:

@@ -633,6 +633,8 @@ class Collection:
             with context("query"):
                 self._check_dimension(engine, vectors)
         if engine is None:
+            with context("query"):  # no engine to refuse them
+                _validation.require_finite(vectors, "query_embeddings")
             n = vectors.shape[0]
             empty = np.empty((0, vectors.shape[1]), np.float32)
             return _query_result(
