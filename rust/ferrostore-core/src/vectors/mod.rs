@@ -1233,7 +1233,8 @@ impl Collection {
         if n >= RELEASE_AFTER {
             release_heap();
         }
-        self.maybe_maintain()
+        self.maybe_maintain();
+        Ok(())
     }
 
     fn tomb(&self, wtxn: &mut heed::RwTxn<'_>, version: u64, seq: u64) -> Result<()> {
@@ -1378,7 +1379,7 @@ impl Collection {
         wtxn.commit().map_err(&err)?;
         drop(_writer);
         self.refresh()?;
-        self.maybe_maintain()?;
+        self.maybe_maintain();
         Ok(victims.len())
     }
 
@@ -1865,23 +1866,24 @@ impl Collection {
     }
 
     /// Compacts when deletions pass a quarter of the graph; checkpoints when the graph is far
-    /// ahead of its last checkpoint.
-    fn maybe_maintain(&self) -> Result<()> {
-        let (removed, size, behind) = {
-            let s = self.state.read().map_err(|_| Self::lock_err())?;
+    /// ahead of its last checkpoint. It runs after a write has committed, so its failures (a
+    /// full disk, another process's file in the way) are not the write's and are dropped: the
+    /// graph is a cache of the records, caught up or rebuilt on the next open.
+    fn maybe_maintain(&self) {
+        let Ok((removed, size, behind)) = self.state.read().map(|s| {
             (
                 s.removed_in_graph,
                 s.slots.len(),
                 s.applied_seq - s.checkpoint_seq,
             )
+        }) else {
+            return;
         };
         if removed > 1000 && removed * 4 > size {
-            return self.compact();
+            let _ = self.compact();
+        } else if behind as usize > 50_000.max(size) {
+            let _ = self.checkpoint();
         }
-        if behind as usize > 50_000.max(size) {
-            return self.checkpoint();
-        }
-        Ok(())
     }
 }
 

@@ -588,6 +588,35 @@ fn graph_checkpoints_reload_catch_up_and_survive_damage() {
     }
 }
 
+/// A write that triggers a checkpoint succeeds when the checkpoint cannot be saved: the
+/// write has committed, and the graph is only a cache.
+#[test]
+fn a_failed_checkpoint_does_not_fail_the_write() {
+    let (n, dim) = (50_001, 2);
+    let all = vectors(n, dim, 47);
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = CollectionConfig::new(dim, "l2", 8, 16, 16, "f32");
+    let suffix = Graph::suffix(&cfg);
+    // A non-empty folder where the checkpoint would be renamed to: the save fails.
+    for seq in n - 2..=n + 2 {
+        let blocker = dir.path().join(format!("graph-{seq}{suffix}"));
+        std::fs::create_dir_all(blocker.join("taken")).unwrap();
+    }
+    let c = Collection::open(dir.path(), Some(cfg), Some(1 << 28)).unwrap();
+    c.write(batch(&id_refs, all.clone(), None), WriteMode::Add)
+        .unwrap();
+    // The graph is now more than max(50,000, live records) ahead of its (absent) checkpoint:
+    // the delete's maintenance tries to save it, and cannot.
+    assert_eq!(c.delete(Some(&["0".to_string()]), None, None).unwrap(), 1);
+    assert!(c.checkpoint().is_err(), "the blocker is in the way");
+    assert_eq!(c.count().unwrap(), n - 1);
+    drop(c);
+    let c = Collection::open(dir.path(), None, Some(1 << 28)).unwrap();
+    assert_eq!(c.count().unwrap(), n - 1);
+}
+
 /// A collection sees its folder removed (by any process) without a path lookup.
 #[test]
 fn a_removed_folder_is_seen_as_deleted() {
