@@ -17,11 +17,23 @@ class KeyReadPlan:
 class OnlineStore:
     """An LMDB online store folder; use :class:`ferrostore.features.OnlineStore`."""
 
-    def __init__(self, path: str | os.PathLike[str], *, map_size: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        map_size: int | None = None,
+        cache_bytes: int | None = None,
+    ) -> None:
         """Open (creating if needed) the store in ``path``."""
     @property
     def path(self) -> str:
         """The store's folder."""
+    def set_cache_bytes(self, bytes: int) -> None:
+        """Set this process's memory budget for views kept in memory (0: none)."""
+    def cache_bytes_used(self) -> int:
+        """The bytes of memory this process holds for views kept in memory."""
+    def preload(self, view: str) -> bool:
+        """Load a view into memory now; ``False`` when it does not fit the budget."""
     def register_view(
         self,
         name: str,

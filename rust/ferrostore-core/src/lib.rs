@@ -7,6 +7,7 @@
 pub mod error;
 pub mod join;
 pub mod online;
+mod prefetch;
 pub mod timestamps;
 pub mod vectors;
 

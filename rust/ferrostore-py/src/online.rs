@@ -182,10 +182,33 @@ pub struct OnlineStore {
 #[pymethods]
 impl OnlineStore {
     #[new]
-    #[pyo3(signature = (path, *, map_size=None))]
-    fn new(py: Python<'_>, path: std::path::PathBuf, map_size: Option<usize>) -> PyResult<Self> {
-        let store = run(py, || CoreStore::open(&path, map_size))?;
+    #[pyo3(signature = (path, *, map_size=None, cache_bytes=None))]
+    fn new(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        map_size: Option<usize>,
+        cache_bytes: Option<usize>,
+    ) -> PyResult<Self> {
+        let store = run(py, || {
+            let store = CoreStore::open(&path, map_size)?;
+            if let Some(bytes) = cache_bytes {
+                store.set_cache_bytes(bytes)?;
+            }
+            Ok(store)
+        })?;
         Ok(OnlineStore { store })
+    }
+
+    fn set_cache_bytes(&self, py: Python<'_>, bytes: usize) -> PyResult<()> {
+        run(py, || self.store.set_cache_bytes(bytes))
+    }
+
+    fn cache_bytes_used(&self, py: Python<'_>) -> PyResult<usize> {
+        run(py, || self.store.cache_bytes_used())
+    }
+
+    fn preload(&self, py: Python<'_>, view: String) -> PyResult<bool> {
+        run(py, || self.store.preload(&view))
     }
 
     #[getter]

@@ -742,6 +742,8 @@ proptest::proptest! {
             store.register_view(&spec(None), OnSchemaChange::Error).unwrap();
             store.write("customer", &[rows_batch(&preloaded)], &opts).unwrap();
         }
+        // `each` is read with a replica the chunks make stale, `one` with a current one.
+        proptest::prop_assert!(each.preload("customer").unwrap());
         let batches: Vec<Vec<RecordBatch>> =
             chunks.iter().map(|c| vec![rows_batch(c)]).collect();
         let total_rows: usize = chunks.iter().map(Vec::len).sum();
@@ -752,6 +754,7 @@ proptest::proptest! {
         for chunk in &batches {
             each.write("customer", chunk, &opts).unwrap();
         }
+        proptest::prop_assert!(one.preload("customer").unwrap());
         let ids: Vec<KeyValue> = (0..600).map(KeyValue::Int).collect();
         let request = [KeysRequest { view: "customer", features: Some(&["total", "name"]), keys: &ids }];
         for store in [&one, &each] {
@@ -794,4 +797,137 @@ fn a_failing_chunk_writes_nothing_of_the_stream() {
     let chunks = vec![Ok(vec![batch(&[1], &[5], &[Some(1)])]), Ok(vec![bad])];
     assert!(store.write_chunks("customer", chunks, &opts).is_err());
     assert_eq!(store.count("customer").unwrap(), 0);
+}
+
+/// Reads of ids `0..n` with every feature, through `read_keys` and through `read`.
+fn read_both_ways(store: &OnlineStore, n: i64) -> (RowsRead, ReadResult) {
+    let ids: Vec<KeyValue> = (0..n).map(KeyValue::Int).collect();
+    let by_keys = store
+        .read_keys(
+            &[KeysRequest {
+                view: "customer",
+                features: None,
+                keys: &ids,
+            }],
+            0,
+        )
+        .unwrap()
+        .remove(0);
+    let ids: Vec<i64> = (0..n).collect();
+    let by_batch = store.read(&request(), &keys(&ids), 0).unwrap();
+    (by_keys, by_batch)
+}
+
+fn assert_same_reads(a: &(RowsRead, ReadResult), b: &(RowsRead, ReadResult)) {
+    assert_eq!(a.0.values, b.0.values);
+    assert_eq!(a.0.statuses, b.0.statuses);
+    assert_eq!(a.0.event_ts, b.0.event_ts);
+    assert_eq!(a.1.values, b.1.values);
+    assert_eq!(a.1.statuses, b.1.statuses);
+    assert_eq!(a.1.event_timestamps, b.1.event_timestamps);
+}
+
+#[test]
+fn a_view_in_memory_reads_as_lmdb_does_and_writes_make_it_stale() {
+    let (_dir, store) = open();
+    store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    let ids: Vec<i64> = (0..300).collect();
+    let totals: Vec<Option<i64>> = ids.iter().map(|&i| (i % 7 != 0).then_some(i)).collect();
+    store
+        .write(
+            "customer",
+            &[batch(&ids, &[10; 300], &totals)],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    store.set_cache_bytes(0).unwrap();
+    let from_lmdb = read_both_ways(&store, 400);
+    store.set_cache_bytes(DEFAULT_CACHE_BYTES).unwrap();
+    assert!(store.preload("customer").unwrap());
+    assert!(store.cache_bytes_used().unwrap() > 0);
+    assert_same_reads(&read_both_ways(&store, 400), &from_lmdb);
+
+    // A newer row for id 5 and a new id 350: the replica is stale at once.
+    store
+        .write(
+            "customer",
+            &[batch(&[5, 350], &[11, 11], &[Some(-5), Some(-350)])],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    let (after, _) = read_both_ways(&store, 400);
+    let width = 3;
+    assert_eq!(after.values[5 * width], Value::Int64(-5));
+    assert_eq!(after.values[350 * width], Value::Int64(-350));
+    assert!(store.preload("customer").unwrap());
+    let reloaded = read_both_ways(&store, 400);
+    assert_eq!(reloaded.0.values[5 * width], Value::Int64(-5));
+    assert_eq!(reloaded.0.values[350 * width], Value::Int64(-350));
+
+    // Older rows change nothing, and leave the replica current.
+    store
+        .write(
+            "customer",
+            &[batch(&[5], &[1], &[Some(0)])],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    assert_same_reads(&read_both_ways(&store, 400), &reloaded);
+
+    store.clear_view("customer").unwrap();
+    let (cleared, _) = read_both_ways(&store, 400);
+    assert!(cleared.statuses.iter().all(|s| *s == Status::NotFound));
+}
+
+#[test]
+fn a_view_over_the_budget_is_read_from_lmdb() {
+    let (_dir, store) = open();
+    store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    let ids: Vec<i64> = (0..300).collect();
+    store
+        .write(
+            "customer",
+            &[batch(&ids, &[10; 300], &[Some(1); 300])],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    store.set_cache_bytes(0).unwrap();
+    let from_lmdb = read_both_ways(&store, 300);
+    store.set_cache_bytes(4096).unwrap();
+    assert!(!store.preload("customer").unwrap());
+    assert_eq!(store.cache_bytes_used().unwrap(), 0);
+    assert_same_reads(&read_both_ways(&store, 300), &from_lmdb);
+}
+
+#[test]
+fn reads_load_the_view_into_memory_in_the_background() {
+    let (_dir, store) = open();
+    store
+        .register_view(&spec(None), OnSchemaChange::Error)
+        .unwrap();
+    store
+        .write(
+            "customer",
+            &[batch(&[1, 2], &[10, 10], &[Some(1), Some(2)])],
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    let first = read_both_ways(&store, 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.cache_bytes_used().unwrap() == 0 {
+        assert!(Instant::now() < deadline, "no replica was loaded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_same_reads(&read_both_ways(&store, 3), &first);
+    // A new version of the view drops the old one's replica.
+    let mut wider = spec(None);
+    wider.features.push(Column::new("extra", ValueType::Int64));
+    store
+        .register_view(&wider, OnSchemaChange::NewVersion)
+        .unwrap();
+    assert_eq!(store.cache_bytes_used().unwrap(), 0);
 }

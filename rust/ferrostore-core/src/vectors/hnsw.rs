@@ -29,6 +29,7 @@ use std::sync::{Mutex, OnceLock, RwLock};
 use rayon::prelude::*;
 
 use super::{lanes, normalize, Space};
+use crate::prefetch::prefetch_lines;
 use crate::{Error, Result};
 
 /// The highest level a node can get (a level is drawn as `-ln(u) / ln(m)`).
@@ -1751,22 +1752,6 @@ fn seek(keys: &[u64], from: usize, key: u64) -> usize {
     }
     let hi = hi.min(keys.len());
     lo + keys[lo..hi].partition_point(|&k| k < key)
-}
-
-/// Prefetches `lines` cache lines from `p` (a hint: never faults, does nothing elsewhere
-/// than on x86-64). `p` and the lines after it must lie in one allocation.
-#[inline]
-pub(super) fn prefetch_lines(p: *const i8, lines: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        for line in 0..lines {
-            // SAFETY: _mm_prefetch never faults; the address stays in the caller's slice.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64 * line)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (p, lines);
 }
 
 fn read_u64s(r: &mut impl Read, n: usize) -> std::io::Result<Vec<u64>> {

@@ -1574,7 +1574,10 @@ impl Collection {
             if rescore {
                 // Its vector is read back below: its lines load while the next is looked up.
                 if let Some(r) = &stored {
-                    hnsw::prefetch_lines(r.vector.as_ptr().cast(), r.vector.len().div_ceil(64));
+                    crate::prefetch::prefetch_lines(
+                        r.vector.as_ptr().cast(),
+                        r.vector.len().div_ceil(64),
+                    );
                 }
             }
             records.push(stored);
