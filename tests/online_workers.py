@@ -63,14 +63,22 @@ def consistency_writer(
 
 
 def consistency_reader(
-    path: str, view: str, n_entities: int, ready: Any, stop: Any, results: Any
+    path: str,
+    view: str,
+    n_entities: int,
+    ready: Any,
+    stop: Any,
+    results: Any,
+    in_memory: bool = False,
 ) -> None:
     """Read every entity repeatedly until ``stop`` is set; report each read's batch number.
 
     Consecutive equal observations are collapsed into one ``(observation, count)`` pair.
+    With ``in_memory``, the view is loaded into memory after every read (so reads between
+    two writes use the copy) and never in the background; otherwise never.
     """
     try:
-        store = OnlineStore(path)
+        store = OnlineStore(path, cache_bytes=64 << 20 if in_memory else 0)
         entities = pa.table({"k": pa.array(np.arange(n_entities), pa.int64())})
         seen: list[list[Any]] = []
         ready.set()
@@ -85,6 +93,8 @@ def consistency_reader(
                 seen.append([observation, 1])
             if last:
                 break
+            if in_memory:
+                store.preload([view])
         results.put(("reader", [tuple(s) for s in seen]))
     except BaseException:
         results.put(("error", traceback.format_exc()))
@@ -119,5 +129,15 @@ def probe_store(path: str, view: str, results: Any) -> None:
         before = store.count(view)
         store.write(view, batch_table(np.array([-7]), 7, 7200))
         results.put(("probe", (before, store.count(view), store.read_one(view, [-7])["x"])))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
+def write_batch(path: str, view: str, n_entities: int, value: int, results: Any) -> None:
+    """Set ``x`` of entities ``0..n_entities`` to ``value`` at ``BASE + value`` seconds."""
+    try:
+        store = OnlineStore(path)
+        written = store.write(view, batch_table(np.arange(n_entities), value, value)).written
+        results.put(("written", written))
     except BaseException:
         results.put(("error", traceback.format_exc()))

@@ -175,3 +175,27 @@ def test_repo_config_errors(tmp_path: Path):
     (tmp_path / "feature_store.yaml").write_text("project: p\nonline_store:\n  type: redis\n")
     with pytest.raises(FerrostoreError, match="online_store"):
         FeatureStore(repo_path=tmp_path)
+
+
+@pytest.mark.parametrize("cache_mb", ["-1", "many", "true", "[1]"])
+def test_online_cache_mb_not_a_size(tmp_path: Path, cache_mb: str):
+    (tmp_path / "feature_store.yaml").write_text(
+        f"project: p\nonline_store:\n  type: lmdb\n  cache_mb: {cache_mb}\n"
+    )
+    with pytest.raises(InvalidArgument, match="cache_mb"):
+        FeatureStore(repo_path=tmp_path)
+
+
+def test_online_cache_mb_sets_the_online_store_budget(tmp_path: Path):
+    (tmp_path / "feature_store.yaml").write_text(
+        "project: p\nonline_store:\n  type: lmdb\n  cache_mb: 0.5\n"
+    )
+    store = FeatureStore(repo_path=tmp_path)
+    assert store.config.online_cache_bytes == 1 << 19
+    online = store.online_store
+    online.register_view("v", {"k": "int64"}, {"x": "int64"})
+    assert online.preload() == {"v": True}
+    rows = 20_000
+    when = [dt.datetime(2024, 1, 1)] * rows
+    online.write("v", {"k": list(range(rows)), "x": [0] * rows, "event_timestamp": when})
+    assert online.preload() == {"v": False}  # past 0.5 MiB

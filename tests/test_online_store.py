@@ -1193,6 +1193,60 @@ def test_map_size_not_a_positive_multiple_of_4096(tmp_path: Path, map_size: Any)
         OnlineStore(tmp_path / "s", map_size=map_size)
 
 
+@pytest.mark.parametrize("cache_bytes", [-1, 2**63, 1.5, "1", True], ids=repr)
+def test_cache_bytes_not_a_size(tmp_path: Path, cache_bytes: Any) -> None:
+    with pytest.raises(errors.InvalidArgument, match="cache_bytes"):
+        OnlineStore(tmp_path / "s", cache_bytes=cache_bytes)
+
+
+def test_preload_keeps_views_in_memory_and_reads_stay_the_same(tmp_path: Path) -> None:
+    store = OnlineStore(tmp_path / "s", cache_bytes=0)
+    simple_view(store)
+    store.register_view("empty", {"k": "int64"}, {"x": "int64"})
+    write_simple(store, list(range(50)), list(range(50)), T0)
+    entities = {"k": list(range(60))}
+    from_lmdb = store.read(entities, ["v"])
+    assert store.preload() == {"empty": False, "v": False}  # no budget
+    assert store.cache_bytes_used == 0
+
+    store = OnlineStore(tmp_path / "s", cache_bytes=1 << 20)
+    assert store.preload() == {"empty": True, "v": True}
+    assert store.cache_bytes_used > 0
+    in_memory = store.read(entities, ["v"])
+    assert in_memory.values.equals(from_lmdb.values)
+    assert in_memory.statuses.equals(from_lmdb.statuses)
+    with pytest.raises(errors.NotFound, match="nope"):
+        store.preload(["nope"])
+
+
+def test_a_view_in_memory_sees_the_writes_of_another_process(tmp_path: Path) -> None:
+    path, n = str(tmp_path / "s"), 500
+    store = OnlineStore(path)
+    store.register_view("v", {"k": "int64"}, {"x": "int64"})
+    store.write("v", online_workers.batch_table(np.arange(n), 0, 0))
+    assert store.preload(["v"]) == {"v": True}
+    entities = {"k": list(range(n))}
+
+    def values() -> set[Any]:
+        return set(store.read(entities, ["v"]).values.column("v:x").to_pylist())
+
+    assert values() == {0}
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    for value in (1, 2):
+        with processes() as procs:
+            procs.append(
+                ctx.Process(target=online_workers.write_batch, args=(path, "v", n, value, results))
+            )
+            procs[0].start()
+            assert get(results) == ("written", n)
+            procs[0].join(TIMEOUT_S)
+        # The copy loaded before the write is stale: the read goes to LMDB.
+        assert values() == {value}
+        assert store.preload(["v"]) == {"v": True}
+        assert values() == {value}
+
+
 def test_full_map_raises_storage_full_and_writes_nothing(tmp_path: Path) -> None:
     store = OnlineStore(tmp_path / "s", map_size=1 << 20)
     simple_view(store)
@@ -1246,7 +1300,8 @@ def get(results: Any, timeout: float = TIMEOUT_S) -> tuple[str, Any]:
 
 
 def test_readers_see_whole_batches_in_order_while_a_process_writes(tmp_path: Path) -> None:
-    path, n_entities, n_batches, n_readers = str(tmp_path / "s"), 2000, 20, 3
+    # Odd readers keep the view in memory, reloaded after each read; even ones read LMDB.
+    path, n_entities, n_batches, n_readers = str(tmp_path / "s"), 2000, 20, 4
     store = OnlineStore(path)
     store.register_view("v", {"k": "int64"}, {"x": "int64"})
     store.write("v", online_workers.batch_table(np.arange(n_entities), 0, 0))
@@ -1255,11 +1310,11 @@ def test_readers_see_whole_batches_in_order_while_a_process_writes(tmp_path: Pat
     results, start, stop = ctx.Queue(), ctx.Event(), ctx.Event()
     ready = [ctx.Event() for _ in range(n_readers)]
     with processes() as procs:
-        for event in ready:
+        for i, event in enumerate(ready):
             procs.append(
                 ctx.Process(
                     target=online_workers.consistency_reader,
-                    args=(path, "v", n_entities, event, stop, results),
+                    args=(path, "v", n_entities, event, stop, results, i % 2 == 1),
                 )
             )
         procs.append(

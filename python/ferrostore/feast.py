@@ -64,11 +64,14 @@ class LmdbOnlineStoreConfig(FeastConfigBaseModel):
         path: The LMDB folder; relative paths are resolved against the Feast repo.
         map_size: Bytes of address space LMDB may use (a multiple of 4096); ``None`` for
             ferrostore's default (16 GiB, used only as data grows).
+        cache_bytes: Bytes of memory a process may use to keep the views it reads in
+            memory; ``None`` for ferrostore's default (256 MiB), 0 for none.
     """
 
     type: Literal["ferrostore.feast.LmdbOnlineStore"] = "ferrostore.feast.LmdbOnlineStore"
     path: StrictStr = "data/online_lmdb"
     map_size: StrictInt | None = None
+    cache_bytes: StrictInt | None = None
 
 
 def _naive_utc_to_aware(value: dt.datetime) -> dt.datetime:
@@ -111,7 +114,8 @@ class LmdbOnlineStore(FeastOnlineStore):
         path = os.fspath(self.store_path(config))
         store = self._stores.get(path)
         if store is None:
-            store = FerroOnlineStore(path, map_size=self._config(config).map_size)
+            online = self._config(config)
+            store = FerroOnlineStore(path, map_size=online.map_size, cache_bytes=online.cache_bytes)
             self._stores[path] = store
         return store
 

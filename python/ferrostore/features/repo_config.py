@@ -4,7 +4,8 @@ Only ``project`` is required. ``registry`` names the metadata database (a path r
 the repo, a URL, or Feast's ``{registry_type: sql, path: ...}`` mapping); without it the
 registry lives in the metadata database named by ``FERROSTORE_METADATA_URL``, else
 ``<repo>/.ferrostore/metadata.db``. The online store is ferrostore's LMDB store, by default in
-``<repo>/data/online``.
+``<repo>/data/online``; ``online_store`` may set its ``path`` and ``cache_mb``, the memory in
+MiB a process may use to keep the views it reads in memory (default 256, 0 for none).
 
 Example:
     >>> import pathlib, tempfile
@@ -46,6 +47,7 @@ class RepoConfig:
         registry: The metadata database (path or URL), or ``None`` for the default.
         online_path: The LMDB online store's folder.
         provider: Always ``"local"``.
+        online_cache_bytes: The online store's ``cache_bytes``, ``None`` for its default.
     """
 
     repo_path: Path
@@ -53,6 +55,7 @@ class RepoConfig:
     registry: str | None
     online_path: Path
     provider: str = "local"
+    online_cache_bytes: int | None = None
 
     @classmethod
     def load(cls, repo_path: str | os.PathLike[str]) -> RepoConfig:
@@ -101,6 +104,7 @@ class RepoConfig:
         registry = _registry(raw.get("registry"), root)
         online = raw.get("online_store")
         online_path = root / "data" / "online"
+        cache_bytes = None
         if isinstance(online, str):
             online = {"type": online}
         if online is not None:
@@ -111,6 +115,16 @@ class RepoConfig:
                 )
             if online.get("path"):
                 online_path = _resolve(str(online["path"]), root)
+            cache_mb = online.get("cache_mb")
+            if cache_mb is not None:
+                if isinstance(cache_mb, bool) or not isinstance(cache_mb, int | float):
+                    cache_mb = -1
+                if not 0 <= cache_mb <= 2**40:
+                    raise InvalidArgument(
+                        f"{CONFIG_FILE}: online_store cache_mb {online['cache_mb']!r} is "
+                        "invalid: expected a number of MiB >= 0"
+                    )
+                cache_bytes = int(cache_mb * (1 << 20))
         offline = raw.get("offline_store")
         if isinstance(offline, str):
             offline = {"type": offline}
@@ -121,7 +135,7 @@ class RepoConfig:
                 f"{CONFIG_FILE}: offline_store {offline!r} is not supported: expected "
                 "type 'file' (Parquet)"
             )
-        return cls(root, project, registry, online_path, provider)
+        return cls(root, project, registry, online_path, provider, cache_bytes)
 
     def open_metadata(self) -> MetadataDB:
         """Open the metadata database holding this repo's registry."""

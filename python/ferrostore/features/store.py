@@ -191,7 +191,9 @@ class FeatureStore:
     def online_store(self) -> OnlineStore:
         """The LMDB online store of this repo (opened on first use)."""
         if self._online is None:
-            self._online = OnlineStore(self.config.online_path)
+            self._online = OnlineStore(
+                self.config.online_path, cache_bytes=self.config.online_cache_bytes
+            )
         return self._online
 
     def close(self) -> None:
