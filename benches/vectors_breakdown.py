@@ -165,7 +165,7 @@ def main() -> None:
 
         print("\nfixed per-call costs")
         show("_core.count() (refresh + lock)", lambda i: col.count(), 3000)
-        one = json.dumps({"package": meta[0]["package"]})
+        one = {"package": meta[0]["package"]}
         n_one = sum(1 for m in meta if m["package"] == meta[0]["package"])
         show(
             f"_core.query with a filter matching {n_one} record(s)",
@@ -184,7 +184,7 @@ def main() -> None:
         col.set_search_ef(args.ef)
         filters = {f["name"]: f for f in json.loads((data / "filters.json").read_text())["filters"]}
         for name, f in filters.items():
-            w = json.dumps(f["where"])
+            w = f["where"]
             show(
                 f"_core.get(where={name}, limit=1) (filter evaluation + get in insertion order)",
                 lambda i, w=w: col.get(None, w, None, 1, 0, False),
@@ -208,7 +208,7 @@ def main() -> None:
         masks = {"rand_10pct": bucket < 10, "rand_1pct": bucket < 1, "cat_10pct": section == "libs"}
         for name, mask in masks.items():
             rows = np.flatnonzero(mask)
-            w = json.dumps(filters[name]["where"])
+            w = filters[name]["where"]
             m = min(nq, 300)
             t0 = time.perf_counter()
             out = [col.query(queries[i][None], K, w, None, False) for i in range(m)]
@@ -248,7 +248,7 @@ def main() -> None:
         )
         where = {"$and": [{"bucket": {"$lt": 1}}, {"section": "libs"}]}
         show(
-            "_filters(where with $and: validate + json.dumps)",
+            "_filters(where with $and: validate)",
             lambda i: _filters(where, None),
             5000,
         )

@@ -636,7 +636,6 @@ class Ferrostore(_ChromaShaped):
             },
             embedding_function=None,
         )
-        self.where_json: dict[str, str] = {}
 
     def set_ef(self, ef: int) -> None:
         self.col.modify(metadata={"hnsw:space": "cosine", "hnsw:search_ef": ef})
@@ -644,10 +643,6 @@ class Ferrostore(_ChromaShaped):
     @property
     def engine(self) -> Any:
         return self.col._engine()
-
-    def prepare_filter(self, name: str, mask: np.ndarray, base: np.ndarray, where: Any) -> None:
-        super().prepare_filter(name, mask, base, where)
-        self.where_json[name] = json.dumps(where)
 
     # The engine directly (ferrostore._core.VectorCollection.query), for the breakdown.
     def core_single(self, q: np.ndarray) -> Any:
@@ -657,7 +652,7 @@ class Ferrostore(_ChromaShaped):
         return self.engine.query(qs, K, None, None, False, False, False)
 
     def core_filtered_single(self, q: np.ndarray, name: str) -> Any:
-        return self.engine.query(q[None], K, self.where_json[name], None, False, False, False)
+        return self.engine.query(q[None], K, self.wheres[name], None, False, False, False)
 
     @staticmethod
     def core_ids(raw: Any) -> list[int]:

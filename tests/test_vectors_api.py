@@ -1120,3 +1120,26 @@ def test_numpy_scalar_metadata_is_stored_as_plain_values():
     assert got["metadatas"][2] == {"z": 7, "a": "text"}
     assert col.get(where={"z": {"$gte": 3}})["ids"] == ["a", "c"]
     assert col.get(where={"m": True})["ids"] == ["a"]
+
+
+def test_filters_with_quotes_escapes_unicode_big_ints_and_floats(
+    client: chromadb.ClientAPI,
+) -> None:
+    """Filters reach the engine as JSON it encodes itself: every value must survive."""
+    c = client.create_collection("escapes", embedding_function=None)
+    names = ['say "hi"', "back\\slash", "tab\tnew\nline\x01", "ünï😀", "plain"]
+    c.add(
+        ids=[str(i) for i in range(5)],
+        embeddings=[[1.0, float(i)] for i in range(5)],
+        metadatas=[{"name": n, "score": 0.1 * i, "big": 2**53 + i} for i, n in enumerate(names)],
+        documents=[f"doc {n}" for n in names],
+    )
+    for i, name in enumerate(names):
+        assert c.get(where={"name": name})["ids"] == [str(i)]
+        assert c.get(where={"score": 0.1 * i})["ids"] == [str(i)]
+        assert c.get(where={"big": 2**53 + i})["ids"] == [str(i)]
+        assert c.get(where_document={"$contains": name})["ids"] == [str(i)]
+        found = c.query(query_embeddings=[1.0, 0.0], n_results=5, where={"name": {"$in": [name]}})
+        assert found["ids"] == [[str(i)]]
+    c.delete(where={"$or": [{"name": names[0]}, {"name": names[1]}]})
+    assert sorted(c.get()["ids"]) == ["2", "3", "4"]

@@ -171,15 +171,15 @@ class VectorCollection:
     def delete(
         self,
         ids: list[str] | None = None,
-        where: str | None = None,
-        where_document: str | None = None,
+        where: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
     ) -> int:
-        """Delete matching records; returns how many."""
+        """Delete matching records; returns how many (filters as validated dicts)."""
     def get(
         self,
         ids: list[str] | None = None,
-        where: str | None = None,
-        where_document: str | None = None,
+        where: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
         include_embeddings: bool = False,
@@ -189,13 +189,17 @@ class VectorCollection:
         self,
         queries: Any,
         n_results: int,
-        where: str | None = None,
-        where_document: str | None = None,
+        where: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
         include_embeddings: bool = False,
         include_documents: bool = True,
         include_metadatas: bool = True,
     ) -> tuple[
-        list[list[str]], list[Any], list[list[str | None]], list[list[str | None]], Any | None
+        list[list[str]],
+        list[list[float]],
+        list[list[str | None]],
+        list[list[str | None]],
+        Any | None,
     ]:
         """Nearest records per query: ids, distances, documents, metadata JSON, embeddings.
 

@@ -114,20 +114,17 @@ def _loads_rows(rows: list[list[str | None]]) -> list[list[dict[str, Any] | None
     return out
 
 
-# One encoder for every filter: json.dumps builds a new one per call for non-default options.
-_encode_where = json.JSONEncoder(allow_nan=False).encode
-
-
-def _filters(where: Any, where_document: Any) -> tuple[str | None, str | None]:
-    """Validate filters (an empty dict means no filter) and encode them for the engine."""
-    where_json = where_document_json = None
+def _filters(where: Any, where_document: Any) -> tuple[Where | None, WhereDocument | None]:
+    """Validate filters for the engine, which encodes them itself (an empty dict: no filter)."""
     if where is not None and where != {}:
         _validation.check_where(where)
-        where_json = _encode_where(where)
+    else:
+        where = None
     if where_document is not None and where_document != {}:
         _validation.check_where_document(where_document)
-        where_document_json = json.dumps(where_document)
-    return where_json, where_document_json
+    else:
+        where_document = None
+    return where, where_document
 
 
 class Collection:
@@ -481,11 +478,11 @@ class Collection:
                     "At least one of ids, where, or where_document must be provided"
                 )
             valid_ids = None if ids is None else _validation.check_ids(ids)
-            where_json, where_document_json = _filters(where, where_document)
+            where, where_document = _filters(where, where_document)
         engine = self._engine()
         if engine is None:
             return
-        engine.delete(valid_ids, where_json, where_document_json)
+        engine.delete(valid_ids, where, where_document)
         self._refresh_count(engine)
 
     # -- reads ------------------------------------------------------------------------------
@@ -536,7 +533,7 @@ class Collection:
         """
         with context("get"):
             valid_ids = None if ids is None else _validation.check_ids(ids)
-            where_json, where_document_json = _filters(where, where_document)
+            where, where_document = _filters(where, where_document)
             valid_limit, valid_offset = _validation.check_limit_offset(limit, offset)
             included = _validation.check_include(include, allow_distances=False)
         engine = self._engine()
@@ -545,8 +542,8 @@ class Collection:
             return _get_result([], np.empty((0, dim), np.float32), [], [], included)
         found_ids, embeddings, documents, metadatas = engine.get(
             valid_ids,
-            where_json,
-            where_document_json,
+            where,
+            where_document,
             valid_limit,
             valid_offset,
             "embeddings" in included,
@@ -620,7 +617,7 @@ class Collection:
                 )
             texts = _validation.check_documents(query_texts, nullable=False)
             valid_n = _validation.check_n_results(n_results)
-            where_json, where_document_json = _filters(where, where_document)
+            where, where_document = _filters(where, where_document)
             included = _validation.check_include(include, allow_distances=True)
             if vectors is None:
                 self._require_embedding_function()
@@ -639,7 +636,7 @@ class Collection:
             empty = np.empty((0, vectors.shape[1]), np.float32)
             return _query_result(
                 [[] for _ in range(n)],
-                [np.empty(0, np.float32)] * n,
+                [[] for _ in range(n)],
                 [[] for _ in range(n)],
                 [[] for _ in range(n)],
                 [empty] * n,
@@ -648,8 +645,8 @@ class Collection:
         ids, distances, documents, metadatas, embeddings = engine.query(
             vectors,
             valid_n,
-            where_json,
-            where_document_json,
+            where,
+            where_document,
             "embeddings" in included,
             "documents" in included,
             "metadatas" in included,
@@ -733,7 +730,7 @@ def _get_result(
 
 def _query_result(
     ids: list[list[str]],
-    distances: list[NDArray[np.float32]],
+    distances: list[list[float]],
     documents: list[list[str | None]],
     metadatas: list[list[str | None]],
     embeddings: list[NDArray[np.float32]] | None,
@@ -746,6 +743,6 @@ def _query_result(
         "uris": [[None] * len(row) for row in ids] if "uris" in included else None,
         "data": None,
         "metadatas": _loads_rows(metadatas) if "metadatas" in included else None,
-        "distances": [d.tolist() for d in distances] if "distances" in included else None,
+        "distances": distances if "distances" in included else None,
         "included": included,
     }

@@ -3,11 +3,14 @@
 use ferrostore_core::vectors::{
     Collection, CollectionConfig, FilterTexts, Include, Where, WhereDocument, WriteBatch, WriteMode,
 };
+use std::fmt::Write as _;
+
 use ferrostore_core::Error;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::error::run;
+use crate::error::{run, to_py_err};
 
 fn parse_where(json: Option<&str>) -> ferrostore_core::Result<Option<Where>> {
     json.map(Where::parse_json).transpose()
@@ -15,6 +18,96 @@ fn parse_where(json: Option<&str>) -> ferrostore_core::Result<Option<Where>> {
 
 fn parse_where_document(json: Option<&str>) -> ferrostore_core::Result<Option<WhereDocument>> {
     json.map(WhereDocument::parse_json).transpose()
+}
+
+/// A `where` or `where_document` filter (a dict Python has validated) as the JSON text the
+/// engine parses, and caches compiled filters by.
+fn filter_json(filter: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    let Some(filter) = filter else {
+        return Ok(None);
+    };
+    let mut out = String::with_capacity(64);
+    write_json(filter, &mut out)?;
+    Ok(Some(out))
+}
+
+fn write_json(value: &Bound<'_, PyAny>, out: &mut String) -> PyResult<()> {
+    let py = value.py();
+    if value.is_none() {
+        out.push_str("null");
+    } else if let Ok(flag) = value.cast::<PyBool>() {
+        out.push_str(if flag.is_true() { "true" } else { "false" });
+    } else if let Ok(text) = value.cast::<PyString>() {
+        write_json_string(&text.to_cow()?, out);
+    } else if value.is_instance_of::<PyInt>() {
+        match value.extract::<i64>() {
+            Ok(number) => {
+                let _ = write!(out, "{number}");
+            }
+            // Python's own digits: exact for any size.
+            Err(_) => out.push_str(&value.str()?.to_cow()?),
+        }
+    } else if let Ok(number) = value.cast::<PyFloat>() {
+        let number = number.value();
+        if !number.is_finite() {
+            return Err(to_py_err(
+                py,
+                &Error::InvalidArgument(format!("filter value {number}: expected a finite number")),
+            ));
+        }
+        // Debug prints the shortest digits that read back the same value, as JSON allows.
+        let _ = write!(out, "{number:?}");
+    } else if let Ok(dict) = value.cast::<PyDict>() {
+        out.push('{');
+        for (i, (key, item)) in dict.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let Ok(key) = key.cast::<PyString>() else {
+                return Err(to_py_err(
+                    py,
+                    &Error::InvalidArgument(format!("filter key {key}: expected a string")),
+                ));
+            };
+            write_json_string(&key.to_cow()?, out);
+            out.push(':');
+            write_json(&item, out)?;
+        }
+        out.push('}');
+    } else if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+        out.push('[');
+        for (i, item) in value.try_iter()?.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json(&item?, out)?;
+        }
+        out.push(']');
+    } else {
+        return Err(to_py_err(
+            py,
+            &Error::InvalidArgument(format!(
+                "filter value {value} of type {}: expected a str, int, float, bool, list or dict",
+                value.get_type().name()?
+            )),
+        ));
+    }
+    Ok(())
+}
+
+fn write_json_string(text: &str, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// The array's values in row-major order, copied: Python may write to the array while the
@@ -46,7 +139,7 @@ type GetTuple<'py> = (
 /// Results of `query`, one list entry per query.
 type QueryTuple<'py> = (
     Vec<Vec<String>>,
-    Vec<Bound<'py, PyArray1<f32>>>,
+    Vec<Vec<f32>>,
     Vec<Vec<Option<String>>>,
     Vec<Vec<Option<String>>>,
     Option<Vec<Bound<'py, PyArray2<f32>>>>,
@@ -168,9 +261,11 @@ impl VectorCollection {
         &self,
         py: Python<'_>,
         ids: Option<Vec<String>>,
-        r#where: Option<String>,
-        where_document: Option<String>,
+        r#where: Option<Bound<'_, PyAny>>,
+        where_document: Option<Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
+        let r#where = filter_json(r#where.as_ref())?;
+        let where_document = filter_json(where_document.as_ref())?;
         run(py, || {
             let w = parse_where(r#where.as_deref())?;
             let wd = parse_where_document(where_document.as_deref())?;
@@ -184,12 +279,14 @@ impl VectorCollection {
         &self,
         py: Python<'py>,
         ids: Option<Vec<String>>,
-        r#where: Option<String>,
-        where_document: Option<String>,
+        r#where: Option<Bound<'py, PyAny>>,
+        where_document: Option<Bound<'py, PyAny>>,
         limit: Option<usize>,
         offset: usize,
         include_embeddings: bool,
     ) -> PyResult<GetTuple<'py>> {
+        let r#where = filter_json(r#where.as_ref())?;
+        let where_document = filter_json(where_document.as_ref())?;
         let out = run(py, || {
             let w = parse_where(r#where.as_deref())?;
             let wd = parse_where_document(where_document.as_deref())?;
@@ -217,12 +314,14 @@ impl VectorCollection {
         py: Python<'py>,
         queries: PyReadonlyArray2<'py, f32>,
         n_results: usize,
-        r#where: Option<String>,
-        where_document: Option<String>,
+        r#where: Option<Bound<'py, PyAny>>,
+        where_document: Option<Bound<'py, PyAny>>,
         include_embeddings: bool,
         include_documents: bool,
         include_metadatas: bool,
     ) -> PyResult<QueryTuple<'py>> {
+        let r#where = filter_json(r#where.as_ref())?;
+        let where_document = filter_json(where_document.as_ref())?;
         let flat = owned_values(&queries);
         let query_dim = queries.as_array().shape()[1];
         if query_dim != self.inner.config().dim {
@@ -260,7 +359,7 @@ impl VectorCollection {
         );
         for r in results {
             out.0.push(r.ids);
-            out.1.push(PyArray1::from_vec(py, r.distances));
+            out.1.push(r.distances);
             out.2.push(r.documents);
             out.3.push(r.metadatas);
             if let (Some(all), Some(v)) = (out.4.as_mut(), r.vectors) {

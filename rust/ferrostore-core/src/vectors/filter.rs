@@ -33,10 +33,10 @@ impl MetaValue {
         }
     }
 
-    fn number(&self) -> Option<f64> {
+    fn number(&self) -> Option<Number> {
         match self {
-            MetaValue::Int(i) => Some(*i as f64),
-            MetaValue::Float(f) => Some(*f),
+            MetaValue::Int(i) => Some(Number::Int(*i)),
+            MetaValue::Float(f) => Some(Number::of_float(*f)),
             _ => None,
         }
     }
@@ -48,8 +48,8 @@ impl MetaValue {
         match self {
             MetaValue::Str(s) => IndexKey::Eq(EqKey::Str(s.clone())),
             MetaValue::Bool(b) => IndexKey::Eq(EqKey::Bool(*b)),
-            MetaValue::Int(i) => IndexKey::Num(OrderedF64::new(*i as f64)),
-            MetaValue::Float(f) => IndexKey::Num(OrderedF64::new(*f)),
+            MetaValue::Int(i) => IndexKey::Num(Number::Int(*i)),
+            MetaValue::Float(f) => IndexKey::Num(Number::of_float(*f)),
         }
     }
 }
@@ -62,7 +62,7 @@ enum EqKey {
 
 enum IndexKey {
     Eq(EqKey),
-    Num(OrderedF64),
+    Num(Number),
 }
 
 /// A set of record slots.
@@ -262,32 +262,67 @@ impl Postings {
 #[derive(Debug, Default)]
 pub struct MetadataIndex {
     eq: HashMap<String, HashMap<EqKey, Postings>>,
-    numeric: HashMap<String, BTreeMap<OrderedF64, Postings>>,
+    numeric: HashMap<String, BTreeMap<Number, Postings>>,
 }
 
+/// A metadata number as the sorted index orders it: integers exactly (an i64 past 2^53 is
+/// not rounded to a float), and equal to the integral float of the same value (as in
+/// Chroma). An integral float within the i64 range is stored as that integer, so each value
+/// has one key; -0.0 is 0.
 #[derive(Debug, Clone, Copy)]
-struct OrderedF64(f64);
+enum Number {
+    Int(i64),
+    /// Not integral, or outside the i64 range.
+    Float(f64),
+}
 
-impl OrderedF64 {
-    /// -0.0 is stored and looked up as 0.0, which it equals.
-    fn new(n: f64) -> Self {
-        OrderedF64(if n == 0.0 { 0.0 } else { n })
+/// 2^63, the first float past `i64::MAX`.
+const I64_END: f64 = 9_223_372_036_854_775_808.0;
+
+impl Number {
+    fn of_float(f: f64) -> Number {
+        if f.fract() == 0.0 && (-I64_END..I64_END).contains(&f) {
+            Number::Int(f as i64)
+        } else {
+            Number::Float(f)
+        }
     }
 }
-impl PartialEq for OrderedF64 {
+
+/// `i` against a float that is not an integer within the i64 range, exactly.
+fn cmp_int_float(i: i64, f: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering::{Greater, Less};
+    if f.is_nan() || f >= I64_END {
+        return Less; // NaN sorts last, as total_cmp sorts it among floats
+    }
+    if f < -I64_END {
+        return Greater;
+    }
+    let whole = f.trunc();
+    // `i` equal to the whole part is below f when f's fraction is positive, above otherwise.
+    i.cmp(&(whole as i64))
+        .then(if f > whole { Less } else { Greater })
+}
+
+impl PartialEq for Number {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other).is_eq()
     }
 }
-impl Eq for OrderedF64 {}
-impl PartialOrd for OrderedF64 {
+impl Eq for Number {}
+impl PartialOrd for Number {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for OrderedF64 {
+impl Ord for Number {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
+        match (self, other) {
+            (Number::Int(a), Number::Int(b)) => a.cmp(b),
+            (Number::Float(a), Number::Float(b)) => a.total_cmp(b),
+            (Number::Int(a), Number::Float(b)) => cmp_int_float(*a, *b),
+            (Number::Float(a), Number::Int(b)) => cmp_int_float(*b, *a).reverse(),
+        }
     }
 }
 
@@ -536,7 +571,7 @@ impl Where {
                         .unwrap_or_default(),
                     _ => {
                         let mut set = Bitset::default();
-                        let n = OrderedF64::new(value.number().unwrap_or(f64::NAN));
+                        let n = value.number().unwrap_or(Number::Float(f64::NAN));
                         if let Some(sorted) = index.numeric.get(key) {
                             use std::ops::Bound::{Excluded, Included, Unbounded};
                             let range = match op {
@@ -785,7 +820,7 @@ mod tests {
         );
         live.remove(0);
         assert!(!idx.eq["dept"].contains_key(&EqKey::Str("housing".into())));
-        assert!(!idx.numeric["year"].contains_key(&OrderedF64(2024.0)));
+        assert!(!idx.numeric["year"].contains_key(&Number::Int(2024)));
         let w = Where::parse(&json!({"year": {"$gte": 2000}})).unwrap();
         assert_eq!(
             w.evaluate(&idx, &live).iter().collect::<Vec<_>>(),
@@ -814,5 +849,60 @@ mod tests {
                 .unwrap();
         assert!(d.matches(Some("housing")));
         assert!(!d.matches(None));
+    }
+
+    #[test]
+    fn numbers_order_exactly_across_integers_and_floats() {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        let two53 = 1i64 << 53;
+        let cases = [
+            (Number::Int(two53), Number::Int(two53 + 1), Less),
+            (Number::Int(two53), Number::of_float(two53 as f64), Equal),
+            (
+                Number::Int(two53 + 1),
+                Number::of_float(two53 as f64),
+                Greater,
+            ),
+            (Number::Int(3), Number::of_float(3.5), Less),
+            (Number::Int(4), Number::of_float(3.5), Greater),
+            (Number::Int(-3), Number::of_float(-3.5), Greater),
+            (Number::Int(-4), Number::of_float(-3.5), Less),
+            (Number::Int(i64::MAX), Number::of_float(9.3e18), Less),
+            (Number::Int(i64::MIN), Number::of_float(-1e19), Greater),
+            (Number::Int(i64::MIN), Number::of_float(-I64_END), Equal),
+            (Number::Int(0), Number::of_float(-0.0), Equal),
+            (Number::of_float(0.5), Number::of_float(0.75), Less),
+            (Number::of_float(1e300), Number::Int(i64::MAX), Greater),
+        ];
+        for (a, b, expected) in cases {
+            assert_eq!(a.cmp(&b), expected, "{a:?} vs {b:?}");
+            assert_eq!(b.cmp(&a), expected.reverse(), "{b:?} vs {a:?}");
+        }
+    }
+
+    #[test]
+    fn integers_past_two_to_the_53_are_filtered_exactly() {
+        let base = 1i64 << 53;
+        let mut idx = MetadataIndex::default();
+        let mut live = Bitset::default();
+        for i in 0..4u64 {
+            idx.insert(i, &[("ts".to_string(), MetaValue::Int(base + i as i64))]);
+            live.insert(i);
+        }
+        let matching = |w: serde_json::Value| -> Vec<u64> {
+            Where::parse(&w)
+                .unwrap()
+                .evaluate(&idx, &live)
+                .iter()
+                .collect()
+        };
+        assert_eq!(matching(json!({"ts": base + 1})), vec![1]);
+        assert_eq!(matching(json!({"ts": {"$gt": base + 1}})), vec![2, 3]);
+        assert_eq!(matching(json!({"ts": {"$lte": base + 2}})), vec![0, 1, 2]);
+        assert_eq!(
+            matching(json!({"ts": {"$in": [base, base + 3]}})),
+            vec![0, 3]
+        );
+        assert_eq!(matching(json!({"ts": {"$ne": base}})), vec![1, 2, 3]);
     }
 }
