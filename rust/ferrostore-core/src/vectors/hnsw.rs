@@ -161,6 +161,11 @@ impl Packed {
     pub fn bytes(&self) -> usize {
         self.keys.len() * 20 + self.codes.len()
     }
+
+    /// The keys of the rows, in row order.
+    pub fn keys(&self) -> &[u64] {
+        &self.keys
+    }
 }
 
 /// A search candidate: distance and slot, ordered by distance then slot.

@@ -11,6 +11,7 @@
 pub mod filter;
 mod graph;
 pub mod hnsw;
+mod subset;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use filter::{Bitset, MetaValue, MetadataIndex, Where, WhereDocument};
 use graph::Graph;
 pub use graph::{OWN_GRAPH, USEARCH_GRAPH};
 use hnsw::Packed;
+use subset::{DistanceRule, SubsetRows};
 
 use crate::{Error, Result};
 
@@ -411,9 +413,22 @@ impl FilterTexts<'_> {
 /// vectors as int8 codes in one block (see [`PACKED_FILTER_BYTES`]).
 struct Selection {
     set: Bitset,
+    /// `set.len()`, counted once.
+    matches: usize,
     /// Whether the filter cache handed this selection out again.
     reused: AtomicBool,
     packed: OnceLock<Option<Packed>>,
+    /// The packed rows' float32 vectors and ids, read once the codes are packed.
+    subset: OnceLock<Option<SubsetRows>>,
+}
+
+impl Selection {
+    /// Bytes held by the packed codes and the subset rows.
+    fn bytes(&self) -> usize {
+        let packed = self.packed.get().and_then(Option::as_ref);
+        let subset = self.subset.get().and_then(Option::as_ref);
+        packed.map_or(0, Packed::bytes) + subset.map_or(0, SubsetRows::bytes)
+    }
 }
 
 /// The cached filters of a collection hold at most this many bytes of packed vectors: a
@@ -563,12 +578,15 @@ impl StoredRecord<'_> {
         out
     }
 
+    /// The stored float32 vector's values.
+    fn vector_values(&self) -> impl Iterator<Item = f32> + '_ {
+        self.vector
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+
     fn extend_vector(&self, out: &mut Vec<f32>) {
-        out.extend(
-            self.vector
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        );
+        out.extend(self.vector_values());
     }
 }
 
@@ -1317,10 +1335,13 @@ impl Collection {
             .where_document
             .map(WhereDocument::parse_json)
             .transpose()?;
+        let set = self.select(state, rtxn, None, where_.as_ref(), where_document.as_ref())?;
         let set = Arc::new(Selection {
-            set: self.select(state, rtxn, None, where_.as_ref(), where_document.as_ref())?,
+            matches: set.len(),
+            set,
             reused: AtomicBool::new(false),
             packed: OnceLock::new(),
+            subset: OnceLock::new(),
         });
         let mut cache = self.filters.lock().map_err(|_| Self::lock_err())?;
         if cache.version == state.applied_version {
@@ -1445,10 +1466,7 @@ impl Collection {
                 queries.len()
             )));
         }
-        if let Some(row) = queries
-            .chunks(dim)
-            .position(|q| q.iter().any(|x| !x.is_finite()))
-        {
+        if let Some(row) = queries.chunks(dim).position(|q| !all_finite(q)) {
             return Err(Error::InvalidArgument(format!(
                 "query embedding {row} holds NaN or infinity: expected finite float32 values"
             )));
@@ -1462,11 +1480,21 @@ impl Collection {
         };
         let matches = allowed
             .as_ref()
-            .map_or(state.slots.len(), |selection| selection.set.len());
+            .map_or(state.slots.len(), |selection| selection.matches);
         let k = k.min(matches);
+        // A repeated filter scored exactly: its rows' float32 vectors and ids, read once.
+        let subset = match &allowed {
+            Some(selection) if exact_is_cheaper(selection.matches, state.slots.len()) => self
+                .packed(&state, selection)
+                .and_then(|packed| Some((packed, self.subset(&rtxn, selection, packed)?))),
+            _ => None,
+        };
         let search = |q: &[f32]| -> Result<Vec<(u64, f32)>> {
             if k == 0 {
                 return Ok(Vec::new());
+            }
+            if let Some((packed, rows)) = subset {
+                return self.exact_subset(&state, q, k, packed, rows);
             }
             let unit;
             let q = if self.config.normalizes() {
@@ -1476,7 +1504,7 @@ impl Collection {
                 q
             };
             match &allowed {
-                Some(selection) if exact_is_cheaper(selection.set.len(), state.slots.len()) => {
+                Some(selection) if exact_is_cheaper(selection.matches, state.slots.len()) => {
                     let packed = self.packed(&state, selection);
                     self.exact(&state, q, k, &selection.set, packed)
                 }
@@ -1511,9 +1539,15 @@ impl Collection {
         } else {
             queries.par_chunks(dim).map(search).collect::<Result<_>>()?
         };
+        if let Some((_, rows)) = subset {
+            if !include.documents && !include.metadatas && !include.vectors {
+                return Ok(hits.iter().map(|found| answer(found, rows)).collect());
+            }
+        }
+        let rescore = self.rescores() && subset.is_none();
         let threads = rayon::current_num_threads();
         if threads == 1 || hits.len() < 2 * threads {
-            return self.assemble(&rtxn, &state, &hits, queries, k, include);
+            return self.assemble(&rtxn, &state, &hits, queries, k, include, rescore);
         }
         // A batch is assembled on every core, each part in a read transaction of its own
         // thread (LMDB's are bound to one); a part whose transaction sees a newer write than
@@ -1527,7 +1561,7 @@ impl Collection {
                 let own = self.env.read_txn().ok().filter(|txn| {
                     get_u64(&self.meta, txn, VERSION, &self.path).ok() == Some(version)
                 });
-                own.map(|txn| self.assemble(&txn, &state, part, q, k, include))
+                own.map(|txn| self.assemble(&txn, &state, part, q, k, include, rescore))
                     .transpose()
             })
             .collect::<Result<_>>()?;
@@ -1539,7 +1573,9 @@ impl Collection {
         {
             match done {
                 Some(done) => results.extend(done),
-                None => results.extend(self.assemble(&rtxn, &state, part, q, k, include)?),
+                None => {
+                    results.extend(self.assemble(&rtxn, &state, part, q, k, include, rescore)?);
+                }
             }
         }
         Ok(results)
@@ -1547,7 +1583,9 @@ impl Collection {
 
     /// The query results of `hits` (one list per row of `queries`), their records read from
     /// `rtxn`, which is at the state's version: each hit's record once, in key order
-    /// (neighbouring pages).
+    /// (neighbouring pages). With `rescore`, distances are computed again from the records'
+    /// float32 vectors and the hits ordered by them.
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         &self,
         rtxn: &RoTxn<'_>,
@@ -1556,9 +1594,9 @@ impl Collection {
         queries: &[f32],
         k: usize,
         include: Include,
+        rescore: bool,
     ) -> Result<Vec<QueryResult>> {
         let dim = self.config.dim;
-        let rescore = self.config.quantization != "f32";
         let mut seqs: Vec<u64> = Vec::with_capacity(hits.iter().map(Vec::len).sum());
         seqs.extend(
             hits.iter()
@@ -1650,29 +1688,11 @@ impl Collection {
         let split = threads > 1 && set.len() >= PARALLEL_EXACT_ROWS;
         let mut hits = match (packed, state.graph.own()) {
             (Some(packed), Some(graph)) => {
-                let split = threads > 1 && packed.len() >= PARALLEL_PACKED_ROWS;
                 // The int8 estimates choose candidates; the graph's vectors rescore them.
-                let candidates = (PACKED_CANDIDATES_PER_HIT * wanted).max(MIN_PACKED_CANDIDATES);
-                let rows: Vec<u64> = if packed.len() <= candidates {
-                    (0..packed.len() as u64).collect()
-                } else {
-                    let codes = graph.query_codes(q);
-                    let estimate = |rows: std::ops::Range<usize>| {
-                        let mut estimates = Vec::with_capacity(rows.len());
-                        graph.packed_estimates(&codes, packed, rows.clone(), &mut estimates);
-                        Ok(nearest_rows(&estimates, rows.start, candidates))
-                    };
-                    let mut near = if split {
-                        top_hits_in_parts(packed.len(), threads, estimate)?
-                    } else {
-                        estimate(0..packed.len())?
-                    };
-                    keep_nearest(&mut near, candidates);
-                    near.into_iter().map(|hit| hit.1).collect()
-                };
-                rows.into_iter()
+                Self::packed_candidates(graph, q, packed, wanted)?
+                    .into_iter()
                     .map(|row| {
-                        let (seq, distance) = graph.packed_distance(q, packed, row as usize);
+                        let (seq, distance) = graph.packed_distance(q, packed, row);
                         Hit(distance, seq)
                     })
                     .collect()
@@ -1694,6 +1714,78 @@ impl Collection {
             hits.retain(|h| h.0 <= kth + 2.0 * error);
         }
         Ok(hits.into_iter().map(|h| (h.1, h.0)).collect())
+    }
+
+    /// The rows of `packed` to score for the `wanted` nearest to `q` (graph space): all of
+    /// them when few, else the nearest by int8 estimate (see [`PACKED_CANDIDATES_PER_HIT`]),
+    /// estimated on every core for a large block.
+    fn packed_candidates(
+        graph: &hnsw::Hnsw,
+        q: &[f32],
+        packed: &Packed,
+        wanted: usize,
+    ) -> Result<Vec<usize>> {
+        let candidates = (PACKED_CANDIDATES_PER_HIT * wanted).max(MIN_PACKED_CANDIDATES);
+        if packed.len() <= candidates {
+            return Ok((0..packed.len()).collect());
+        }
+        let threads = rayon::current_num_threads();
+        let codes = graph.query_codes(q);
+        let estimate = |rows: std::ops::Range<usize>| {
+            let mut estimates = Vec::with_capacity(rows.len());
+            graph.packed_estimates(&codes, packed, rows.clone(), &mut estimates);
+            Ok(nearest_rows(&estimates, rows.start, candidates))
+        };
+        let mut near = if threads > 1 && packed.len() >= PARALLEL_PACKED_ROWS {
+            top_hits_in_parts(packed.len(), threads, estimate)?
+        } else {
+            estimate(0..packed.len())?
+        };
+        keep_nearest(&mut near, candidates);
+        Ok(near.into_iter().map(|hit| hit.1 as usize).collect())
+    }
+
+    /// Exact top-`k` of a packed selection from its subset rows: candidates by int8 estimate
+    /// (as many as [`Collection::exact`] rescores for a float16 graph), distances from the
+    /// float32 vectors of the records, as [`Collection::assemble`] computes them for hits
+    /// of the graph. `q` is the query as given.
+    fn exact_subset(
+        &self,
+        state: &State,
+        q: &[f32],
+        k: usize,
+        packed: &Packed,
+        rows: &SubsetRows,
+    ) -> Result<Vec<(u64, f32)>> {
+        let graph = state
+            .graph
+            .own()
+            .ok_or_else(|| Error::Storage("a packed selection without its graph".into()))?;
+        let unit;
+        let graph_q = if self.config.normalizes() {
+            unit = self.config.graph_vector(q.to_vec());
+            &unit[..]
+        } else {
+            q
+        };
+        let (q, q_sq_norm) = if self.rescores() {
+            (q, hnsw::dot_f32(q, q))
+        } else {
+            (graph_q, 0.0)
+        };
+        let mut hits: Vec<Hit> = Self::packed_candidates(graph, graph_q, packed, 2 * k)?
+            .into_iter()
+            .map(|row| Hit(rows.distance(self.space, q, q_sq_norm, row), rows.seq(row)))
+            .collect();
+        keep_nearest(&mut hits, k);
+        hits.sort_unstable();
+        Ok(hits.into_iter().map(|h| (h.1, h.0)).collect())
+    }
+
+    /// Whether query hits' distances are computed again from the records' float32 vectors
+    /// (a quantized graph's are rounded).
+    fn rescores(&self) -> bool {
+        self.config.quantization != "f32"
     }
 
     /// How far a distance computed from the graph's vectors can be from the float32 one:
@@ -1735,15 +1827,53 @@ impl Collection {
             .packed
             .get_or_init(|| {
                 let graph = state.graph.own()?;
-                let bytes = selection.set.len() * graph.packed_row_bytes();
-                let cache = self.filters.lock().ok()?;
-                let held: usize = cache
-                    .entries
-                    .iter()
-                    .filter_map(|(_, s)| s.packed.get()?.as_ref().map(Packed::bytes))
-                    .sum();
-                drop(cache);
-                (held + bytes <= PACKED_FILTER_BYTES).then(|| graph.pack(selection.set.iter()))
+                let bytes = selection.matches * graph.packed_row_bytes();
+                (self.filter_cache_bytes()? + bytes <= PACKED_FILTER_BYTES)
+                    .then(|| graph.pack(selection.set.iter()))
+            })
+            .as_ref()
+    }
+
+    /// Bytes of packed codes and subset rows the cached filters hold.
+    fn filter_cache_bytes(&self) -> Option<usize> {
+        let cache = self.filters.lock().ok()?;
+        Some(cache.entries.iter().map(|(_, s)| s.bytes()).sum())
+    }
+
+    /// The packed rows' float32 vectors and ids, read from `rtxn` (at the state's version)
+    /// on the first query that scores the packed selection, while the cached filters stay
+    /// within [`PACKED_FILTER_BYTES`]; `None` otherwise.
+    fn subset<'s>(
+        &self,
+        rtxn: &RoTxn<'_>,
+        selection: &'s Selection,
+        packed: &Packed,
+    ) -> Option<&'s SubsetRows> {
+        selection
+            .subset
+            .get_or_init(|| {
+                let dim = self.config.dim;
+                let bytes = packed.len() * (dim * 4 + 40);
+                if self.filter_cache_bytes()? + bytes > PACKED_FILTER_BYTES {
+                    return None;
+                }
+                let rule = if self.rescores() {
+                    DistanceRule::Record
+                } else {
+                    DistanceRule::Graph
+                };
+                let mut rows = SubsetRows::with_capacity(dim, rule, packed.len());
+                let mut vector = Vec::with_capacity(dim);
+                for &seq in packed.keys() {
+                    let record = self.stored(rtxn, seq).ok()??;
+                    vector.clear();
+                    record.extend_vector(&mut vector);
+                    if rule == DistanceRule::Graph && self.config.normalizes() {
+                        normalize(&mut vector);
+                    }
+                    rows.push(seq, record.id, vector.iter().copied());
+                }
+                Some(rows)
             })
             .as_ref()
     }
@@ -2004,6 +2134,23 @@ fn nearest_rows(distances: &[f32], first: usize, n: usize) -> Vec<Hit> {
 
 /// Keeps the `n` nearest of `hits` (a selection, not a sort: a heap would take in most rows
 /// when `n` is a large share of them).
+/// Whether every value is finite: a fold without early exit, so it runs in SIMD lanes.
+fn all_finite(values: &[f32]) -> bool {
+    values.iter().fold(true, |ok, x| ok & x.is_finite())
+}
+
+/// The ids and distances of `found` (sequences and distances), from the subset rows.
+fn answer(found: &[(u64, f32)], rows: &SubsetRows) -> QueryResult {
+    let mut result = QueryResult::default();
+    for &(seq, distance) in found {
+        if let Some(row) = rows.row_of(seq) {
+            result.ids.push(rows.id(row).to_string());
+            result.distances.push(distance);
+        }
+    }
+    result
+}
+
 fn keep_nearest(hits: &mut Vec<Hit>, n: usize) {
     if n == 0 {
         hits.clear();

@@ -902,3 +902,61 @@ fn filter_texts_key_the_cache_and_malformed_ones_are_refused() {
         .is_empty());
     assert_eq!(c.filters.lock().unwrap().entries.len(), 3);
 }
+
+/// A repeated filter scored exactly answers from its subset rows (no record lookups): the
+/// same ids and bit-identical distances as its first, unpacked answer, for every space and
+/// storage, with documents and metadata still read when included. (A usearch graph, here
+/// ip in float16, has no packed rows and so no subset: its answers must not change either.)
+#[test]
+fn a_repeated_exact_filter_answers_as_the_first_time() {
+    let (n, dim) = (3_000, 24);
+    let all = vectors(n, dim, 9);
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let queries = vectors(3, dim, 77);
+    for (space, quantization) in [
+        ("cosine", "f16"),
+        ("cosine", "f32"),
+        ("l2", "f32"),
+        ("ip", "f16"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CollectionConfig::new(dim, space, 16, 64, 64, quantization);
+        let c = Collection::open(dir.path(), Some(config), Some(1 << 30)).unwrap();
+        let meta = (0..n).map(|i| json!({"bucket": i % 50})).collect();
+        c.write(batch(&id_refs, all.clone(), Some(meta)), WriteMode::Add)
+            .unwrap();
+        let w = json!({"bucket": {"$lt": 2}}).to_string();
+        let first = c
+            .query(&queries, 5, where_text(&w), Include::default())
+            .unwrap();
+        for include in [
+            Include::default(),
+            Include::default(),
+            Include {
+                documents: true,
+                metadatas: true,
+                vectors: false,
+            },
+        ] {
+            let again = c.query(&queries, 5, where_text(&w), include).unwrap();
+            for (a, b) in first.iter().zip(&again) {
+                assert_eq!(a.ids, b.ids, "{space} {quantization}");
+                assert_eq!(a.distances, b.distances, "{space} {quantization}");
+                if include.documents {
+                    let docs: Vec<Option<String>> =
+                        a.ids.iter().map(|id| Some(format!("doc {id}"))).collect();
+                    assert_eq!(b.documents, docs);
+                    assert_eq!(b.metadatas.len(), a.ids.len());
+                }
+            }
+        }
+        let cache = c.filters.lock().unwrap();
+        let subset = cache.entries[0].1.subset.get().is_some_and(Option::is_some);
+        assert_eq!(
+            subset,
+            c.config.graph == OWN_GRAPH,
+            "{space} {quantization}"
+        );
+    }
+}
