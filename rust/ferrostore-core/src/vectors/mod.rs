@@ -1689,7 +1689,7 @@ impl Collection {
         let mut hits = match (packed, state.graph.own()) {
             (Some(packed), Some(graph)) => {
                 // The int8 estimates choose candidates; the graph's vectors rescore them.
-                Self::packed_candidates(graph, q, packed, wanted)?
+                Self::packed_candidates(graph, || q, packed, wanted)?
                     .into_iter()
                     .map(|row| {
                         let (seq, distance) = graph.packed_distance(q, packed, row);
@@ -1719,9 +1719,9 @@ impl Collection {
     /// The rows of `packed` to score for the `wanted` nearest to `q` (graph space): all of
     /// them when few, else the nearest by int8 estimate (see [`PACKED_CANDIDATES_PER_HIT`]),
     /// estimated on every core for a large block.
-    fn packed_candidates(
+    fn packed_candidates<'q>(
         graph: &hnsw::Hnsw,
-        q: &[f32],
+        q: impl FnOnce() -> &'q [f32],
         packed: &Packed,
         wanted: usize,
     ) -> Result<Vec<usize>> {
@@ -1730,7 +1730,7 @@ impl Collection {
             return Ok((0..packed.len()).collect());
         }
         let threads = rayon::current_num_threads();
-        let codes = graph.query_codes(q);
+        let codes = graph.query_codes(q());
         let estimate = |rows: std::ops::Range<usize>| {
             let mut estimates = Vec::with_capacity(rows.len());
             graph.packed_estimates(&codes, packed, rows.clone(), &mut estimates);
@@ -1761,18 +1761,21 @@ impl Collection {
             .graph
             .own()
             .ok_or_else(|| Error::Storage("a packed selection without its graph".into()))?;
-        let unit;
-        let graph_q = if self.config.normalizes() {
-            unit = self.config.graph_vector(q.to_vec());
-            &unit[..]
-        } else {
-            q
+        // The query as the graph holds it: for the int8 estimates, and the graph's distances.
+        let unit = std::cell::OnceCell::new();
+        let graph_q = || -> &[f32] {
+            if self.config.normalizes() {
+                unit.get_or_init(|| self.config.graph_vector(q.to_vec()))
+            } else {
+                q
+            }
         };
-        let (q, q_sq_norm) = if self.rescores() {
+        let (q_scored, q_sq_norm) = if self.rescores() {
             (q, hnsw::dot_f32(q, q))
         } else {
-            (graph_q, 0.0)
+            (graph_q(), 0.0)
         };
+        let q = q_scored;
         let mut hits: Vec<Hit> = Self::packed_candidates(graph, graph_q, packed, 2 * k)?
             .into_iter()
             .map(|row| Hit(rows.distance(self.space, q, q_sq_norm, row), rows.seq(row)))
