@@ -179,7 +179,7 @@ struct Shared {
     // compares the stored bytes (cheap) and reparses only when another process changed them.
     schemas: RwLock<HashMap<String, CachedSchema>>,
     /// In-memory copies of views by view id (see [`replica`]), within `cache_budget` bytes.
-    replicas: Mutex<HashMap<u32, ReplicaSlot>>,
+    replicas: RwLock<HashMap<u32, ReplicaSlot>>,
     cache_budget: AtomicUsize,
 }
 
@@ -320,7 +320,7 @@ impl OnlineStore {
             data,
             meta,
             schemas: RwLock::new(HashMap::new()),
-            replicas: Mutex::new(HashMap::new()),
+            replicas: RwLock::new(HashMap::new()),
             cache_budget: AtomicUsize::new(DEFAULT_CACHE_BYTES),
         })
     }
@@ -466,18 +466,23 @@ impl OnlineStore {
     pub fn set_cache_bytes(&self, bytes: usize) -> Result<()> {
         self.shared.cache_budget.store(bytes, Ordering::Relaxed);
         if bytes == 0 {
-            self.shared
-                .replicas
-                .lock()
-                .map_err(|_| lock_poisoned())?
-                .clear();
+            self.forget_all_replicas()?;
         }
+        Ok(())
+    }
+
+    fn forget_all_replicas(&self) -> Result<()> {
+        self.shared
+            .replicas
+            .write()
+            .map_err(|_| lock_poisoned())?
+            .clear();
         Ok(())
     }
 
     /// The bytes of memory the replicas of this process hold.
     pub fn cache_bytes_used(&self) -> Result<usize> {
-        let replicas = self.shared.replicas.lock().map_err(|_| lock_poisoned())?;
+        let replicas = self.shared.replicas.read().map_err(|_| lock_poisoned())?;
         Ok(replicas
             .values()
             .map(|slot| match &slot.state {
@@ -495,7 +500,16 @@ impl OnlineStore {
         if budget == 0 {
             return None;
         }
-        let mut replicas = self.shared.replicas.lock().ok()?;
+        // Readers share the lock; a load is decided under the exclusive one.
+        {
+            let replicas = self.shared.replicas.read().ok()?;
+            if let Some(ReplicaState::Ready(replica)) = replicas.get(&view_id).map(|s| &s.state) {
+                if replica.stamp == stamp {
+                    return Some(Arc::clone(replica));
+                }
+            }
+        }
+        let mut replicas = self.shared.replicas.write().ok()?;
         let slot = replicas.entry(view_id).or_default();
         match &slot.state {
             ReplicaState::Ready(replica) if replica.stamp == stamp => {
@@ -521,7 +535,7 @@ impl OnlineStore {
                 let _ = store.load_replica(view_id);
             });
         if spawned.is_err() {
-            if let Ok(mut replicas) = self.shared.replicas.lock() {
+            if let Ok(mut replicas) = self.shared.replicas.write() {
                 replicas.remove(&view_id);
             }
         }
@@ -533,7 +547,7 @@ impl OnlineStore {
     fn load_replica(&self, view_id: u32) -> Result<bool> {
         let started = Instant::now();
         let built = self.build_replica(view_id);
-        let mut replicas = self.shared.replicas.lock().map_err(|_| lock_poisoned())?;
+        let mut replicas = self.shared.replicas.write().map_err(|_| lock_poisoned())?;
         let slot = replicas.entry(view_id).or_default();
         slot.last_load = Some((Instant::now(), started.elapsed()));
         let (state, fit) = match built {
@@ -553,7 +567,7 @@ impl OnlineStore {
     fn build_replica(&self, view_id: u32) -> Result<Result<Replica, usize>> {
         let budget = self.shared.cache_budget.load(Ordering::Relaxed);
         let others: usize = {
-            let replicas = self.shared.replicas.lock().map_err(|_| lock_poisoned())?;
+            let replicas = self.shared.replicas.read().map_err(|_| lock_poisoned())?;
             replicas
                 .iter()
                 .filter(|(id, _)| **id != view_id)
@@ -597,7 +611,7 @@ impl OnlineStore {
         }
         self.shared
             .replicas
-            .lock()
+            .write()
             .map_err(|_| lock_poisoned())?
             .entry(view_id)
             .or_default()
@@ -607,7 +621,7 @@ impl OnlineStore {
 
     /// Drops this process's replicas of `view_ids` (views deleted or replaced here).
     fn forget_replicas(&self, view_ids: &[u32]) {
-        if let Ok(mut replicas) = self.shared.replicas.lock() {
+        if let Ok(mut replicas) = self.shared.replicas.write() {
             for id in view_ids {
                 replicas.remove(id);
             }
@@ -786,12 +800,7 @@ impl OnlineStore {
         self.shared.views.clear(&mut wtxn).map_err(&err)?;
         wtxn.commit().map_err(&err)?;
         // View ids are never reused, so replicas elsewhere cannot be mistaken for new views.
-        self.shared
-            .replicas
-            .lock()
-            .map_err(|_| lock_poisoned())?
-            .clear();
-        Ok(())
+        self.forget_all_replicas()
     }
 
     /// The number of entities stored for view `name`.
