@@ -54,14 +54,19 @@ class Engine(Protocol):
         ``metadatas`` is one JSON array with an object (or null) per id.
         """
 
-    def delete(self, ids: list[str] | None, where: str | None, where_document: str | None) -> int:
-        """Delete matching records; returns how many."""
+    def delete(
+        self,
+        ids: list[str] | None,
+        where: dict[str, Any] | None,
+        where_document: dict[str, Any] | None,
+    ) -> int:
+        """Delete matching records; returns how many (filters as validated dicts)."""
 
     def get(
         self,
         ids: list[str] | None,
-        where: str | None,
-        where_document: str | None,
+        where: dict[str, Any] | None,
+        where_document: dict[str, Any] | None,
         limit: int | None,
         offset: int,
         include_embeddings: bool,
@@ -72,14 +77,14 @@ class Engine(Protocol):
         self,
         queries: NDArray[np.float32],
         n_results: int,
-        where: str | None,
-        where_document: str | None,
+        where: dict[str, Any] | None,
+        where_document: dict[str, Any] | None,
         include_embeddings: bool,
         include_documents: bool,
         include_metadatas: bool,
     ) -> tuple[
         list[list[str]],
-        list[NDArray[np.float32]],
+        list[list[float]],
         list[list[str | None]],
         list[list[str | None]],
         list[NDArray[np.float32]] | None,

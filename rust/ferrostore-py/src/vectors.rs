@@ -6,7 +6,7 @@ use ferrostore_core::vectors::{
 use std::fmt::Write as _;
 
 use ferrostore_core::Error;
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
@@ -110,13 +110,14 @@ fn write_json_string(text: &str, out: &mut String) {
     out.push('"');
 }
 
-/// The array's values in row-major order, copied: Python may write to the array while the
-/// GIL is released. One memcpy when it is contiguous (as the Python API passes it).
-fn owned_values(array: &PyReadonlyArray2<'_, f32>) -> Vec<f32> {
-    // `as_slice` also takes column-major arrays, whose order is not the rows'.
-    match array.as_slice() {
-        Ok(values) if array.is_c_contiguous() => values.to_vec(),
-        _ => array.as_array().iter().copied().collect(),
+/// The array's values in row-major order, copied while the GIL is held (Python may write to
+/// the array once it is released), so no borrow of it needs tracking. One memcpy when it is
+/// row-major contiguous (as the Python API passes it).
+fn owned_values(array: &Bound<'_, PyArray2<f32>>) -> Vec<f32> {
+    // `to_vec` also takes column-major arrays, whose order is not the rows'.
+    match array.to_vec() {
+        Ok(values) if array.is_c_contiguous() => values,
+        _ => array.to_owned_array().iter().copied().collect(),
     }
 }
 
@@ -206,7 +207,7 @@ impl VectorCollection {
         &self,
         py: Python<'_>,
         ids: Vec<String>,
-        embeddings: Option<PyReadonlyArray2<'_, f32>>,
+        embeddings: Option<Bound<'_, PyArray2<f32>>>,
         documents: Option<Vec<Option<String>>>,
         metadatas: Option<String>,
         mode: &str,
@@ -217,7 +218,7 @@ impl VectorCollection {
             .map_err(|e| crate::error::to_py_err(py, &e))?;
         let vectors = match embeddings {
             Some(e) => {
-                let shape = e.as_array().shape().to_vec();
+                let shape = e.shape().to_vec();
                 if shape[1] != self.inner.config().dim || shape[0] != ids.len() {
                     return Err(crate::error::to_py_err(
                         py,
@@ -312,7 +313,7 @@ impl VectorCollection {
     fn query<'py>(
         &self,
         py: Python<'py>,
-        queries: PyReadonlyArray2<'py, f32>,
+        queries: Bound<'py, PyArray2<f32>>,
         n_results: usize,
         r#where: Option<Bound<'py, PyAny>>,
         where_document: Option<Bound<'py, PyAny>>,
@@ -323,7 +324,7 @@ impl VectorCollection {
         let r#where = filter_json(r#where.as_ref())?;
         let where_document = filter_json(where_document.as_ref())?;
         let flat = owned_values(&queries);
-        let query_dim = queries.as_array().shape()[1];
+        let query_dim = queries.shape()[1];
         if query_dim != self.inner.config().dim {
             return Err(crate::error::to_py_err(
                 py,
