@@ -383,6 +383,9 @@ fn string_items(bytes: &[u8]) -> Result<Vec<&str>> {
 }
 
 /// Decodes one encoded (non-null) value into an owned [`Value`].
+// Inlined: returned through the stack, a decoded value is stored in two halves and loaded
+// back whole, which stalls store forwarding once per value (about 20% of a 100-entity read).
+#[inline(always)]
 pub fn decode_value(t: ValueType, bytes: &[u8]) -> Result<Value> {
     Ok(match t {
         ValueType::Int32 => Value::Int32(i32::get(bytes)),

@@ -21,6 +21,8 @@ const HEADER: usize = 6;
 /// hold a tag of the key's hash, so most probes that miss never read the arena.
 const OFFSET_BITS: u32 = 48;
 const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
+/// Bytes of an entry prefetched before it is read.
+const ENTRY_PREFETCH: usize = 128;
 
 /// One view's rows in one arena, found through an open-addressing table of offsets.
 pub(crate) struct Replica {
@@ -138,7 +140,10 @@ impl Replica {
             while self.slots[pos] != 0 {
                 if self.slots[pos] >> OFFSET_BITS == tag {
                     let offset = (self.slots[pos] & OFFSET_MASK) as usize - 1;
-                    prefetch_lines(self.arena[offset..].as_ptr().cast(), 1);
+                    // Header, key and a row of a few features: about two lines.
+                    let end = (offset + ENTRY_PREFETCH).min(self.arena.len());
+                    let lines = (end - offset).div_ceil(64);
+                    prefetch_lines(self.arena[offset..].as_ptr().cast(), lines);
                     break;
                 }
                 pos = (pos + 1) & mask;
