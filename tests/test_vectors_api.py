@@ -692,6 +692,33 @@ def test_bad_where_raises_in_get_query_delete(filled: chromadb.Collection, where
     assert snapshot(filled) == before
 
 
+def test_bad_filters_are_refused_before_the_first_add(client: chromadb.ClientAPI) -> None:
+    empty = client.create_collection("no-dimension-yet", embedding_function=None)
+    for where in BAD_WHERE:
+        with pytest.raises(errors.InvalidArgument, match="in get"):
+            empty.get(where=where)
+        with pytest.raises(errors.InvalidArgument, match="in query"):
+            empty.query(query_embeddings=V, where=where)
+        with pytest.raises(errors.InvalidArgument, match="in delete"):
+            empty.delete(where=where)
+    for where_document in BAD_WHERE_DOCUMENT:
+        with pytest.raises(errors.InvalidArgument, match="in get"):
+            empty.get(where_document=where_document)
+    assert empty.get(where={"dept": "a"})["ids"] == []
+
+
+def test_numpy_scalars_filter_as_python_numbers(filled: chromadb.Collection) -> None:
+    for numpy_where, where in [
+        ({"year": np.int64(2003)}, {"year": 2003}),
+        ({"year": {"$gte": np.float32(2010.5)}}, {"year": {"$gte": 2010.5}}),
+        ({"year": {"$in": [np.uint8(1), np.int32(2001)]}}, {"year": {"$in": [1, 2001]}}),
+    ]:
+        want = filled.get(where=where)["ids"]
+        assert want and filled.get(where=numpy_where)["ids"] == want
+    with pytest.raises(errors.InvalidArgument, match="in get"):
+        filled.get(where={"active": np.bool_(True)})
+
+
 @pytest.mark.parametrize("where_document", BAD_WHERE_DOCUMENT, ids=repr)
 def test_bad_where_document_raises(filled: chromadb.Collection, where_document: Any) -> None:
     before = snapshot(filled)
@@ -1001,6 +1028,32 @@ def _spawn_results(target: Any, *args: Any) -> Any:
     assert status == "ok", payload
     assert proc.exitcode == 0
     return payload
+
+
+def test_a_deletion_reaches_a_process_that_has_the_collection_open(tmp_path: Path) -> None:
+    collection = chromadb.PersistentClient(tmp_path).create_collection(
+        "held", embedding_function=None
+    )
+    collection.add(ids=IDS[:20], embeddings=EMB[:20])
+    ctx = multiprocessing.get_context("spawn")
+    ready, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    proc = ctx.Process(
+        target=vector_workers.query_before_and_after_go,
+        args=(str(tmp_path), "held", EMB[7].tolist(), ready, go, results),
+    )
+    proc.start()
+    try:
+        assert ready.wait(TIMEOUT_S)
+        chromadb.PersistentClient(tmp_path).delete_collection("held")
+        go.set()
+        status, payload = results.get(timeout=TIMEOUT_S)
+    finally:
+        proc.join(TIMEOUT_S)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    assert status == "ok", payload
+    assert payload == (["id07"], "NotFound")
 
 
 def test_another_process_sees_committed_records(tmp_path: Path) -> None:

@@ -49,3 +49,26 @@ def add_batches_forever(path: str, name: str, ack_file: str) -> None:
             acks.write(f"{b}\n")
             acks.flush()
             os.fsync(acks.fileno())
+
+
+def query_before_and_after_go(
+    path: str, name: str, probe: list[float], ready: Any, go: Any, results: Any
+) -> None:
+    """Query a collection, set ``ready``, wait for ``go``, query again.
+
+    Reports ``("ok", (nearest ids before, class name of the error after or None))``.
+    """
+    try:
+        client = chromadb.PersistentClient(path)
+        collection = client.get_collection(name, embedding_function=None)
+        before = collection.query(query_embeddings=[probe], n_results=1, include=[])["ids"][0]
+        ready.set()
+        go.wait(60)
+        try:
+            collection.query(query_embeddings=[probe], n_results=1, include=[])
+            after = None
+        except Exception as err:  # the error's class is what the parent checks
+            after = type(err).__name__
+        results.put(("ok", (before, after)))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))

@@ -174,7 +174,10 @@ class VectorCollection:
         where: dict[str, Any] | None = None,
         where_document: dict[str, Any] | None = None,
     ) -> int:
-        """Delete matching records; returns how many (filters as validated dicts)."""
+        """Delete matching records; returns how many.
+
+        Filters are validated with Chroma's rules (``InvalidArgument`` naming the part).
+        """
     def get(
         self,
         ids: list[str] | None = None,
@@ -210,8 +213,22 @@ class VectorCollection:
     def checkpoint(self) -> None:
         """Save the graph so reopening does not rebuild it."""
     def is_deleted(self) -> bool:
-        """Whether the collection's folder was removed (by any process) since it was opened."""
+        """Whether the collection was deleted (by any process) since it was opened."""
     def checkpoint_if_behind(self) -> bool:
         """Save the graph if re-inserting its unsaved records would cost more (returns whether)."""
     def compact(self) -> None:
         """Rebuild the graph without deleted records."""
+
+def check_filters(
+    where: dict[str, Any] | None = None, where_document: dict[str, Any] | None = None
+) -> None:
+    """Validate filters as a collection's ``get``, ``query`` and ``delete`` do.
+
+    Raises ``InvalidArgument`` naming the malformed part.
+    """
+
+def mark_collection_deleted(path: str | os.PathLike[str]) -> None:
+    """Mark the collection in folder ``path`` deleted for every process that has it open.
+
+    Call it before removing the folder; open handles then report ``is_deleted()``.
+    """

@@ -95,7 +95,7 @@ class Engine(Protocol):
         """Set the HNSW search breadth."""
 
     def is_deleted(self) -> bool:
-        """Whether the collection's folder was removed (by any process) since it was opened."""
+        """Whether the collection was deleted (by any process) since it was opened."""
 
     def checkpoint_if_behind(self) -> bool:
         """Save the graph when re-inserting its unsaved records on reopen would cost more."""
@@ -137,16 +137,26 @@ def checkpoint_open_engines() -> None:
 atexit.register(checkpoint_open_engines)
 
 
-def _engine_class() -> Any:
+def _extension(name: str) -> Any:
+    """A member of the compiled module, or a clear error when this build lacks it."""
     from ferrostore import _core
 
-    cls = getattr(_core, "VectorCollection", None)
-    if cls is None:
+    member = getattr(_core, name, None)
+    if member is None:
         raise StorageError(
-            "this build of ferrostore has no vector engine (ferrostore._core.VectorCollection); "
+            f"this build of ferrostore has no vector engine (ferrostore._core.{name}); "
             "rebuild the extension: pip install ."
         )
-    return cls
+    return member
+
+
+def check_filters(where: Any, where_document: Any) -> None:
+    """Validate filters as an engine does, for a collection that has no engine yet.
+
+    Raises:
+        InvalidArgument: Naming the malformed part.
+    """
+    _extension("check_filters")(where, where_document)
 
 
 def open_engine(
@@ -182,7 +192,7 @@ def open_engine(
     with _lock:
         handle = _handles.get(key)
         if handle is None:
-            engine = _engine_class()(
+            engine = _extension("VectorCollection")(
                 key[1],
                 dim=dim,
                 space=space,
@@ -196,8 +206,15 @@ def open_engine(
         return handle
 
 
-def forget(path: str | os.PathLike[str]) -> None:
-    """Stop sharing the handle of a folder (its collection was deleted)."""
+def mark_deleted(path: str | os.PathLike[str]) -> None:
+    """Mark a folder's collection deleted for every process that has it open.
+
+    Also stops sharing its handle. Call it before removing the folder.
+
+    Raises:
+        StorageError: The mark cannot be written.
+    """
     key = (os.getpid(), os.path.realpath(os.fspath(path)))
+    _extension("mark_collection_deleted")(key[1])
     with _lock:
         _handles.pop(key, None)

@@ -31,8 +31,6 @@ __all__ = [
     "check_limit_offset",
     "check_metadatas",
     "check_n_results",
-    "check_where",
-    "check_where_document",
     "context",
     "dump_metadatas",
     "normalize_embeddings",
@@ -43,9 +41,11 @@ _RESERVED_METADATA_KEY = "chroma:document"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _IPV4_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
-_WHERE_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin")
-_NUMERIC_OPERATORS = ("$gt", "$gte", "$lt", "$lte")
-_DOCUMENT_OPERATORS = ("$contains", "$not_contains", "$regex", "$not_regex", "$and", "$or")
+_FLOAT32 = np.dtype(np.float32)
+# Valid include lists already seen, by their items and whether distances are allowed; bounded,
+# as callers may repeat items.
+_CHECKED_INCLUDES: dict[tuple[tuple[str, ...], bool], tuple[str, ...]] = {}
+_CHECKED_INCLUDES_MAX = 256
 
 QUANTIZATION_KEY = "ferrostore:quantization"
 """Collection metadata key choosing how the graph stores vectors (ferrostore's own)."""
@@ -88,7 +88,12 @@ class context:  # lower case: used like a function, ``with context("add"):``
         self, kind: type[BaseException] | None, err: BaseException | None, tb: Any
     ) -> None:
         if kind is not None and issubclass(kind, InvalidArgument):
-            raise InvalidArgument(f"{err} in {self.operation}.") from None
+            raise in_operation(err, self.operation) from None
+
+
+def in_operation(err: BaseException | None, operation: str) -> InvalidArgument:
+    """The ``InvalidArgument`` that :class:`context` raises for ``err`` in ``operation``."""
+    return InvalidArgument(f"{err} in {operation}.")
 
 
 def _short(value: object, limit: int = 120) -> str:
@@ -164,6 +169,15 @@ def normalize_embeddings(
         InvalidArgument: Empty, ragged, non-numeric, or containing NaN or infinity, or values
             beyond the float32 range.
     """
+    if (
+        type(embeddings) is np.ndarray
+        and embeddings.dtype is _FLOAT32
+        and embeddings.ndim == 2
+        and embeddings.size != 0
+        and embeddings.flags.c_contiguous
+        and not check_finite
+    ):
+        return embeddings  # what queries pass: nothing to convert or check
     if isinstance(embeddings, np.ndarray):
         array = embeddings
         if array.ndim == 1:
@@ -403,6 +417,11 @@ def check_include(include: Any, *, allow_distances: bool) -> list[str]:
     """
     if not isinstance(include, list | tuple):
         raise InvalidArgument(f"Expected include to be a list, got {_short(include)}")
+    try:
+        key = (tuple(include), allow_distances)
+        return list(_CHECKED_INCLUDES[key])
+    except (KeyError, TypeError):  # not seen yet, or unhashable items (refused below)
+        pass
     valid = "documents, embeddings, metadatas, distances, uris, data"
     for item in include:
         if not isinstance(item, str):
@@ -416,6 +435,8 @@ def check_include(include: Any, *, allow_distances: bool) -> list[str]:
                 "You must set a data loader on the collection if loading from URIs; "
                 "ferrostore collections have none, so include cannot contain data"
             )
+    if len(_CHECKED_INCLUDES) < _CHECKED_INCLUDES_MAX:
+        _CHECKED_INCLUDES[(tuple(include), allow_distances)] = tuple(include)
     return list(include)
 
 
@@ -447,155 +468,6 @@ def check_limit_offset(limit: Any, offset: Any) -> tuple[int | None, int]:
     if offset is not None and (not _is_int(offset) or int(offset) < 0):
         raise InvalidArgument(f"Expected offset to be a non-negative int or None, got {offset!r}")
     return (None if limit is None else int(limit)), (0 if offset is None else int(offset))
-
-
-def _check_where_scalar(key: str, operator: str, operand: Any) -> None:
-    kind = type(operand)
-    # Plain Python scalars first: the abstract-class checks below cost more than the rest.
-    if kind is str or kind is int or kind is bool or (kind is float and math.isfinite(operand)):
-        return
-    if isinstance(operand, bool | str) or _is_int(operand):
-        return
-    if isinstance(operand, numbers.Real):
-        if not math.isfinite(float(operand)):
-            raise InvalidArgument(
-                f"Expected where operand value for {key!r} {operator} to be finite, got {operand}"
-            )
-        return
-    raise InvalidArgument(
-        f"Expected where operand value for {key!r} {operator} to be a str, int, float or "
-        f"bool, got {_short(operand)}"
-    )
-
-
-def check_where(where: Any) -> None:
-    """Validate a ``where`` filter with Chroma's rules (one key per dict, known operators).
-
-    Raises:
-        InvalidArgument: Naming the offending part of the filter.
-    """
-    if not isinstance(where, dict):
-        raise InvalidArgument(f"Expected where to be a dict, got {_short(where)}")
-    if len(where) != 1:
-        raise InvalidArgument(
-            f"Expected where to have exactly one operator, got {_short(where)} "
-            "(combine several conditions with $and)"
-        )
-    ((key, value),) = where.items()
-    if not isinstance(key, str):
-        raise InvalidArgument(f"Expected where key to be a str, got {_short(key)}")
-    if key in ("$and", "$or"):
-        if not isinstance(value, list):
-            raise InvalidArgument(
-                f"Expected where value for $and or $or to be a list of where expressions, "
-                f"got {_short(value)}"
-            )
-        if len(value) <= 1:
-            raise InvalidArgument(
-                "Expected where value for $and or $or to be a list with at least two where "
-                f"expressions, got {_short(value)}"
-            )
-        for expression in value:
-            check_where(expression)
-        return
-    if key.startswith("$"):
-        raise InvalidArgument(
-            f"Expected where key to be a metadata key, $and or $or, got operator {key}"
-        )
-    if not isinstance(value, dict):
-        if isinstance(value, list | tuple):
-            raise InvalidArgument(
-                f"Expected where value for {key!r} to be a str, int, float, bool or operator "
-                f"expression, got the list {_short(value)} (use {{'$in': [...]}})"
-            )
-        _check_where_scalar(key, "$eq", value)
-        return
-    if len(value) != 1:
-        raise InvalidArgument(
-            f"Expected operator expression to have exactly one operator, got {_short(value)}"
-        )
-    ((operator, operand),) = value.items()
-    if operator not in _WHERE_OPERATORS:
-        raise InvalidArgument(
-            "Expected where operator to be one of $gt, $gte, $lt, $lte, $ne, $eq, $in, $nin, "
-            f"got {operator}"
-        )
-    if operator in _NUMERIC_OPERATORS:
-        kind = type(operand)
-        if kind is int or (kind is float and math.isfinite(operand)):
-            return
-        if isinstance(operand, bool) or not isinstance(operand, numbers.Real):
-            raise InvalidArgument(
-                f"Expected operand value to be an int or a float for operator {operator}, "
-                f"got {_short(operand)}"
-            )
-        _check_where_scalar(key, operator, operand)
-        return
-    if operator in ("$in", "$nin"):
-        if not isinstance(operand, list):
-            raise InvalidArgument(
-                f"Expected operand value to be an list for operator {operator}, "
-                f"got {_short(operand)}"
-            )
-        if not operand:
-            raise InvalidArgument(
-                f"Expected where operand value to be a non-empty list, got [] for {operator}"
-            )
-        kinds = {type(x) is bool for x in operand}, {isinstance(x, str) for x in operand}
-        if len(kinds[0]) > 1 or len(kinds[1]) > 1:
-            raise InvalidArgument(
-                "Expected where operand value to be a non-empty list, and all values to be "
-                f"of the same type got {_short(operand)}"
-            )
-        for item in operand:
-            _check_where_scalar(key, operator, item)
-        return
-    _check_where_scalar(key, operator, operand)
-
-
-def check_where_document(where_document: Any) -> None:
-    """Validate a ``where_document`` filter with Chroma's rules.
-
-    Raises:
-        InvalidArgument: Naming the offending part of the filter.
-    """
-    if not isinstance(where_document, dict):
-        raise InvalidArgument(
-            f"Expected where document to be a dictionary, got {_short(where_document)}"
-        )
-    if len(where_document) != 1:
-        raise InvalidArgument(
-            f"Expected where document to have exactly one operator, got {_short(where_document)}"
-        )
-    ((operator, operand),) = where_document.items()
-    if operator not in _DOCUMENT_OPERATORS:
-        raise InvalidArgument(
-            "Expected where document operator to be one of $contains, $not_contains, $regex, "
-            f"$not_regex, $and, $or, got {operator}"
-        )
-    if operator in ("$and", "$or"):
-        if not isinstance(operand, list):
-            raise InvalidArgument(
-                "Expected document value for $and or $or to be a list of where document "
-                f"expressions, got {_short(operand)}"
-            )
-        if len(operand) <= 1:
-            raise InvalidArgument(
-                "Expected document value for $and or $or to be a list with at least two where "
-                f"document expressions, got {_short(operand)}"
-            )
-        for expression in operand:
-            check_where_document(expression)
-        return
-    if not isinstance(operand, str):
-        raise InvalidArgument(
-            f"Expected where document operand value for operator {operator} to be a str, "
-            f"got {_short(operand)}"
-        )
-    if not operand:
-        raise InvalidArgument(
-            f"Expected where document operand value for operator {operator} to be a non-empty str"
-        )
 
 
 def check_collection_name(name: Any) -> str:

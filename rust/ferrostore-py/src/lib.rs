@@ -20,6 +20,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<online::KeyReadPlan>()?;
     m.add_function(wrap_pyfunction!(join::point_in_time_join, m)?)?;
     m.add_class::<vectors::VectorCollection>()?;
+    m.add_function(wrap_pyfunction!(vectors::check_filters, m)?)?;
+    m.add_function(wrap_pyfunction!(vectors::mark_collection_deleted, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::error::{run, to_py_err};
+use crate::error::{run, run_holding_gil, to_py_err};
 
 fn parse_where(json: Option<&str>) -> ferrostore_core::Result<Option<Where>> {
     json.map(Where::parse_json).transpose()
@@ -20,8 +20,8 @@ fn parse_where_document(json: Option<&str>) -> ferrostore_core::Result<Option<Wh
     json.map(WhereDocument::parse_json).transpose()
 }
 
-/// A `where` or `where_document` filter (a dict Python has validated) as the JSON text the
-/// engine parses, and caches compiled filters by.
+/// A `where` or `where_document` filter (a dict) as the JSON text the engine validates,
+/// parses, and caches compiled filters by.
 fn filter_json(filter: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
     let Some(filter) = filter else {
         return Ok(None);
@@ -83,6 +83,8 @@ fn write_json(value: &Bound<'_, PyAny>, out: &mut String) -> PyResult<()> {
             write_json(&item?, out)?;
         }
         out.push(']');
+    } else if let Some(number) = numpy_number(value)? {
+        write_json(&number, out)?;
     } else {
         return Err(to_py_err(
             py,
@@ -93,6 +95,23 @@ fn write_json(value: &Bound<'_, PyAny>, out: &mut String) -> PyResult<()> {
         ));
     }
     Ok(())
+}
+
+/// A NumPy integer or float scalar as a Python int or float (`None` for anything else).
+fn numpy_number<'py>(value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let kind = value.get_type();
+    if kind.module()?.to_cow()? != "numpy" {
+        return Ok(None);
+    }
+    let name = kind.name()?;
+    let name = name.to_cow()?;
+    if name.starts_with("int") || name.starts_with("uint") {
+        Ok(Some(value.call_method0("__int__")?))
+    } else if name.starts_with("float") {
+        Ok(Some(value.call_method0("__float__")?))
+    } else {
+        Ok(None)
+    }
 }
 
 fn write_json_string(text: &str, out: &mut String) {
@@ -329,8 +348,7 @@ impl VectorCollection {
             return Err(crate::error::to_py_err(
                 py,
                 &Error::InvalidArgument(format!(
-                    "query embeddings of dimension {}: expected {}",
-                    query_dim,
+                    "Collection expecting embedding with dimension of {}, got {query_dim}",
                     self.inner.config().dim
                 )),
             ));
@@ -402,4 +420,29 @@ fn split_json_array(json: &str) -> Result<Vec<Option<String>>, Error> {
         .into_iter()
         .map(|item| item.map(|raw| raw.get().to_string()))
         .collect())
+}
+
+/// Validates `where` and `where_document` filters as the engine would (for a collection that
+/// has no engine yet); see `ferrostore/_core.pyi`.
+#[pyfunction]
+#[pyo3(signature = (r#where=None, where_document=None))]
+pub fn check_filters(
+    py: Python<'_>,
+    r#where: Option<Bound<'_, PyAny>>,
+    where_document: Option<Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let r#where = filter_json(r#where.as_ref())?;
+    let where_document = filter_json(where_document.as_ref())?;
+    run_holding_gil(py, || {
+        parse_where(r#where.as_deref())?;
+        parse_where_document(where_document.as_deref())?;
+        Ok(())
+    })
+}
+
+/// Marks the collection in `path` deleted for every process that has it open; see
+/// `ferrostore/_core.pyi`.
+#[pyfunction]
+pub fn mark_collection_deleted(py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+    run(py, || ferrostore_core::vectors::mark_deleted(&path))
 }

@@ -426,20 +426,25 @@ fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
 }
 
-fn single_entry<'a>(
-    obj: &'a serde_json::Map<String, Json>,
-    what: &str,
-) -> Result<(&'a String, &'a Json)> {
-    if obj.len() != 1 {
-        return Err(invalid(format!(
-            "{what} {}: expected exactly one operator or key per dict, got {}",
-            Json::Object(obj.clone()),
-            obj.len()
-        )));
+/// The one entry of a dict, or `None` when it has another number of entries.
+fn only_entry(obj: &serde_json::Map<String, Json>) -> Option<(&String, &Json)> {
+    let mut entries = obj.iter();
+    match (entries.next(), entries.next()) {
+        (Some(entry), None) => Some(entry),
+        _ => None,
     }
-    Ok(obj.iter().next().expect("one entry"))
 }
 
+/// What a `$in` list holds: Chroma wants strings, booleans or numbers, not a mix.
+fn value_kind(value: &MetaValue) -> u8 {
+    match value {
+        MetaValue::Str(_) => 0,
+        MetaValue::Bool(_) => 1,
+        MetaValue::Int(_) | MetaValue::Float(_) => 2,
+    }
+}
+
+// The messages follow Chroma's validation, naming the offending part as JSON.
 impl Where {
     /// Parses and validates a `where` dict given as JSON text.
     ///
@@ -451,37 +456,44 @@ impl Where {
         Where::parse(&value)
     }
 
-    /// Parses and validates a `where` dict.
+    /// Parses and validates a `where` dict with Chroma's rules: one key per dict, `$and` and
+    /// `$or` over lists of at least two, known operators with operands of their types.
     ///
     /// # Errors
     /// `InvalidArgument` naming the offending part.
     pub fn parse(json: &Json) -> Result<Where> {
         let Json::Object(obj) = json else {
-            return Err(invalid(format!("where {json}: expected a dict")));
+            return Err(invalid(format!("Expected where to be a dict, got {json}")));
         };
-        if obj.is_empty() {
-            return Err(invalid("where {}: expected at least one condition".into()));
-        }
-        if obj.len() > 1 {
-            // Chroma allows several keys only through $and; be strict and clear.
+        let Some((key, value)) = only_entry(obj) else {
             return Err(invalid(format!(
-                "where {json}: expected one key per dict; combine conditions with $and"
+                "Expected where to have exactly one operator, got {json} (combine several \
+                 conditions with $and)"
             )));
-        }
-        let (key, value) = single_entry(obj, "where")?;
+        };
         match key.as_str() {
             "$and" | "$or" => {
                 let Json::Array(items) = value else {
-                    return Err(invalid(format!("where {key} {value}: expected a list of conditions")));
+                    return Err(invalid(format!(
+                        "Expected where value for $and or $or to be a list of where \
+                         expressions, got {value}"
+                    )));
                 };
                 if items.len() < 2 {
-                    return Err(invalid(format!("where {key} {value}: expected at least two conditions")));
+                    return Err(invalid(format!(
+                        "Expected where value for $and or $or to be a list with at least two \
+                         where expressions, got {value}"
+                    )));
                 }
                 let parts = items.iter().map(Where::parse).collect::<Result<Vec<_>>>()?;
-                Ok(if key == "$and" { Where::And(parts) } else { Where::Or(parts) })
+                Ok(if key == "$and" {
+                    Where::And(parts)
+                } else {
+                    Where::Or(parts)
+                })
             }
             k if k.starts_with('$') => Err(invalid(format!(
-                "where operator '{k}' is not supported at the top level: expected a metadata key, $and or $or"
+                "Expected where key to be a metadata key, $and or $or, got operator {k}"
             ))),
             _ => Where::parse_condition(key, value),
         }
@@ -491,18 +503,32 @@ impl Where {
         let scalar = |v: &Json, op: &str| {
             MetaValue::from_json(v).ok_or_else(|| {
                 invalid(format!(
-                    "where '{key}' {op} {v}: expected a string, integer, float or boolean"
+                    "Expected where operand value for '{key}' {op} to be a str, int, float or \
+                     bool, got {v}"
                 ))
             })
         };
-        let Json::Object(ops) = value else {
-            return Ok(Where::Cmp {
-                key: key.into(),
-                op: CmpOp::Eq,
-                value: scalar(value, "==")?,
-            });
+        let ops = match value {
+            Json::Object(ops) => ops,
+            Json::Array(_) => {
+                return Err(invalid(format!(
+                    "Expected where value for '{key}' to be a str, int, float, bool or operator \
+                     expression, got the list {value} (use {{\"$in\": [...]}})"
+                )));
+            }
+            _ => {
+                return Ok(Where::Cmp {
+                    key: key.into(),
+                    op: CmpOp::Eq,
+                    value: scalar(value, "$eq")?,
+                });
+            }
         };
-        let (op, operand) = single_entry(ops, &format!("where '{key}'"))?;
+        let Some((op, operand)) = only_entry(ops) else {
+            return Err(invalid(format!(
+                "Expected operator expression to have exactly one operator, got {value}"
+            )));
+        };
         let cmp = |op_kind| -> Result<Where> {
             Ok(Where::Cmp {
                 key: key.into(),
@@ -511,17 +537,17 @@ impl Where {
             })
         };
         let numeric = |op_kind| -> Result<Where> {
-            let v = scalar(operand, op)?;
-            if v.number().is_none() {
-                return Err(invalid(format!(
-                    "where '{key}' {op} {operand}: expected an integer or float operand"
-                )));
+            match MetaValue::from_json(operand) {
+                Some(v) if v.number().is_some() => Ok(Where::Cmp {
+                    key: key.into(),
+                    op: op_kind,
+                    value: v,
+                }),
+                _ => Err(invalid(format!(
+                    "Expected operand value to be an int or a float for operator {op}, got \
+                     {operand}"
+                ))),
             }
-            Ok(Where::Cmp {
-                key: key.into(),
-                op: op_kind,
-                value: v,
-            })
         };
         match op.as_str() {
             "$eq" => cmp(CmpOp::Eq),
@@ -532,16 +558,37 @@ impl Where {
             "$lte" => numeric(CmpOp::Lte),
             "$in" | "$nin" => {
                 let Json::Array(items) = operand else {
-                    return Err(invalid(format!("where '{key}' {op} {operand}: expected a list of values")));
+                    return Err(invalid(format!(
+                        "Expected operand value to be a list for operator {op}, got {operand}"
+                    )));
                 };
                 if items.is_empty() {
-                    return Err(invalid(format!("where '{key}' {op} []: expected a non-empty list")));
+                    return Err(invalid(format!(
+                        "Expected where operand value to be a non-empty list, got [] for {op}"
+                    )));
                 }
-                let values = items.iter().map(|v| scalar(v, op)).collect::<Result<Vec<_>>>()?;
-                Ok(Where::In { key: key.into(), values, negate: op == "$nin" })
+                let values = items
+                    .iter()
+                    .map(|v| scalar(v, op))
+                    .collect::<Result<Vec<_>>>()?;
+                if values
+                    .iter()
+                    .any(|v| value_kind(v) != value_kind(&values[0]))
+                {
+                    return Err(invalid(format!(
+                        "Expected where operand value to be a non-empty list, and all values \
+                         to be of the same type, got {operand}"
+                    )));
+                }
+                Ok(Where::In {
+                    key: key.into(),
+                    values,
+                    negate: op == "$nin",
+                })
             }
             other => Err(invalid(format!(
-                "where '{key}' uses unknown operator '{other}': expected one of $eq, $ne, $gt, $gte, $lt, $lte, $in, $nin"
+                "Expected where operator to be one of $gt, $gte, $lt, $lte, $ne, $eq, $in, \
+                 $nin, got {other}"
             ))),
         }
     }
@@ -631,42 +678,71 @@ impl WhereDocument {
         WhereDocument::parse(&value)
     }
 
-    /// Parses and validates a `where_document` dict.
+    /// Parses and validates a `where_document` dict with Chroma's rules: one operator per
+    /// dict, non-empty strings, `$and` and `$or` over lists of at least two, valid regexes.
     ///
     /// # Errors
     /// `InvalidArgument` naming the offending part.
     pub fn parse(json: &Json) -> Result<WhereDocument> {
         let Json::Object(obj) = json else {
-            return Err(invalid(format!("where_document {json}: expected a dict")));
+            return Err(invalid(format!(
+                "Expected where document to be a dictionary, got {json}"
+            )));
         };
-        let (op, operand) = single_entry(obj, "where_document")?;
+        let Some((op, operand)) = only_entry(obj) else {
+            return Err(invalid(format!(
+                "Expected where document to have exactly one operator, got {json}"
+            )));
+        };
         let text = || match operand {
+            Json::String(s) if s.is_empty() => Err(invalid(format!(
+                "Expected where document operand value for operator {op} to be a non-empty str"
+            ))),
             Json::String(s) => Ok(s.clone()),
             other => Err(invalid(format!(
-                "where_document {op} {other}: expected a string"
+                "Expected where document operand value for operator {op} to be a str, got \
+                 {other}"
             ))),
         };
         match op.as_str() {
             "$and" | "$or" => {
                 let Json::Array(items) = operand else {
-                    return Err(invalid(format!("where_document {op} {operand}: expected a list")));
+                    return Err(invalid(format!(
+                        "Expected document value for $and or $or to be a list of where document \
+                         expressions, got {operand}"
+                    )));
                 };
                 if items.len() < 2 {
-                    return Err(invalid(format!("where_document {op} {operand}: expected at least two conditions")));
+                    return Err(invalid(format!(
+                        "Expected document value for $and or $or to be a list with at least two \
+                         where document expressions, got {operand}"
+                    )));
                 }
-                let parts = items.iter().map(WhereDocument::parse).collect::<Result<Vec<_>>>()?;
-                Ok(if op == "$and" { WhereDocument::And(parts) } else { WhereDocument::Or(parts) })
+                let parts = items
+                    .iter()
+                    .map(WhereDocument::parse)
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(if op == "$and" {
+                    WhereDocument::And(parts)
+                } else {
+                    WhereDocument::Or(parts)
+                })
             }
             "$contains" => Ok(WhereDocument::Contains(text()?, false)),
             "$not_contains" => Ok(WhereDocument::Contains(text()?, true)),
             "$regex" | "$not_regex" => {
                 let pattern = text()?;
-                let re = regex::Regex::new(&pattern)
-                    .map_err(|e| invalid(format!("where_document {op} {pattern:?} is not a valid regex: {e}")))?;
+                let re = regex::Regex::new(&pattern).map_err(|e| {
+                    invalid(format!(
+                        "Expected where document operand value for operator {op} to be a valid \
+                         regex, got {pattern:?}: {e}"
+                    ))
+                })?;
                 Ok(WhereDocument::Regex(re, op == "$not_regex"))
             }
             other => Err(invalid(format!(
-                "where_document uses unknown operator '{other}': expected $contains, $not_contains, $regex, $not_regex, $and or $or"
+                "Expected where document operator to be one of $contains, $not_contains, \
+                 $regex, $not_regex, $and, $or, got {other}"
             ))),
         }
     }
@@ -765,9 +841,10 @@ mod tests {
         assert_eq!(eval(&idx, &live, json!({"v": -0.0})), vec![0, 1]);
         assert_eq!(eval(&idx, &live, json!({"v": {"$lte": -0.0}})), vec![0, 1]);
         assert_eq!(
-            eval(&idx, &live, json!({"v": {"$in": [2, "0"]}})),
-            vec![2, 3]
+            eval(&idx, &live, json!({"v": {"$in": [2, -0.0]}})),
+            vec![0, 1, 2]
         );
+        assert_eq!(eval(&idx, &live, json!({"v": {"$in": ["0"]}})), vec![3]);
         assert_eq!(
             eval(&idx, &live, json!({"v": {"$ne": 2.0}})),
             vec![0, 1, 3, 4]
@@ -831,19 +908,54 @@ mod tests {
     #[test]
     fn malformed_filters_are_named() {
         for bad in [
-            json!({"a": {"$gt": "x"}}),
-            json!({"a": {"$foo": 1}}),
-            json!({"$and": [{"a": 1}]}),
-            json!({"a": [1, 2]}),
-            json!({"a": {"$in": []}}),
+            json!("dept"),
             json!([1]),
+            json!({}),
+            json!({"dept": "a", "year": 1}),
+            json!({"$and": [{"dept": "a"}]}),
+            json!({"$and": {"dept": "a"}}),
+            json!({"$or": []}),
+            json!({"$nor": [{"a": 1}, {"b": 2}]}),
+            json!({"a": {"$gt": "x"}}),
+            json!({"a": {"$gt": true}}),
+            json!({"a": {"$gt": 1, "$lt": 3}}),
+            json!({"a": {"$foo": 1}}),
+            json!({"a": [1, 2]}),
+            json!({"a": null}),
+            json!({"a": {"$in": []}}),
+            json!({"a": {"$in": 2000}}),
+            json!({"a": {"$in": [2000, "x"]}}),
+            json!({"a": {"$in": [true, 1]}}),
+            json!({"a": {"$eq": [1]}}),
+            json!({"a": {"$ne": {"b": 1}}}),
         ] {
             assert!(
                 matches!(Where::parse(&bad), Err(Error::InvalidArgument(_))),
                 "{bad}"
             );
         }
-        assert!(WhereDocument::parse(&json!({"$regex": "("})).is_err());
+        for good in [
+            json!({"a": {"$in": [1, 2.5]}}),
+            json!({"a": {"$nin": ["x", "y"]}}),
+            json!({"$or": [{"a": true}, {"b": {"$lte": -1}}]}),
+        ] {
+            assert!(Where::parse(&good).is_ok(), "{good}");
+        }
+        for bad in [
+            json!("text"),
+            json!({"$contains": 1}),
+            json!({"$contains": ""}),
+            json!({"$foo": "x"}),
+            json!({"$contains": "a", "$regex": "b"}),
+            json!({"$and": [{"$contains": "a"}]}),
+            json!({"$or": "x"}),
+            json!({"$regex": "("}),
+        ] {
+            assert!(
+                matches!(WhereDocument::parse(&bad), Err(Error::InvalidArgument(_))),
+                "{bad}"
+            );
+        }
         let d =
             WhereDocument::parse(&json!({"$and": [{"$contains": "hou"}, {"$not_regex": "^x"}]}))
                 .unwrap();

@@ -8,6 +8,7 @@
 //! process has written, the in-memory state catches up from the records and tombstones
 //! after what it has applied. A crash therefore loses nothing that was committed.
 
+mod deletion;
 pub mod filter;
 mod graph;
 pub mod hnsw;
@@ -31,6 +32,8 @@ use hnsw::Packed;
 use subset::{DistanceRule, SubsetRows};
 
 use crate::{Error, Result};
+pub use deletion::mark_deleted;
+use deletion::DeletionMark;
 
 /// Distance spaces, with Chroma's distances: squared l2, `1 - dot`, `1 - cos`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,10 +378,8 @@ pub struct Collection {
     state: RwLock<State>,
     writer: Mutex<()>,
     filters: Mutex<FilterCache>,
-    /// The collection's folder, held open: once it is removed (the collection deleted, by
-    /// any process) it has no links left, which [`Collection::is_deleted`] sees without a
-    /// path lookup.
-    folder: std::fs::File,
+    /// Whether the collection was deleted, by any process.
+    deletion: DeletionMark,
 }
 
 /// Filters evaluated at one applied version, by their texts: applications repeat the same
@@ -758,12 +759,7 @@ impl Collection {
         };
         wtxn.commit().map_err(lmdb(&path, "opening"))?;
         let space = config.validate()?;
-        let folder = std::fs::File::open(&path).map_err(|e| {
-            Error::Storage(format!(
-                "cannot open collection folder '{}': {e}",
-                path.display()
-            ))
-        })?;
+        let deletion = DeletionMark::open(&path)?;
         let state = State {
             graph: Graph::new(&config, space)?,
             slots: HashMap::new(),
@@ -787,7 +783,7 @@ impl Collection {
             state: RwLock::new(state),
             writer: Mutex::new(()),
             filters: Mutex::new(FilterCache::default()),
-            folder,
+            deletion,
         };
         collection.load_checkpoint()?;
         collection.refresh()?;
@@ -798,18 +794,22 @@ impl Collection {
         &self.config
     }
 
-    /// Whether the collection's folder was removed since it was opened: one `fstat` of the
-    /// folder held open (a removed directory has no links), cheap enough for every call.
+    /// Whether the collection was deleted ([`mark_deleted`]) by any process since it was
+    /// opened: one load from memory, cheap enough for every call.
     pub fn is_deleted(&self) -> bool {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            self.folder.metadata().map_or(true, |m| m.nlink() == 0)
+        self.deletion.is_marked()
+    }
+
+    /// `NotFound` when the collection was deleted, or its folder removed by other means:
+    /// nothing is acknowledged into a removed folder.
+    fn require_present(&self) -> Result<()> {
+        if self.deletion.is_gone() {
+            return Err(Error::NotFound(format!(
+                "collection at '{}' was deleted",
+                self.path.display()
+            )));
         }
-        #[cfg(not(unix))]
-        {
-            !self.path.is_dir()
-        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -1060,6 +1060,7 @@ impl Collection {
         };
 
         let _writer = self.writer.lock().map_err(|_| Self::lock_err())?;
+        self.require_present()?;
         let err = lmdb(&self.path, "writing records");
         let mut wtxn = self.env.write_txn().map_err(&err)?;
         // The state catches up to the committed one first, so this batch can then be applied
@@ -1366,6 +1367,7 @@ impl Collection {
     ) -> Result<usize> {
         self.refresh()?;
         let _writer = self.writer.lock().map_err(|_| Self::lock_err())?;
+        self.require_present()?;
         let err = lmdb(&self.path, "deleting records");
         let mut wtxn = self.env.write_txn().map_err(&err)?;
         // Select under the write lock so the set is the committed state's.

@@ -617,19 +617,38 @@ fn a_failed_checkpoint_does_not_fail_the_write() {
     assert_eq!(c.count().unwrap(), n - 1);
 }
 
-/// A collection sees its folder removed (by any process) without a path lookup.
+/// A deletion marked by any handle is seen by every open handle of the collection; a folder
+/// removed by other means refuses writes, also when a new folder takes its path.
 #[test]
-fn a_removed_folder_is_seen_as_deleted() {
+fn deletion_is_seen_by_every_handle_and_writes_to_a_removed_folder_fail() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c");
     let cfg = CollectionConfig::new(4, "l2", 16, 64, 64, "f32");
-    let c = Collection::open(&path, Some(cfg), Some(1 << 24)).unwrap();
+    let c = Collection::open(&path, Some(cfg.clone()), Some(1 << 24)).unwrap();
     assert!(!c.is_deleted());
-    std::fs::remove_dir_all(&path).unwrap();
+    let one = |id: &str| batch(&[id], vec![1.0, 0.0, 0.0, 0.0], None);
+    c.write(one("a"), WriteMode::Add).unwrap();
+    mark_deleted(&path).unwrap();
     assert!(c.is_deleted());
-    // A new folder at the same path is another collection: this one stays deleted.
-    std::fs::create_dir(&path).unwrap();
-    assert!(c.is_deleted());
+    assert!(matches!(
+        c.write(one("b"), WriteMode::Add),
+        Err(Error::NotFound(_))
+    ));
+    drop(c);
+
+    let other = dir.path().join("d");
+    let c = Collection::open(&other, Some(cfg), Some(1 << 24)).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
+    std::fs::create_dir(&other).unwrap();
+    assert!(!c.is_deleted(), "not deleted through the API");
+    assert!(matches!(
+        c.write(one("a"), WriteMode::Add),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        c.delete(Some(&["a".to_string()]), None, None),
+        Err(Error::NotFound(_))
+    ));
 }
 
 /// `checkpoint_if_behind` saves only when replaying the missing records would cost more than
