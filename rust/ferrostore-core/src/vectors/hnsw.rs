@@ -222,6 +222,12 @@ impl Visited {
 /// alternating rounds); a 384-d float32 one (24 lines) measured 5-7% slower.
 const WHOLE_PREFETCH_BYTES: usize = 768;
 
+/// How many neighbours' vectors load ahead of the one being scored. Prefetching every
+/// neighbour at once (up to 32 × 12 lines) filled the CPU's line fill buffers, and the
+/// prefetches stalled: two ahead measured 12-17% more single queries/s on MiniLM 50k than
+/// all at once, and 10% more batched (alternating processes, against FAISS in each).
+const PREFETCH_AHEAD: usize = 2;
+
 thread_local! {
     static VISITED: RefCell<Visited> = const {
         RefCell::new(Visited { marks: Vec::new(), generation: 0 })
@@ -728,10 +734,13 @@ impl Hnsw {
                 }
                 self.neighbours(nearest.1, level, &mut ids);
                 ids.retain(|&n| !visited.visit(n));
-                for &n in &ids {
+                for &n in ids.iter().take(PREFETCH_AHEAD) {
                     self.prefetch(n);
                 }
-                for &n in &ids {
+                for (i, &n) in ids.iter().enumerate() {
+                    if let Some(&next) = ids.get(i + PREFETCH_AHEAD) {
+                        self.prefetch(next);
+                    }
                     let d = self.dist(q, n);
                     let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
                     if results.len() < ef || d < worst {
