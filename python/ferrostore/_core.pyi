@@ -200,13 +200,13 @@ class VectorCollection:
     ) -> tuple[
         list[list[str]],
         list[list[float]],
-        list[list[str | None]],
-        list[list[str | None]],
+        list[list[str | None]] | None,
+        list[list[str | None]] | None,
         Any | None,
     ]:
         """Nearest records per query: ids, distances, documents, metadata JSON, embeddings.
 
-        Documents and metadata lists are empty when not included.
+        Documents, metadata and embeddings are ``None`` when not included.
         """
     def set_search_ef(self, ef: int) -> None:
         """Set the graph search expansion for this process."""

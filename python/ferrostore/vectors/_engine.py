@@ -85,11 +85,11 @@ class Engine(Protocol):
     ) -> tuple[
         list[list[str]],
         list[list[float]],
-        list[list[str | None]],
-        list[list[str | None]],
+        list[list[str | None]] | None,
+        list[list[str | None]] | None,
         list[NDArray[np.float32]] | None,
     ]:
-        """Nearest neighbours of each query."""
+        """Nearest neighbours of each query (``None`` for what was not included)."""
 
     def set_search_ef(self, ef: int) -> None:
         """Set the HNSW search breadth."""

@@ -733,8 +733,8 @@ def _get_result(
 def _query_result(
     ids: list[list[str]],
     distances: list[list[float]],
-    documents: list[list[str | None]],
-    metadatas: list[list[str | None]],
+    documents: list[list[str | None]] | None,
+    metadatas: list[list[str | None]] | None,
     embeddings: list[NDArray[np.float32]] | None,
     included: list[str],
 ) -> QueryResult:
@@ -744,7 +744,9 @@ def _query_result(
         "documents": documents if "documents" in included else None,
         "uris": [[None] * len(row) for row in ids] if "uris" in included else None,
         "data": None,
-        "metadatas": _loads_rows(metadatas) if "metadatas" in included else None,
+        "metadatas": (
+            _loads_rows(metadatas) if metadatas is not None and "metadatas" in included else None
+        ),
         "distances": distances if "distances" in included else None,
         "included": included,
     }

@@ -156,12 +156,13 @@ type GetTuple<'py> = (
     Vec<Option<String>>,
     Vec<Option<String>>,
 );
-/// Results of `query`, one list entry per query.
+/// Results of `query`, one list entry per query; what was not included is `None` (a batch
+/// allocates no empty lists for it).
 type QueryTuple<'py> = (
     Vec<Vec<String>>,
     Vec<Vec<f32>>,
-    Vec<Vec<Option<String>>>,
-    Vec<Vec<Option<String>>>,
+    Option<Vec<Vec<Option<String>>>>,
+    Option<Vec<Vec<Option<String>>>>,
     Option<Vec<Bound<'py, PyArray2<f32>>>>,
 );
 
@@ -369,18 +370,23 @@ impl VectorCollection {
             )
         })?;
         let dim = self.inner.config().dim;
+        let n = results.len();
         let mut out: QueryTuple<'py> = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            include_embeddings.then(Vec::new),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            include_documents.then(|| Vec::with_capacity(n)),
+            include_metadatas.then(|| Vec::with_capacity(n)),
+            include_embeddings.then(|| Vec::with_capacity(n)),
         );
         for r in results {
             out.0.push(r.ids);
             out.1.push(r.distances);
-            out.2.push(r.documents);
-            out.3.push(r.metadatas);
+            if let Some(all) = out.2.as_mut() {
+                all.push(r.documents);
+            }
+            if let Some(all) = out.3.as_mut() {
+                all.push(r.metadatas);
+            }
             if let (Some(all), Some(v)) = (out.4.as_mut(), r.vectors) {
                 all.push(matrix(py, v, dim)?);
             }
