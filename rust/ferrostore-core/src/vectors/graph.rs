@@ -171,6 +171,15 @@ impl Graph {
         }
     }
 
+    /// The search expansion of this process.
+    #[cfg(test)]
+    pub(super) fn ef(&self) -> usize {
+        match self {
+            Graph::Usearch(index) => index.expansion_search(),
+            Graph::Own { ef, .. } => ef.load(Ordering::Relaxed),
+        }
+    }
+
     /// Sets the search expansion for this process.
     pub(super) fn set_ef(&self, ef: usize) {
         match self {

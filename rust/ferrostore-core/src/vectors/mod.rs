@@ -740,7 +740,12 @@ impl Collection {
                         path.display(), stored.dim, stored.space, given.dim, given.space
                     )));
                 }
-                stored
+                // The search breadth is the opener's: it is not part of the stored graph,
+                // and it changes after creation (Chroma's `hnsw:search_ef` through modify).
+                CollectionConfig {
+                    ef_search: given.ef_search,
+                    ..stored
+                }
             }
             (None, Some(given)) => {
                 given.validate()?;

@@ -979,3 +979,33 @@ fn a_repeated_exact_filter_answers_as_the_first_time() {
         );
     }
 }
+
+/// A collection reopened with another search breadth searches with it: `hnsw:search_ef`
+/// changes after creation, and a process opening the collection later must use the new one.
+#[test]
+fn reopening_applies_the_given_search_breadth() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = CollectionConfig::new(4, "l2", 16, 64, 16, "f32");
+    let c = Collection::open(dir.path(), Some(created.clone()), Some(1 << 24)).unwrap();
+    c.write(
+        batch(&["a"], vec![1.0, 0.0, 0.0, 0.0], None),
+        WriteMode::Add,
+    )
+    .unwrap();
+    c.checkpoint().unwrap();
+    drop(c);
+    let wider = CollectionConfig {
+        ef_search: 96,
+        ..created
+    };
+    let c = Collection::open(dir.path(), Some(wider), Some(1 << 24)).unwrap();
+    assert_eq!(c.config().ef_search, 96);
+    assert_eq!(c.state.read().unwrap().graph.ef(), 96);
+    drop(c);
+    let stored = Collection::open(dir.path(), None, Some(1 << 24)).unwrap();
+    assert_eq!(
+        stored.config().ef_search,
+        16,
+        "opening without a config keeps the stored one"
+    );
+}
