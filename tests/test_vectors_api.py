@@ -680,27 +680,27 @@ BAD_WHERE_DOCUMENT: list[Any] = [
 ]
 
 
+def assert_where_refused(collection: chromadb.Collection, where: Any) -> None:
+    """``get``, ``query`` and ``delete`` each refuse ``where``, naming the call."""
+    with pytest.raises(errors.InvalidArgument, match="in get"):
+        collection.get(where=where)
+    with pytest.raises(errors.InvalidArgument, match="in query"):
+        collection.query(query_embeddings=V, where=where)
+    with pytest.raises(errors.InvalidArgument, match="in delete"):
+        collection.delete(where=where)
+
+
 @pytest.mark.parametrize("where", BAD_WHERE, ids=repr)
 def test_bad_where_raises_in_get_query_delete(filled: chromadb.Collection, where: Any) -> None:
     before = snapshot(filled)
-    with pytest.raises(errors.InvalidArgument, match="in get"):
-        filled.get(where=where)
-    with pytest.raises(errors.InvalidArgument, match="in query"):
-        filled.query(query_embeddings=V, where=where)
-    with pytest.raises(errors.InvalidArgument, match="in delete"):
-        filled.delete(where=where)
+    assert_where_refused(filled, where)
     assert snapshot(filled) == before
 
 
 def test_bad_filters_are_refused_before_the_first_add(client: chromadb.ClientAPI) -> None:
     empty = client.create_collection("no-dimension-yet", embedding_function=None)
     for where in BAD_WHERE:
-        with pytest.raises(errors.InvalidArgument, match="in get"):
-            empty.get(where=where)
-        with pytest.raises(errors.InvalidArgument, match="in query"):
-            empty.query(query_embeddings=V, where=where)
-        with pytest.raises(errors.InvalidArgument, match="in delete"):
-            empty.delete(where=where)
+        assert_where_refused(empty, where)
     for where_document in BAD_WHERE_DOCUMENT:
         with pytest.raises(errors.InvalidArgument, match="in get"):
             empty.get(where_document=where_document)
