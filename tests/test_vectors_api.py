@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -1011,12 +1012,18 @@ def test_collection_deleted_by_another_client_is_not_recreated(tmp_path: Path) -
     assert list((tmp_path / "collections").iterdir()) == []
 
 
-def _spawn_results(target: Any, *args: Any) -> Any:
+def _spawn_results(target: Any, *args: Any, while_running: Callable[[], None] | None = None) -> Any:
+    """Run ``target(*args, results)`` in a spawned process and return what it reports.
+
+    ``while_running`` runs in this process after the child starts, before its report is read.
+    """
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, results))
     proc.start()
     try:
+        if while_running is not None:
+            while_running()
         status, payload = results.get(timeout=TIMEOUT_S)
     finally:
         proc.join(TIMEOUT_S)
@@ -1036,23 +1043,22 @@ def test_a_deletion_reaches_a_process_that_has_the_collection_open(tmp_path: Pat
     )
     collection.add(ids=IDS[:20], embeddings=EMB[:20])
     ctx = multiprocessing.get_context("spawn")
-    ready, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
-    proc = ctx.Process(
-        target=vector_workers.query_before_and_after_go,
-        args=(str(tmp_path), "held", EMB[7].tolist(), ready, go, results),
-    )
-    proc.start()
-    try:
+    ready, go = ctx.Event(), ctx.Event()
+
+    def delete_once_it_has_queried() -> None:
         assert ready.wait(TIMEOUT_S)
         chromadb.PersistentClient(tmp_path).delete_collection("held")
         go.set()
-        status, payload = results.get(timeout=TIMEOUT_S)
-    finally:
-        proc.join(TIMEOUT_S)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    assert status == "ok", payload
+
+    payload = _spawn_results(
+        vector_workers.query_before_and_after_go,
+        str(tmp_path),
+        "held",
+        EMB[7].tolist(),
+        ready,
+        go,
+        while_running=delete_once_it_has_queried,
+    )
     assert payload == (["id07"], "NotFound")
 
 
