@@ -53,6 +53,7 @@ def test_opening_an_up_to_date_database_does_not_import_alembic(tmp_path):
 N_PROCS = 8
 N_VALUES = 50
 TIMEOUT_S = 60
+N_NEW_FILES = 20
 
 
 def _info(db: MetadataDB) -> dict[str, str]:
@@ -89,14 +90,33 @@ def _counter_worker(url: str, start: multiprocessing.synchronize.Event, results)
         results.put(("error", f"{type(err).__name__}: {err}"))
 
 
-def _run_processes(target, url: str) -> list[object]:  # type: ignore[no-untyped-def]
+def _open_new_files_worker(paths: list[str], barrier, results) -> None:  # type: ignore[no-untyped-def]
+    try:
+        instance_ids = []
+        for path in paths:
+            barrier.wait(TIMEOUT_S)  # every process opens each new file at the same moment
+            with MetadataDB(path) as db:
+                instance_ids.append(_info(db)["instance_id"])
+        results.put(("ok", instance_ids))
+    except BaseException as err:
+        barrier.abort()
+        results.put(("error", f"{type(err).__name__}: {err}"))
+
+
+def _run_processes(target, arg: object, *, barrier: bool = False) -> list[object]:  # type: ignore[no-untyped-def]
+    """Run ``target(arg, start, results)`` in N_PROCS processes started together.
+
+    ``start`` is an event the parent sets, or with ``barrier`` a barrier of the processes.
+    """
     ctx = multiprocessing.get_context("spawn")
-    start, results = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(url, start, results)) for _ in range(N_PROCS)]
+    start = ctx.Barrier(N_PROCS) if barrier else ctx.Event()
+    results = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(arg, start, results)) for _ in range(N_PROCS)]
     for proc in procs:
         proc.start()
     try:
-        start.set()
+        if not barrier:
+            start.set()
         outcomes = [results.get(timeout=TIMEOUT_S) for _ in procs]
     finally:
         for proc in procs:
@@ -147,6 +167,28 @@ def test_concurrent_open_of_new_database(metadata_url: str) -> None:
         assert _count(db, "ferrostore_info") == 2
         assert _count(db, "alembic_version") == 1
         assert _info(db)["instance_id"] == instance_ids[0]
+
+
+def test_processes_creating_sqlite_files_at_once_all_succeed(tmp_path: Path) -> None:
+    # Switching a new file to WAL takes a write lock that SQLite refuses at once, busy timeout
+    # or not, to a second process switching at the same moment.
+    paths = [str(tmp_path / f"metadata-{i}.db") for i in range(N_NEW_FILES)]
+    per_process = _run_processes(_open_new_files_worker, paths, barrier=True)
+    for i, path in enumerate(paths):
+        assert len({instance_ids[i] for instance_ids in per_process}) == 1  # type: ignore[index]
+        with MetadataDB(path) as db, db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_opening_a_rollback_journal_file_switches_it_to_wal(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.db"
+    MetadataDB(path).close()
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        assert conn.execute("PRAGMA journal_mode = DELETE").fetchone() == ("delete",)
+    conn.close()
+    with MetadataDB(path) as db, db.engine.connect() as conn2:
+        assert conn2.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert db.current_revision() == HEAD
 
 
 def test_next_value_races_lose_nothing(metadata_url: str) -> None:

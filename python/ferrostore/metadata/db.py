@@ -4,7 +4,8 @@
 revision, and hands out transactions. A plain path is a SQLite file; a ``postgresql://`` URL
 is a PostgreSQL server reached through psycopg 3.
 
-SQLite is set up for several processes writing at once: WAL journal, ``synchronous=NORMAL``,
+SQLite is set up for several processes writing at once: WAL journal (switched on once, by the
+process that creates the schema, under the migration lock), ``synchronous=NORMAL``,
 foreign keys on, a 30 s busy timeout, and ``BEGIN IMMEDIATE`` for every write transaction so
 writers queue for the lock up front instead of failing halfway with "database is locked".
 
@@ -503,7 +504,7 @@ class MetadataDB:
         head = _head_revision()
         with self._translate_errors():
             with self._begin(readonly=True) as conn:
-                if _current_revision(conn) == head:
+                if _current_revision(conn) == head and self._journal_is_set(conn):
                     return
             with self._migration_connection() as conn, conn.begin():
                 current = _current_revision(conn)
@@ -519,6 +520,12 @@ class MetadataDB:
                 config = _alembic_config()
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
+
+    def _journal_is_set(self, conn: Connection) -> bool:
+        """Whether the database needs no journal switch: a SQLite file in WAL mode, or else."""
+        if self._sqlite_file is None:
+            return True
+        return conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
     @contextlib.contextmanager
     def _migration_connection(self) -> Iterator[Connection]:
@@ -549,6 +556,11 @@ class MetadataDB:
             if lock_fd is not None:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX)
             with self._engine.connect() as conn:
+                if lock_fd is not None:
+                    # The journal mode is kept in the file. Switching it needs a write lock
+                    # that SQLite refuses at once, busy timeout or not, while another
+                    # connection is switching too: so one process switches, under the lock.
+                    conn.connection.driver_connection.execute("PRAGMA journal_mode = WAL")
                 conn.execution_options(**{_SQLITE_BEGIN_OPTION: "IMMEDIATE"})
                 yield conn
         finally:
@@ -641,7 +653,6 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         cursor = dbapi_conn.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
