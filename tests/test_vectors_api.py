@@ -297,6 +297,26 @@ def test_get_limit_offset_and_peek(filled: chromadb.Collection) -> None:
     assert filled.peek(limit=3)["ids"] == IDS[:3]
 
 
+def test_get_pages_in_insertion_order_after_updates(client: chromadb.ClientAPI) -> None:
+    collection = client.create_collection("pages", embedding_function=None)
+    ids = [f"r{i:02d}" for i in range(20)]
+    collection.add(
+        ids=ids,
+        embeddings=[[float(i), 1.0] for i in range(20)],
+        metadatas=[{"even": i % 2 == 0} for i in range(20)],
+    )
+    # Updated and upserted records are written again but keep their place.
+    collection.update(ids=["r03", "r00"], metadatas=[{"even": False}, {"even": True}])
+    collection.upsert(ids=["r07"], embeddings=[[7.0, 2.0]], metadatas=[{"even": False}])
+    assert collection.get(limit=3, offset=2)["ids"] == ["r02", "r03", "r04"]
+    assert collection.get(offset=18)["ids"] == ["r18", "r19"]
+    odd = [f"r{i:02d}" for i in range(1, 20, 2)]
+    assert collection.get(where={"even": False})["ids"] == odd
+    assert collection.get(where={"even": False}, limit=3, offset=1)["ids"] == odd[1:4]
+    assert collection.get(where={"even": False}, offset=8, limit=5)["ids"] == odd[8:]
+    assert collection.get(where={"even": False}, offset=10)["ids"] == []
+
+
 def test_get_unknown_ids_are_skipped(filled: chromadb.Collection) -> None:
     assert filled.get(ids=["nope", "id02"])["ids"] == ["id02"]
     assert filled.get(ids="nope")["ids"] == []

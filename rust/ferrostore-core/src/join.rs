@@ -11,8 +11,7 @@
 //! (in parallel), then answers each entity row with a binary search (in parallel) and
 //! gathers the feature columns with Arrow's `take` (`interleave` across several batches).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::fxhash::FxMap;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
@@ -44,41 +43,6 @@ pub struct JoinSpec {
     /// `(feature column, output name)` pairs.
     pub columns: Vec<(String, String)>,
 }
-
-/// FxHash with an avalanche finish: keys are short and not attacker-chosen.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // Fx alone leaves the low bits (the bucket index) depending on few input bytes:
-        // finish with murmur3's avalanche so every byte moves every bit.
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 fn column<'a>(batch: &'a RecordBatch, name: &str, side: &str) -> Result<&'a ArrayRef> {
     batch.column_by_name(name).ok_or_else(|| {

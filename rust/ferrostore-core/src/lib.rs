@@ -5,6 +5,7 @@
 //! arguments, releases the GIL and maps [`Error`] variants onto Python exceptions.
 
 pub mod error;
+mod fxhash;
 pub mod join;
 pub mod online;
 mod prefetch;

@@ -29,6 +29,7 @@ use std::sync::{Mutex, OnceLock, RwLock};
 use rayon::prelude::*;
 
 use super::{lanes, normalize, Space};
+use crate::fxhash::FxMap;
 use crate::prefetch::prefetch_lines;
 use crate::{Error, Result};
 
@@ -256,7 +257,7 @@ pub struct Hnsw {
     locks: Box<[Mutex<()>]>,
     /// The entry point and its level (`None` while the graph is empty).
     entry: RwLock<Option<(u32, usize)>>,
-    slot_of: HashMap<u64, u32>,
+    slot_of: FxMap<u64, u32>,
     /// Whether `keys` rise strictly with the slot (a collection's sequences do): then a
     /// rising run of keys finds its slots by a forward search of `keys`, in cache order.
     keys_ascending: bool,
@@ -310,7 +311,7 @@ impl Hnsw {
             upper: HashMap::new(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             entry: RwLock::new(None),
-            slot_of: HashMap::new(),
+            slot_of: FxMap::default(),
             keys_ascending: true,
             removed: Vec::new(),
             removed_count: 0,

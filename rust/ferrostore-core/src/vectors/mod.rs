@@ -14,7 +14,9 @@ mod graph;
 pub mod hnsw;
 mod subset;
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use crate::fxhash::FxMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -352,7 +354,7 @@ struct State {
     /// Each live sequence's insertion order (kept when the record is updated or upserted).
     /// Memory keeps nothing else per record: id, document, metadata and vector are read from
     /// the LMDB pages when asked for.
-    slots: HashMap<u64, u64>,
+    slots: FxMap<u64, u64>,
     live: Bitset,
     /// Postings of removed records stay until compaction: every filter is intersected with
     /// `live`.
@@ -767,7 +769,7 @@ impl Collection {
         let deletion = DeletionMark::open(&path)?;
         let state = State {
             graph: Graph::new(&config, space)?,
-            slots: HashMap::new(),
+            slots: FxMap::default(),
             live: Bitset::default(),
             metadata: MetadataIndex::default(),
             applied_seq: 0,
@@ -1423,15 +1425,24 @@ impl Collection {
     ) -> Result<GetResult> {
         let (rtxn, state) = self.snapshot()?;
         let selected = self.select(&state, &rtxn, ids, where_, where_document)?;
-        let mut seqs: Vec<u64> = selected.iter().collect();
-        seqs.sort_by_key(|seq| state.slots.get(seq).copied().unwrap_or(u64::MAX));
+        // Insertion order: each position looked up once, and only the page asked for sorted.
+        let mut order: Vec<(u64, u64)> = selected
+            .iter()
+            .map(|seq| (state.slots.get(&seq).copied().unwrap_or(u64::MAX), seq))
+            .collect();
+        let end = offset
+            .saturating_add(limit.unwrap_or(usize::MAX))
+            .min(order.len());
+        if end < order.len() {
+            if end > 0 {
+                order.select_nth_unstable(end - 1);
+            }
+            order.truncate(end);
+        }
+        order.sort_unstable();
         let mut out = GetResult::default();
         let mut vectors = Vec::new();
-        for seq in seqs
-            .into_iter()
-            .skip(offset)
-            .take(limit.unwrap_or(usize::MAX))
-        {
+        for (_, seq) in order.into_iter().skip(offset) {
             let Some(r) = self.stored(&rtxn, seq)? else {
                 continue;
             };
