@@ -11,7 +11,6 @@
 //! (in parallel), then answers each entity row with a binary search (in parallel) and
 //! gathers the feature columns with Arrow's `take` (`interleave` across several batches).
 
-use crate::fxhash::FxMap;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
@@ -22,6 +21,7 @@ use arrow_cast::cast;
 use arrow_schema::{DataType, Field, Schema};
 use rayon::prelude::*;
 
+use crate::fxhash::FxMap;
 use crate::online::codec::KeyColumn;
 use crate::online::ValueType;
 use crate::timestamps::utc_micros;
