@@ -15,8 +15,6 @@ pub mod hnsw;
 mod subset;
 
 use std::collections::BinaryHeap;
-
-use crate::fxhash::FxMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -33,6 +31,7 @@ pub use graph::{OWN_GRAPH, USEARCH_GRAPH};
 use hnsw::Packed;
 use subset::{DistanceRule, SubsetRows};
 
+use crate::fxhash::FxMap;
 use crate::{Error, Result};
 pub use deletion::mark_deleted;
 use deletion::DeletionMark;
