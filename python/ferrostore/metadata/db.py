@@ -522,7 +522,7 @@ class MetadataDB:
                 command.upgrade(config, "head")
 
     def _journal_is_set(self, conn: Connection) -> bool:
-        """Whether the database needs no journal switch: a SQLite file in WAL mode, or else."""
+        """False for a SQLite file not in WAL mode yet; PostgreSQL and memory have no switch."""
         if self._sqlite_file is None:
             return True
         return conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
