@@ -3,7 +3,7 @@
 Usage::
 
     python benches/vectors_interleaved.py [--data ../shared/datasets/minilm-debian]
-        [--rounds 11] [--block-seconds 0.3]
+        [--rounds 11] [--block-seconds 0.3] [--synthetic [--n 1000000] [--dim 128]]
 
 ``vectors_side_by_side.py`` measures each engine in its own process, one after the other. On
 this shared machine a slow minute then lands on one engine's turn only: with the same code,
@@ -17,15 +17,16 @@ then one query per call, each for ``--block-seconds`` (Python's cycle collector 
 the side by side). It prints each engine's ef and recall, the rates
 of each round, and the medians of the per-round ratios for the two targets: ferrostore one
 query per call over hnswlib (target >= 0.8), and ferrostore batched over the round's faster
-peer batched (target >= 1). Nothing is asserted.
+peer batched (target >= 1). ``--synthetic`` runs on the side by side's seeded clustered set
+instead. Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,13 @@ from vectors_filtered_interleaved import rate
 from vectors_side_by_side import (
     DEFAULT_DATA,
     EF_SWEEP,
-    META_FIELDS,
     TARGET_RECALL,
     default_batch_ids,
     gc_paused,
+    load_records,
     make_engine,
+    prepare_minilm,
+    prepare_synthetic,
     recall_at_k,
 )
 
@@ -78,22 +81,28 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--block-seconds", type=float, default=0.3)
+    parser.add_argument("--synthetic", action="store_true")
+    parser.add_argument("--n", type=int, default=1_000_000, help="synthetic: vectors")
+    parser.add_argument("--dim", type=int, default=128, help="synthetic: dimension")
     parser.add_argument(
         "--ef-ferrostore", type=int, default=None, help="ferrostore's ef (default: the sweep's)"
     )
     args = parser.parse_args()
 
-    base = np.load(args.data / "base_f16.npy").astype(np.float32)
-    base /= np.linalg.norm(base, axis=1, keepdims=True)
-    queries = np.load(args.data / "queries.npy").astype(np.float32)
-    gt = np.load(args.data / "gt_ids.npy")
-    lines = (args.data / "base_meta.jsonl").read_text().splitlines()
-    meta = [json.loads(line) for line in lines]
-    metadatas = [{k: m[k] for k in META_FIELDS} for m in meta]
-    documents = [m["text"] for m in meta]
-
-    engines = {name: make_engine(name, base.shape[1]) for name in ("ferrostore", *PEERS)}
+    work = Path(tempfile.mkdtemp(prefix="vinterleaved-"))
+    engines: dict[str, Any] = {}
     try:
+        data_dir = work / "data"
+        if args.synthetic:
+            prepare_synthetic(data_dir, args.n, args.dim, 1000, seed=0)
+        else:
+            prepare_minilm(args.data, data_dir, 1000)
+        base = np.load(data_dir / "base.npy")
+        queries = np.load(data_dir / "queries.npy")
+        gt = np.load(data_dir / "gt.npy")
+        metadatas, documents = load_records(data_dir)
+        for name in ("ferrostore", *PEERS):
+            engines[name] = make_engine(name, base.shape[1])
         for name, eng in engines.items():
             t0 = time.perf_counter()
             eng.build(base, metadatas, documents)
@@ -138,6 +147,7 @@ def main() -> None:
                 eng.close()
             if hasattr(eng, "tmp"):
                 shutil.rmtree(eng.tmp, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -807,6 +807,17 @@ def measure_point(
     return point
 
 
+def load_records(data_dir: Path) -> tuple[list[Any], list[Any] | None]:
+    """The metadata and documents (``None`` for a set without texts) of a prepared set."""
+    metadatas, documents = [], []
+    with open(data_dir / "records.jsonl") as f:
+        for line in f:
+            m, d = json.loads(line)
+            metadatas.append(m)
+            documents.append(d)
+    return metadatas, None if all(d is None for d in documents[:10]) else documents
+
+
 def worker(engine_name: str, data_dir: Path, out_path: Path, opts: dict[str, Any]) -> None:
     info = json.loads((data_dir / "info.json").read_text())
     base = np.load(data_dir / "base.npy")
@@ -815,16 +826,7 @@ def worker(engine_name: str, data_dir: Path, out_path: Path, opts: dict[str, Any
     masks = dict(np.load(data_dir / "masks.npz"))
     gts = dict(np.load(data_dir / "gt_filtered.npz"))
     chroma_shaped = engine_name in ("ferrostore", "chroma")
-    metadatas = documents = None
-    if chroma_shaped:
-        metadatas, documents = [], []
-        with open(data_dir / "records.jsonl") as f:
-            for line in f:
-                m, d = json.loads(line)
-                metadatas.append(m)
-                documents.append(d)
-        if all(d is None for d in documents[:10]):
-            documents = None
+    metadatas, documents = load_records(data_dir) if chroma_shaped else (None, None)
     slow = engine_name == "chroma"
     eng = make_engine(engine_name, info["dim"])
     to_ids = getattr(eng, "ids", default_ids)
