@@ -4,6 +4,7 @@ Usage::
 
     python benches/vectors_interleaved.py [--data ../shared/datasets/minilm-debian]
         [--rounds 11] [--block-seconds 0.3] [--synthetic [--n 1000000] [--dim 128]]
+        [--ef ENGINE=EF ...]
 
 ``vectors_side_by_side.py`` measures each engine in its own process, one after the other. On
 this shared machine a slow minute then lands on one engine's turn only: with the same code,
@@ -85,9 +86,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="synthetic: vectors")
     parser.add_argument("--dim", type=int, default=128, help="synthetic: dimension")
     parser.add_argument(
-        "--ef-ferrostore", type=int, default=None, help="ferrostore's ef (default: the sweep's)"
+        "--ef",
+        action="append",
+        default=[],
+        metavar="ENGINE=EF",
+        help="run an engine at this ef instead of the sweep's (repeatable)",
     )
     args = parser.parse_args()
+    forced = {}
+    for item in args.ef:
+        name, _, value = item.partition("=")
+        if name not in ("ferrostore", *PEERS) or not value.isdigit():
+            parser.error(
+                f"--ef {item!r}: expected ENGINE=EF with ENGINE one of ferrostore, {PEERS}"
+            )
+        forced[name] = int(value)
 
     work = Path(tempfile.mkdtemp(prefix="vinterleaved-"))
     engines: dict[str, Any] = {}
@@ -107,11 +120,14 @@ def main() -> None:
             t0 = time.perf_counter()
             eng.build(base, metadatas, documents)
             built = time.perf_counter() - t0
-            ef, recall = smallest_ef(eng, queries, gt)
-            if name == "ferrostore" and args.ef_ferrostore is not None:
-                ef = args.ef_ferrostore
+            if name in forced:
+                ef = forced[name]
                 eng.set_ef(ef)
-                recall = recall_at_k(eng.batch_ids(eng.batch(queries)), gt)
+                recall = recall_at_k(
+                    getattr(eng, "batch_ids", default_batch_ids)(eng.batch(queries)), gt
+                )
+            else:
+                ef, recall = smallest_ef(eng, queries, gt)
             print(f"{name}: built in {built:.1f} s; ef {ef}, recall@10 {recall:.4f}", flush=True)
 
         single: dict[str, list[float]] = {name: [] for name in engines}
