@@ -376,7 +376,7 @@ def gc_paused() -> Any:
     """Time without Python's cycle collector, as ``timeit`` does, for every engine alike.
 
     A pass keeps each query's result for its recall; results made of lists (Chroma's shape,
-    ours and Chroma's) then pile up in the collector's generations, and its full collections,
+    which ours shares) then pile up in the collector's generations, and its full collections,
     which walk every object of the process (the metadata of 50k records here), land inside
     the timing at random. An application drops a result after reading it.
     """

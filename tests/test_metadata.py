@@ -183,11 +183,10 @@ def test_processes_creating_sqlite_files_at_once_all_succeed(tmp_path: Path) -> 
 def test_opening_a_rollback_journal_file_switches_it_to_wal(tmp_path: Path) -> None:
     path = tmp_path / "metadata.db"
     MetadataDB(path).close()
-    with sqlite3.connect(path, isolation_level=None) as conn:
-        assert conn.execute("PRAGMA journal_mode = DELETE").fetchone() == ("delete",)
-    conn.close()
-    with MetadataDB(path) as db, db.engine.connect() as conn2:
-        assert conn2.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as raw:
+        assert raw.execute("PRAGMA journal_mode = DELETE").fetchone() == ("delete",)
+    with MetadataDB(path) as db, db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert db.current_revision() == HEAD
 
 
