@@ -1139,9 +1139,13 @@ def test_sigkill_during_large_add_keeps_every_acknowledged_batch(tmp_path: Path)
     for b in acked_batches:
         ids, embeddings, _ = vector_workers.batch(b)
         assert collection.get(where={"batch": b}, include=[])["ids"] == ids
-        probes = [0, batch // 2, batch - 1]
+        # A record's own vector finds it unless the approximate search misses it (about 1
+        # in 30,000 here, most often a far outlier): a batch is searchable when all but at
+        # most one of its probes find themselves.
+        probes = list(range(0, batch, batch // 16))
         result = collection.query(query_embeddings=embeddings[probes], n_results=1, include=[])
-        assert result["ids"] == [[ids[p]] for p in probes]
+        missed = [ids[p] for p, got in zip(probes, result["ids"], strict=True) if got != [ids[p]]]
+        assert len(missed) <= 1, f"batch {b}: {missed} do not find themselves"
     # The store still takes writes after the crash.
     collection.add(ids="after-crash", embeddings=[[0.0] * vector_workers.DIM])
     assert collection.count() == count + 1

@@ -197,6 +197,77 @@ fn filtered_search_returns_only_admitted_keys_with_recall() {
     assert!(r >= 0.95, "filtered recall@10 {r}");
 }
 
+/// Live slots that level 0 cannot reach from the entry point.
+fn unreachable(graph: &Hnsw) -> Vec<u32> {
+    let Some((entry, _)) = *graph.entry.read().unwrap() else {
+        return Vec::new();
+    };
+    let mut reached = vec![false; graph.keys.len()];
+    reached[entry as usize] = true;
+    let mut pending = vec![entry];
+    let mut links = Vec::new();
+    while let Some(slot) = pending.pop() {
+        graph.neighbours(slot, 0, &mut links);
+        for &n in &links {
+            if !std::mem::replace(&mut reached[n as usize], true) {
+                pending.push(n);
+            }
+        }
+    }
+    (0..graph.keys.len() as u32)
+        .filter(|&s| !reached[s as usize] && !graph.is_removed(s))
+        .collect()
+}
+
+#[test]
+fn every_node_stays_reachable() {
+    // Few links and a small beam on uniform vectors: pruning drops hundreds of nodes from
+    // every list that held them.
+    let mut rng = Rng(11);
+    let vectors: Vec<Vec<f32>> = (0..20_000)
+        .map(|_| (0..16).map(|_| rng.next()).collect())
+        .collect();
+    let params = HnswParams {
+        m: 3,
+        ef_construction: 8,
+        ..HnswParams::default()
+    };
+    let mut graph = Hnsw::new(16, Space::L2, params).unwrap();
+    let items: Vec<(u64, &[f32])> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, v.as_slice()))
+        .collect();
+    for part in items.chunks(2500) {
+        graph.add(part).unwrap();
+        assert_eq!(unreachable(&graph), Vec::<u32>::new());
+    }
+    for key in (0..20_000).step_by(7) {
+        graph.remove(key);
+    }
+    graph.add(&items[..1]).unwrap();
+    graph.connect();
+    assert_eq!(unreachable(&graph), Vec::<u32>::new());
+}
+
+#[test]
+fn nodes_find_themselves() {
+    // Roughly normal values (sums of uniform ones): the outliers are the nodes at risk.
+    let mut rng = Rng(12);
+    let vectors: Vec<Vec<f32>> = (0..20_000)
+        .map(|_| {
+            (0..16)
+                .map(|_| rng.next() + rng.next() + rng.next())
+                .collect()
+        })
+        .collect();
+    let graph = build(Space::L2, &vectors, 8);
+    let missed: Vec<usize> = (0..vectors.len())
+        .filter(|&i| graph.search(&vectors[i], 1, 64, None).unwrap()[0].0 != i as u64 * 3 + 7)
+        .collect();
+    assert!(missed.len() < 3, "{missed:?} miss their own vector");
+}
+
 #[test]
 fn small_and_empty_graphs() {
     let mut graph = Hnsw::new(3, Space::L2, HnswParams::default()).unwrap();
@@ -380,6 +451,14 @@ fn hnsw_speed() {
         items.len(),
         start.elapsed().as_secs_f64(),
         graph.memory_bytes() / items.len()
+    );
+    // The pass `add` ran at its end, run again: it finds nothing to link, so this is the
+    // cost of checking.
+    let start = std::time::Instant::now();
+    let linked = graph.connect();
+    println!(
+        "connect: {linked} linked, {:.1} ms",
+        start.elapsed().as_secs_f64() * 1e3
     );
     for ef in [16, 32, 64, 128] {
         let start = std::time::Instant::now();
