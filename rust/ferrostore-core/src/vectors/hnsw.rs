@@ -611,7 +611,9 @@ impl Hnsw {
                 (current, current_dist) = self.greedy(&q, current, current_dist, l, &mut ids);
             }
             // Upper levels may lead to `slot` itself, or to nodes level 0 cannot reach: the
-            // entry point starts the search too.
+            // entry point starts the search too, and only reached nodes are results (the
+            // entry is one, so there is always one).
+            let admit = |n: u32| reached[n as usize] && n != slot;
             let found: Vec<u32> = self
                 .search_layer(
                     &q,
@@ -621,11 +623,10 @@ impl Hnsw {
                     ],
                     self.params.ef_construction,
                     0,
-                    None,
+                    Some(&admit),
                 )
                 .into_iter()
                 .map(|n| n.1)
-                .filter(|&n| reached[n as usize] && n != slot)
                 .collect();
             let Some(&nearest) = found.first() else {
                 continue;
