@@ -1292,6 +1292,9 @@ impl Hnsw {
                 graph.removed_count += 1;
             }
         }
+        if entry_slot == u64::MAX && n > 0 {
+            return Err(bad("nodes without an entry point"));
+        }
         if entry_slot != u64::MAX {
             if entry_slot as usize >= n
                 || top as usize > MAX_LEVEL

@@ -375,6 +375,12 @@ fn a_damaged_file_is_a_storage_error_not_a_panic() {
             b[links + 4..links + 8].copy_from_slice(&100_000u32.to_le_bytes());
             b
         },
+        {
+            // Nodes, but no entry point: no search could reach them.
+            let mut b = bytes.clone();
+            b[8 + 7 * 8..8 + 8 * 8].copy_from_slice(&u64::MAX.to_le_bytes());
+            b
+        },
     ];
     for (i, damaged) in cases.into_iter().enumerate() {
         std::fs::write(&path, damaged).unwrap();
