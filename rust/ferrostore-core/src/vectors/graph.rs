@@ -104,8 +104,9 @@ impl Graph {
         Ok(())
     }
 
-    /// Writes the graph to `path` (callers rename it into place).
-    pub(super) fn save(&self, path: &Path) -> Result<()> {
+    /// Writes the graph to `path` (callers rename it into place), ferrostore's own after
+    /// linking back the nodes its last additions cut off ([`Hnsw::connect_if_added`]).
+    pub(super) fn save(&mut self, path: &Path) -> Result<()> {
         match self {
             Graph::Usearch(index) => {
                 let file = path
@@ -113,7 +114,12 @@ impl Graph {
                     .ok_or_else(|| Error::Storage("collection path is not UTF-8".into()))?;
                 index.save(file).map_err(usearch_err)
             }
-            Graph::Own { graph, .. } => graph.save(path),
+            Graph::Own { graph, .. } => {
+                // A checkpoint holds a connected graph: otherwise the nodes added since the
+                // last pass would wait, after the next open, for the graph to grow again.
+                graph.connect_if_added();
+                graph.save(path)
+            }
         }
     }
 

@@ -663,6 +663,14 @@ impl Hnsw {
         linked
     }
 
+    /// [`Hnsw::connect`] when nodes were added since it last ran; returns how many it linked.
+    pub fn connect_if_added(&mut self) -> usize {
+        if self.added_since_connect == 0 {
+            return 0;
+        }
+        self.connect()
+    }
+
     /// The index in `ids`, `node`'s level-0 links (not empty), of the farthest from it.
     fn farthest_link(&self, node: u32, ids: &[u32]) -> usize {
         let mut base = Vec::with_capacity(self.dim);
